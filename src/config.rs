@@ -1,0 +1,299 @@
+//! Typed configuration for `okra-callbacks serve`, validated at start-up.
+//!
+//! Every flag also reads an environment variable; secrets can come from a file
+//! (`--callback-token-file`, `OKRA_CALLBACK_TOKEN_FILE`, …) and never print.
+
+use std::{fmt, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
+
+use clap::Args;
+
+use crate::dispatch::DispatchConfig;
+
+/// A secret string (a bearer token). `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself; call only where it is compared or sent.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.trim().is_empty() {
+            return Err("a token cannot be empty".into());
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{e}: write a duration such as 500ms, 30s, 10m or 24h"))
+}
+
+/// Everything `serve` needs. Build it with `Config::default()` in code, or from the command line
+/// and environment through clap.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address to serve on.
+    #[arg(long, env = "OKRA_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+
+    /// `sqlite://PATH` (embedded, created if missing) or `postgres://…` (shared by replicas).
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://okra-callbacks.db")]
+    pub database_url: String,
+
+    /// When set, `POST /v1/callback` requires `Authorization: Bearer <token>`.
+    #[arg(long, env = "OKRA_CALLBACK_TOKEN", hide_env_values = true)]
+    pub callback_token: Option<Secret>,
+
+    /// Read the callback token from this file instead.
+    #[arg(long, env = "OKRA_CALLBACK_TOKEN_FILE", conflicts_with = "callback_token")]
+    pub callback_token_file: Option<PathBuf>,
+
+    /// When set, every read/admin endpoint requires `Authorization: Bearer <token>`; when unset
+    /// they answer loopback clients only.
+    #[arg(long, env = "OKRA_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<Secret>,
+
+    /// Read the admin token from this file instead.
+    #[arg(long, env = "OKRA_ADMIN_TOKEN_FILE", conflicts_with = "admin_token")]
+    pub admin_token_file: Option<PathBuf>,
+
+    /// POST each callback's original JSON to this internal URL; a non-2xx answer is a failure.
+    #[arg(long, env = "OKRA_FORWARD_URL")]
+    pub forward_url: Option<String>,
+
+    /// Timeout of one forward request.
+    #[arg(long, env = "OKRA_FORWARD_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub forward_timeout: Duration,
+
+    /// Handler attempts before a callback is marked dead.
+    #[arg(long, env = "OKRA_MAX_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts: u32,
+
+    /// First retry delay in milliseconds; doubles each attempt (with jitter).
+    #[arg(long, env = "OKRA_RETRY_BASE_DELAY_MS", default_value_t = 1000)]
+    pub retry_base_delay_ms: u64,
+
+    /// The longest delay between two attempts.
+    #[arg(long, env = "OKRA_RETRY_MAX_DELAY", default_value = "1h", value_parser = parse_duration)]
+    pub retry_max_delay: Duration,
+
+    /// How long one handler call may run before it counts as failed.
+    #[arg(long, env = "OKRA_HANDLER_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub handler_timeout: Duration,
+
+    /// How many records are handled in parallel.
+    #[arg(long, env = "OKRA_WORKERS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub workers: u32,
+
+    /// Larger request bodies get 413.
+    #[arg(long, env = "OKRA_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// The same body bytes again within this window are answered as a duplicate.
+    #[arg(long, env = "OKRA_DEDUP_WINDOW", default_value = "24h", value_parser = parse_duration)]
+    pub dedup_window: Duration,
+
+    /// Callbacks being stored at once before new ones get 429 with `Retry-After`.
+    #[arg(long, env = "OKRA_MAX_CONCURRENT_REQUESTS", default_value_t = 1024)]
+    pub max_concurrent_requests: usize,
+
+    /// On SIGTERM, how long to wait for in-flight requests and handler calls.
+    #[arg(long, env = "OKRA_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// Delete delivered and dead callbacks older than this (e.g. 90d). Unset: keep everything.
+    #[arg(long, env = "OKRA_RETENTION", value_parser = parse_duration)]
+    pub retention: Option<Duration>,
+
+    /// Log output format.
+    #[arg(long, env = "OKRA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Log full callback bodies (they hold personal data: BVNs, names, phone numbers). Off by
+    /// default; turn on only while debugging, never in production.
+    #[arg(long, env = "OKRA_LOG_BODIES")]
+    pub log_bodies: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let dispatch = DispatchConfig::default();
+        Self {
+            listen: ([0, 0, 0, 0], 8080).into(),
+            database_url: "sqlite://okra-callbacks.db".into(),
+            callback_token: None,
+            callback_token_file: None,
+            admin_token: None,
+            admin_token_file: None,
+            forward_url: None,
+            forward_timeout: Duration::from_secs(10),
+            max_attempts: dispatch.max_attempts,
+            retry_base_delay_ms: dispatch.retry_base_delay.as_millis() as u64,
+            retry_max_delay: dispatch.retry_max_delay,
+            handler_timeout: dispatch.handler_timeout,
+            workers: dispatch.concurrency as u32,
+            max_body_bytes: 4 * 1024 * 1024,
+            dedup_window: Duration::from_secs(24 * 3600),
+            max_concurrent_requests: 1024,
+            shutdown_timeout: Duration::from_secs(30),
+            retention: None,
+            log_format: LogFormat::Text,
+            log_bodies: false,
+        }
+    }
+}
+
+/// A setting that cannot be used; the message says which and how to fix it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn read_secret(path: &PathBuf, flag: &str) -> Result<Secret, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError(format!("cannot read --{flag} {}: {e}", path.display()))
+    })?;
+    text.trim_end_matches(['\r', '\n'])
+        .parse()
+        .map_err(|e| ConfigError(format!("--{flag} {}: {e}", path.display())))
+}
+
+impl Config {
+    /// Reads the `…_FILE` secrets and checks the settings fit together. Call once at start-up.
+    pub fn resolve(mut self) -> Result<Self, ConfigError> {
+        if let Some(path) = self.callback_token_file.take() {
+            self.callback_token = Some(read_secret(&path, "callback-token-file")?);
+        }
+        if let Some(path) = self.admin_token_file.take() {
+            self.admin_token = Some(read_secret(&path, "admin-token-file")?);
+        }
+        if let Some(url) = &self.forward_url {
+            let ok = reqwest::Url::parse(url)
+                .map(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+                .unwrap_or(false);
+            if !ok {
+                return Err(ConfigError(format!(
+                    "--forward-url `{url}` is not an http(s) URL: use e.g. http://ledger.internal:9000/okra"
+                )));
+            }
+        }
+        if self.max_body_bytes == 0 {
+            return Err(ConfigError("--max-body-bytes must be at least 1".into()));
+        }
+        if self.max_concurrent_requests == 0 {
+            return Err(ConfigError("--max-concurrent-requests must be at least 1".into()));
+        }
+        Ok(self)
+    }
+
+    /// The dispatcher settings these flags describe.
+    pub fn dispatch(&self) -> DispatchConfig {
+        DispatchConfig {
+            max_attempts: self.max_attempts,
+            retry_base_delay: Duration::from_millis(self.retry_base_delay_ms),
+            retry_max_delay: self.retry_max_delay,
+            handler_timeout: self.handler_timeout,
+            concurrency: self.workers as usize,
+            lease: (self.handler_timeout * 4).max(Duration::from_secs(30)),
+            ..DispatchConfig::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    #[test]
+    fn defaults_match_the_contract_and_default_impl() {
+        let parsed = Cli::parse_from(["x"]).config;
+        let default = Config::default();
+        assert_eq!(parsed.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(parsed.database_url, "sqlite://okra-callbacks.db");
+        assert_eq!(parsed.max_attempts, 10);
+        assert_eq!(parsed.retry_base_delay_ms, 1000);
+        assert_eq!(parsed.max_body_bytes, 4194304);
+        assert_eq!(format!("{parsed:?}"), format!("{default:?}"));
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let config = Cli::parse_from(["x", "--admin-token", "hunter2-admin"]).config;
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("Secret(***)"));
+    }
+
+    #[test]
+    fn token_files_are_read_and_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin");
+        std::fs::write(&path, "from-a-file\n").unwrap();
+        let config = Cli::parse_from(["x", "--admin-token-file", path.to_str().unwrap()])
+            .config
+            .resolve()
+            .unwrap();
+        assert_eq!(config.admin_token.unwrap().expose(), "from-a-file");
+
+        let missing = Cli::parse_from(["x", "--callback-token-file", "/nonexistent/t"])
+            .config
+            .resolve()
+            .unwrap_err();
+        assert!(missing.to_string().contains("cannot read --callback-token-file"));
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_a_hint() {
+        let err = Cli::try_parse_from(["x", "--dedup-window", "soon"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("30s"), "{err}");
+        assert!(Cli::try_parse_from(["x", "--max-attempts", "0"]).is_err());
+        let err = Cli::parse_from(["x", "--forward-url", "ftp://x"])
+            .config
+            .resolve()
+            .unwrap_err();
+        assert!(err.to_string().contains("http(s)"));
+    }
+}

@@ -1,0 +1,420 @@
+//! The handler trait users implement for their business logic, and how a callback reaches it.
+//!
+//! A [`Handler`] has one async method per callback type, each defaulting to success, so a user
+//! overrides only what they care about; [`Handler::on_unknown`] catches types and codes this crate
+//! does not know yet. Returning an error (or panicking, or running past the timeout) means "try
+//! again later": the dispatcher retries with backoff until `--max-attempts`.
+
+use std::{error::Error as StdError, fmt, sync::Arc};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::callback::{
+    AccountsEvent, AuthEvent, BalanceEvent, Callback, Envelope, IdentityEvent, IncomeEvent,
+    RecordEvent, RecordId, TransactionsEvent,
+};
+
+/// What a handler returns: `Ok(())` once the callback is fully handled.
+pub type HandlerResult = Result<(), HandlerError>;
+
+/// A handler's failure: the callback will be retried later.
+///
+/// Any `std::error::Error` converts into it with `?`; [`HandlerError::msg`] makes one from text.
+pub struct HandlerError(Box<dyn StdError + Send + Sync + 'static>);
+
+impl HandlerError {
+    /// A failure described by a message.
+    pub fn msg(message: impl fmt::Display) -> Self {
+        Self(message.to_string().into())
+    }
+
+    /// The underlying error.
+    pub fn source_error(&self) -> &(dyn StdError + Send + Sync + 'static) {
+        &*self.0
+    }
+}
+
+impl<E: StdError + Send + Sync + 'static> From<E> for HandlerError {
+    fn from(e: E) -> Self {
+        Self(Box::new(e))
+    }
+}
+
+impl fmt::Debug for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)?;
+        let mut source = self.0.source();
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
+}
+
+/// One delivery of a stored callback to the handlers.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The id this receiver gave the callback when it stored it; stable across retries and
+    /// replays, so handlers can use it to make their work idempotent.
+    pub id: String,
+    /// Which handler call this is for the callback, starting at 1.
+    pub attempt: u32,
+    /// When the callback was received and stored.
+    pub received_at: DateTime<Utc>,
+    /// The callback itself.
+    pub envelope: Arc<Envelope>,
+}
+
+impl Context {
+    /// The record the callback is about.
+    pub fn record(&self) -> &RecordId {
+        self.envelope.record()
+    }
+
+    /// The typed callback.
+    pub fn callback(&self) -> &Callback {
+        self.envelope.callback()
+    }
+}
+
+/// Business logic for callbacks. Override the methods for the callbacks you care about; the
+/// others succeed without doing anything.
+///
+/// Callbacks of one record arrive one at a time, in the order they were received; different
+/// records are handled concurrently, so implementations must be `Send + Sync`. Delivery is at
+/// least once: use [`Context::id`] to make side effects idempotent.
+///
+/// ```
+/// use okra_callbacks::{async_trait, Context, Handler, HandlerResult, TransactionsEvent};
+///
+/// struct Ledger;
+///
+/// #[async_trait]
+/// impl Handler for Ledger {
+///     async fn on_transactions(&self, cx: &Context, event: &TransactionsEvent) -> HandlerResult {
+///         if let TransactionsEvent::Periodic { new_transactions: Some(n) } = event {
+///             println!("record {}: {n} new transactions to fetch", cx.record());
+///         }
+///         Ok(())
+///     }
+/// }
+/// ```
+#[async_trait]
+pub trait Handler: Send + Sync + 'static {
+    /// A short name for logs and metrics.
+    fn name(&self) -> &str {
+        let full = std::any::type_name::<Self>();
+        full.rsplit("::").next().unwrap_or(full)
+    }
+
+    /// Entry point: routes the callback to the method for its type. Override only to see every
+    /// callback in one place (as [`AllOf`] does).
+    async fn handle(&self, cx: &Context) -> HandlerResult {
+        dispatch(self, cx).await
+    }
+
+    /// `TRANSACTIONS` callbacks with a known code.
+    async fn on_transactions(&self, _cx: &Context, _event: &TransactionsEvent) -> HandlerResult {
+        Ok(())
+    }
+
+    /// `RECORD` callbacks with a known code (callback URL changed, record error).
+    async fn on_record(&self, _cx: &Context, _event: &RecordEvent) -> HandlerResult {
+        Ok(())
+    }
+
+    /// `INCOME` callbacks with a known code.
+    async fn on_income(&self, _cx: &Context, _event: &IncomeEvent) -> HandlerResult {
+        Ok(())
+    }
+
+    /// `IDENTITY` callbacks with a known code.
+    async fn on_identity(&self, _cx: &Context, _event: &IdentityEvent) -> HandlerResult {
+        Ok(())
+    }
+
+    /// `BALANCE` callbacks with a known code.
+    async fn on_balance(&self, _cx: &Context, _event: &BalanceEvent) -> HandlerResult {
+        Ok(())
+    }
+
+    /// `AUTH` callbacks with a known code.
+    async fn on_auth(&self, _cx: &Context, _event: &AuthEvent) -> HandlerResult {
+        Ok(())
+    }
+
+    /// `ACCOUNTS` callbacks with a known code.
+    async fn on_accounts(&self, _cx: &Context, _event: &AccountsEvent) -> HandlerResult {
+        Ok(())
+    }
+
+    /// Callbacks whose type or code this crate does not know yet. The raw JSON is in
+    /// `cx.envelope`. Succeeds by default, so a new Okra code is not retried forever.
+    async fn on_unknown(&self, _cx: &Context) -> HandlerResult {
+        Ok(())
+    }
+}
+
+/// Routes a callback to the [`Handler`] method for its type; unknown types and codes go to
+/// [`Handler::on_unknown`]. This is what [`Handler::handle`] does by default.
+pub async fn dispatch<H: Handler + ?Sized>(handler: &H, cx: &Context) -> HandlerResult {
+    if cx.callback().is_unknown() {
+        return handler.on_unknown(cx).await;
+    }
+    match cx.callback() {
+        Callback::Transactions(e) => handler.on_transactions(cx, e).await,
+        Callback::Record(e) => handler.on_record(cx, e).await,
+        Callback::Income(e) => handler.on_income(cx, e).await,
+        Callback::Identity(e) => handler.on_identity(cx, e).await,
+        Callback::Balance(e) => handler.on_balance(cx, e).await,
+        Callback::Auth(e) => handler.on_auth(cx, e).await,
+        Callback::Accounts(e) => handler.on_accounts(cx, e).await,
+        Callback::Unknown { .. } => handler.on_unknown(cx).await,
+    }
+}
+
+#[async_trait]
+impl<H: Handler + ?Sized> Handler for Arc<H> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    async fn handle(&self, cx: &Context) -> HandlerResult {
+        (**self).handle(cx).await
+    }
+}
+
+/// Several handlers plugged in together: each callback goes to every handler, in order.
+///
+/// All must succeed. The first error stops the chain and the whole callback is retried later,
+/// starting again from the first handler — so every handler must be idempotent (key on
+/// [`Context::id`]).
+#[derive(Clone, Default)]
+pub struct AllOf {
+    handlers: Vec<Arc<dyn Handler>>,
+}
+
+impl AllOf {
+    /// An empty chain; it succeeds for every callback.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends a handler to the chain.
+    pub fn with(mut self, handler: impl Handler) -> Self {
+        self.handlers.push(Arc::new(handler));
+        self
+    }
+
+    /// Appends a shared handler to the chain.
+    pub fn push(&mut self, handler: Arc<dyn Handler>) {
+        self.handlers.push(handler);
+    }
+
+    /// How many handlers are chained.
+    pub fn len(&self) -> usize {
+        self.handlers.len()
+    }
+
+    /// Whether the chain is empty.
+    pub fn is_empty(&self) -> bool {
+        self.handlers.is_empty()
+    }
+}
+
+impl fmt::Debug for AllOf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.handlers.iter().map(|h| h.name()))
+            .finish()
+    }
+}
+
+#[async_trait]
+impl Handler for AllOf {
+    fn name(&self) -> &str {
+        "all_of"
+    }
+
+    async fn handle(&self, cx: &Context) -> HandlerResult {
+        for h in &self.handlers {
+            h.handle(cx)
+                .await
+                .map_err(|e| HandlerError::msg(format_args!("handler {}: {e}", h.name())))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::mpsc;
+
+    /// What the fake saw: which method was called, and for which callback.
+    #[derive(Debug, PartialEq)]
+    enum Seen {
+        Transactions(TransactionsEvent),
+        Record(RecordEvent),
+        Income(IncomeEvent),
+        Identity(IdentityEvent),
+        Balance(BalanceEvent),
+        Auth(AuthEvent),
+        Accounts(AccountsEvent),
+        Unknown(String),
+    }
+
+    struct Fake(mpsc::UnboundedSender<Seen>);
+
+    #[async_trait]
+    impl Handler for Fake {
+        async fn on_transactions(&self, _: &Context, e: &TransactionsEvent) -> HandlerResult {
+            Ok(self.0.send(Seen::Transactions(e.clone()))?)
+        }
+        async fn on_record(&self, _: &Context, e: &RecordEvent) -> HandlerResult {
+            Ok(self.0.send(Seen::Record(e.clone()))?)
+        }
+        async fn on_income(&self, _: &Context, e: &IncomeEvent) -> HandlerResult {
+            Ok(self.0.send(Seen::Income(e.clone()))?)
+        }
+        async fn on_identity(&self, _: &Context, e: &IdentityEvent) -> HandlerResult {
+            Ok(self.0.send(Seen::Identity(e.clone()))?)
+        }
+        async fn on_balance(&self, _: &Context, e: &BalanceEvent) -> HandlerResult {
+            Ok(self.0.send(Seen::Balance(e.clone()))?)
+        }
+        async fn on_auth(&self, _: &Context, e: &AuthEvent) -> HandlerResult {
+            Ok(self.0.send(Seen::Auth(e.clone()))?)
+        }
+        async fn on_accounts(&self, _: &Context, e: &AccountsEvent) -> HandlerResult {
+            Ok(self.0.send(Seen::Accounts(e.clone()))?)
+        }
+        async fn on_unknown(&self, cx: &Context) -> HandlerResult {
+            Ok(self.0.send(Seen::Unknown(cx.envelope.callback_type().into()))?)
+        }
+    }
+
+    fn cx(body: &[u8]) -> Context {
+        Context {
+            id: "cb_1".into(),
+            attempt: 1,
+            received_at: Utc::now(),
+            envelope: Arc::new(Envelope::parse(body.to_vec()).unwrap()),
+        }
+    }
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(format!(
+            "{}/tests/fixtures/{name}.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn every_fixture_reaches_the_method_for_its_type() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let handler = Fake(tx);
+        let cases = [
+            (
+                "transactions_initial",
+                Seen::Transactions(TransactionsEvent::Initial {
+                    new_transactions: Some(19),
+                }),
+            ),
+            (
+                "transactions_full",
+                Seen::Transactions(TransactionsEvent::Full {
+                    new_transactions: Some(231),
+                }),
+            ),
+            (
+                "transactions_periodic",
+                Seen::Transactions(TransactionsEvent::Periodic {
+                    new_transactions: Some(3),
+                }),
+            ),
+            (
+                "record_webhook_update_acknowledged",
+                Seen::Record(RecordEvent::WebhookUpdateAcknowledged {
+                    new_callback_url: Some("https://okra.ng/example/callback".into()),
+                }),
+            ),
+            ("income_ready_misspelled", Seen::Income(IncomeEvent::ProductIsReady)),
+            ("identity_ready", Seen::Identity(IdentityEvent::ProductIsReady)),
+            ("balance_ready", Seen::Balance(BalanceEvent::ProductIsReady)),
+        ];
+        for (name, expected) in cases {
+            handler.handle(&cx(&fixture(name))).await.unwrap();
+            assert_eq!(rx.try_recv().unwrap(), expected, "{name}");
+        }
+        // The remaining fixtures carry objects; check the variant only.
+        for (name, check) in [
+            ("transactions_deleted", (|s| matches!(s, Seen::Transactions(TransactionsEvent::Deleted { removed_transactions }) if removed_transactions.len() == 2)) as fn(&Seen) -> bool),
+            ("record_error", |s| matches!(s, Seen::Record(RecordEvent::Error(e)) if e.error_code.as_deref() == Some("RECORD_LOGIN_REQUIRED"))),
+            ("identity_is_ready", |s| matches!(s, Seen::Identity(IdentityEvent::IdentityIsReady(Some(i))) if i.bvn.as_deref() == Some("22222222222"))),
+            ("balance_success", |s| matches!(s, Seen::Balance(BalanceEvent::Success(Some(b))) if b.available_balance == Some(150000.0))),
+            ("auth_success", |s| matches!(s, Seen::Auth(AuthEvent::Success(Some(a))) if a.status == Some(true))),
+            ("accounts_success", |s| matches!(s, Seen::Accounts(AccountsEvent::Success(Some(a))) if a.nuban.as_deref() == Some("0123456789"))),
+        ] {
+            handler.handle(&cx(&fixture(name))).await.unwrap();
+            let seen = rx.try_recv().unwrap();
+            assert!(check(&seen), "{name}: {seen:?}");
+        }
+        assert!(rx.try_recv().is_err(), "one call per callback");
+    }
+
+    #[tokio::test]
+    async fn unknown_types_and_codes_reach_the_catch_all() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let handler = Fake(tx);
+        for (body, kind) in [
+            (&br#"{"callback_type":"LOANS","record":"r"}"#[..], "LOANS"),
+            (
+                br#"{"callback_type":"BALANCE","callback_code":"BALANCE_FROZEN","record":"r"}"#,
+                "BALANCE",
+            ),
+            (br#"{"method":"AUTH","record":"r"}"#, "AUTH"),
+        ] {
+            handler.handle(&cx(body)).await.unwrap();
+            assert_eq!(rx.try_recv().unwrap(), Seen::Unknown(kind.into()));
+        }
+    }
+
+    struct Failing;
+    #[async_trait]
+    impl Handler for Failing {
+        async fn on_auth(&self, _: &Context, _: &AuthEvent) -> HandlerResult {
+            Err(HandlerError::msg("bank API down"))
+        }
+    }
+
+    #[tokio::test]
+    async fn all_of_runs_in_order_and_stops_at_the_first_error() {
+        let (tx1, mut rx1) = mpsc::unbounded_channel();
+        let (tx2, mut rx2) = mpsc::unbounded_channel();
+        let chain = AllOf::new().with(Fake(tx1)).with(Fake(tx2));
+        chain.handle(&cx(&fixture("balance_ready"))).await.unwrap();
+        assert_eq!(rx1.try_recv().unwrap(), Seen::Balance(BalanceEvent::ProductIsReady));
+        assert_eq!(rx2.try_recv().unwrap(), Seen::Balance(BalanceEvent::ProductIsReady));
+
+        let (tx3, mut rx3) = mpsc::unbounded_channel();
+        let chain = AllOf::new().with(Failing).with(Fake(tx3));
+        let err = chain
+            .handle(&cx(br#"{"callback_type":"AUTH","callback_code":"PRODUCT_IS_READY","record":"r"}"#))
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_string(), "handler Failing: bank API down");
+        assert!(rx3.try_recv().is_err(), "later handlers do not run after a failure");
+        // The failing handler ignores other types, so they succeed through the whole chain.
+        chain.handle(&cx(&fixture("balance_ready"))).await.unwrap();
+        assert_eq!(rx3.try_recv().unwrap(), Seen::Balance(BalanceEvent::ProductIsReady));
+    }
+}

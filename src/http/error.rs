@@ -1,0 +1,115 @@
+//! The one error type of the HTTP boundary, and its mapping to status codes and bodies.
+//!
+//! Every error body is `{"error": {"code": "<snake_case>", "message": "<what and how to fix>"}}`.
+//! Details of 5xx errors are logged, never sent.
+
+use axum::{
+    http::{header, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde_json::json;
+
+use crate::{callback::ParseError, store::StoreError};
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the body is empty or not JSON.
+    #[error("{0}")]
+    InvalidJson(String),
+    /// 415: a content type other than JSON.
+    #[error("content type `{0}` is not supported: send the callback as application/json")]
+    UnsupportedMediaType(String),
+    /// 413: the body is larger than `--max-body-bytes`.
+    #[error("the body is larger than the {0}-byte limit: raise --max-body-bytes if such callbacks are expected")]
+    PayloadTooLarge(usize),
+    /// 422: JSON, but not an Okra callback.
+    #[error("{0}")]
+    InvalidCallback(String),
+    /// 401: a bearer token is required and was missing or wrong.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// 403: the admin API answers loopback clients only while no admin token is set.
+    #[error("the admin API answers loopback clients only: set --admin-token (OKRA_ADMIN_TOKEN) and send `Authorization: Bearer <token>` to use it remotely")]
+    Forbidden,
+    /// 429: too many callbacks in flight; try again after `Retry-After` seconds.
+    #[error("the receiver is at its limit of concurrent callbacks: retry after {0} s")]
+    TooManyRequests(u64),
+    /// 503: the store cannot be reached; nothing was acknowledged.
+    #[error("the store is unavailable, so the callback was not accepted: retry later")]
+    StoreUnavailable(#[source] StoreError),
+    /// 400: a required query parameter is missing.
+    #[error("{0}")]
+    MissingParameter(String),
+    /// 400: `method` is not a callback type.
+    #[error("`{0}` is not a valid method: use one of AUTH, TRANSACTIONS, IDENTITY, INCOME, BALANCE, RECORD, ACCOUNTS")]
+    InvalidMethod(String),
+    /// 404: nothing was ever received for the record.
+    #[error("no callback was ever received for record `{0}`")]
+    RecordNotFound(String),
+    /// 404: no such callback or route.
+    #[error("{0}")]
+    NotFound(String),
+    /// 405: the route exists but not with this method.
+    #[error("method not allowed on this path")]
+    MethodNotAllowed,
+}
+
+impl ApiError {
+    /// The status code and the stable `code` string of the body.
+    pub fn parts(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::InvalidJson(_) => (StatusCode::BAD_REQUEST, "invalid_json"),
+            Self::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::InvalidCallback(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_callback"),
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
+            Self::StoreUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+            Self::MissingParameter(_) => (StatusCode::BAD_REQUEST, "missing_parameter"),
+            Self::InvalidMethod(_) => (StatusCode::BAD_REQUEST, "invalid_method"),
+            Self::RecordNotFound(_) => (StatusCode::NOT_FOUND, "record_not_found"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+        }
+    }
+}
+
+impl From<ParseError> for ApiError {
+    fn from(e: ParseError) -> Self {
+        match e {
+            ParseError::Empty | ParseError::InvalidJson(_) => Self::InvalidJson(e.to_string()),
+            _ => Self::InvalidCallback(e.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        Self::StoreUnavailable(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.parts();
+        if let Self::StoreUnavailable(source) = &self {
+            tracing::error!(error = %source, "store unavailable");
+        }
+        let body = json!({"error": {"code": code, "message": self.to_string()}});
+        let mut response = (status, Json(body)).into_response();
+        if let Self::TooManyRequests(secs) = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let Self::Unauthorized(_) = self {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

@@ -1,0 +1,172 @@
+//! The receiver: the HTTP API and the dispatcher over one store, with graceful shutdown.
+//!
+//! The caller owns the socket and the shutdown signal, so tests bind port 0 and embedders pick
+//! their own signal handling.
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::{net::TcpListener, sync::Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::Config,
+    dispatch::Dispatcher,
+    handler::Handler,
+    http::{self, AppState},
+    store::{self, Store, StoreError},
+};
+
+/// Why the receiver could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The listener failed.
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A callback receiver: build it with [`Receiver::new`], then [`Receiver::run`] it.
+///
+/// ```no_run
+/// use okra_callbacks::{Config, LogHandler, Receiver};
+///
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = Config { database_url: "sqlite://callbacks.db".into(), ..Config::default() };
+/// let receiver = Receiver::new(config, LogHandler::new()).await?;
+/// let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await?;
+/// receiver.run(listener, async { tokio::signal::ctrl_c().await.ok(); }).await?;
+/// # Ok(()) }
+/// ```
+pub struct Receiver {
+    config: Config,
+    store: Arc<dyn Store>,
+    dispatcher: Dispatcher,
+    state: AppState,
+}
+
+impl Receiver {
+    /// Opens (and migrates) the store `config.database_url` names, and serves `handler`.
+    pub async fn new(config: Config, handler: impl Handler) -> Result<Self, Error> {
+        let store = store::open(&config.database_url).await?;
+        Ok(Self::with_store(config, store, Arc::new(handler)))
+    }
+
+    /// Uses a store opened elsewhere (e.g. shared with other code, or a custom [`Store`]).
+    pub fn with_store(config: Config, store: Arc<dyn Store>, handler: Arc<dyn Handler>) -> Self {
+        let owner = format!("{}-{}", hostname(), uuid::Uuid::now_v7());
+        let dispatcher = Dispatcher::new(store.clone(), handler, config.dispatch(), owner);
+        let state = AppState {
+            store: store.clone(),
+            wake: dispatcher.waker(),
+            callback_token: config.callback_token.clone(),
+            admin_token: config.admin_token.clone(),
+            max_body_bytes: config.max_body_bytes,
+            dedup_window: config.dedup_window,
+            in_flight: Arc::new(Semaphore::new(config.max_concurrent_requests)),
+            metrics: None,
+        };
+        Self {
+            config,
+            store,
+            dispatcher,
+            state,
+        }
+    }
+
+    /// Serves `/metrics` from this Prometheus recorder (see [`crate::telemetry::install_metrics`]).
+    pub fn with_metrics(mut self, handle: PrometheusHandle) -> Self {
+        self.state.metrics = Some(handle);
+        self
+    }
+
+    /// The HTTP routes, for testing with `oneshot` or nesting into a larger app. The dispatcher
+    /// only runs under [`Receiver::run`].
+    pub fn router(&self) -> Router {
+        http::router(self.state.clone())
+    }
+
+    /// The store this receiver uses.
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    /// Serves HTTP on `listener` and dispatches stored callbacks until `shutdown` completes; then
+    /// stops accepting, finishes in-flight requests and handler calls (within
+    /// `--shutdown-timeout`) and returns. Nothing acknowledged is lost: what was not delivered
+    /// stays pending in the store for the next start.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        let stop = CancellationToken::new();
+        let router = self.router();
+        let dispatcher = tokio::spawn(self.dispatcher.run(stop.child_token()));
+        let pruner = self
+            .config
+            .retention
+            .map(|keep| tokio::spawn(prune_loop(self.store.clone(), keep, stop.child_token())));
+        let http_stop = CancellationToken::new();
+        let server = {
+            let http_stop = http_stop.clone();
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { http_stop.cancelled().await })
+        };
+        let server = tokio::spawn(async move { server.await });
+        shutdown.await;
+        tracing::info!("shutting down: draining requests and handler calls");
+        http_stop.cancel();
+        let grace = self.config.shutdown_timeout;
+        let drained = tokio::time::timeout(grace, async {
+            let served = server.await;
+            stop.cancel();
+            let _ = dispatcher.await;
+            served
+        })
+        .await;
+        stop.cancel();
+        if let Some(p) = pruner {
+            p.abort();
+        }
+        match drained {
+            Ok(Ok(result)) => result.map_err(Error::Io),
+            Ok(Err(join)) => Err(Error::Io(std::io::Error::other(join))),
+            Err(_) => {
+                tracing::warn!(
+                    ?grace,
+                    "shutdown timeout reached; unfinished work stays pending for the next start"
+                );
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn prune_loop(store: Arc<dyn Store>, keep: Duration, stop: CancellationToken) {
+    loop {
+        let before = chrono::Utc::now() - keep;
+        match store.prune(before).await {
+            Ok(n) if n > 0 => tracing::info!(deleted = n, "pruned callbacks past retention"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "pruning failed; will try again"),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "okra".into())
+}

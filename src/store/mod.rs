@@ -1,0 +1,306 @@
+//! The durable inbox: where callbacks are stored before they are acknowledged, and where the
+//! dispatcher claims them from.
+//!
+//! Two implementations share one [`Store`] interface: [`SqliteStore`] (embedded, one process,
+//! group commit) and [`PostgresStore`] (shared by several replicas, leases with
+//! `FOR UPDATE SKIP LOCKED`).
+//!
+//! Work is claimed per *record*, not per callback: a record's queue row carries a lease, so one
+//! worker in the whole fleet hands a record's callbacks to the handlers, one at a time, in the
+//! order they were received.
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, TimeZone, Utc};
+use sha2::{Digest, Sha256};
+
+mod postgres;
+mod sqlite;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// The store could not do what was asked. Callers answer 503 and try again later.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or refused the operation (connection lost, disk full, …).
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    /// The database URL or file cannot be used.
+    #[error("invalid database configuration: {0}")]
+    Config(String),
+}
+
+/// Where a stored callback stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Waiting for (another) handler attempt.
+    Pending,
+    /// The handlers succeeded.
+    Delivered,
+    /// The handlers failed `--max-attempts` times in a row; kept for inspection and replay.
+    Dead,
+}
+
+impl Status {
+    /// The API spelling: `pending`, `delivered` or `dead`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Dead => "dead",
+        }
+    }
+
+    pub(crate) fn code(self) -> i16 {
+        match self {
+            Self::Pending => 0,
+            Self::Delivered => 1,
+            Self::Dead => 2,
+        }
+    }
+
+    pub(crate) fn from_code(code: i64) -> Self {
+        match code {
+            0 => Self::Pending,
+            1 => Self::Delivered,
+            _ => Self::Dead,
+        }
+    }
+}
+
+/// A callback about to be stored.
+#[derive(Debug, Clone)]
+pub struct NewCallback {
+    /// The id to give it (time-ordered, unique).
+    pub id: String,
+    /// The record it is about.
+    pub record: String,
+    /// Its type, as the model reports it.
+    pub callback_type: String,
+    /// Its code, as sent.
+    pub callback_code: Option<String>,
+    /// The body exactly as received.
+    pub body: Bytes,
+    /// When it arrived.
+    pub received_at: DateTime<Utc>,
+}
+
+impl NewCallback {
+    /// SHA-256 of the body: the dedup key.
+    pub fn body_hash(&self) -> [u8; 32] {
+        Sha256::digest(&self.body).into()
+    }
+}
+
+/// The answer to [`Store::insert`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inserted {
+    /// The callback's id; for a duplicate, the id of the first delivery.
+    pub id: String,
+    /// Whether the same bytes were stored within the dedup window.
+    pub duplicate: bool,
+}
+
+/// A callback as the store holds it.
+#[derive(Debug, Clone)]
+pub struct StoredCallback {
+    /// Its id.
+    pub id: String,
+    /// The record it is about.
+    pub record: String,
+    /// Its type.
+    pub callback_type: String,
+    /// Its code, if it had one.
+    pub callback_code: Option<String>,
+    /// The body exactly as received.
+    pub body: Bytes,
+    /// When it arrived.
+    pub received_at: DateTime<Utc>,
+    /// Where delivery stands.
+    pub status: Status,
+    /// Handler calls made so far, the successful one included.
+    pub attempts: u32,
+    /// Handler calls since it was stored or last replayed; compared with `--max-attempts`.
+    pub cycle_attempts: u32,
+    /// The last handler error, if the last attempt failed.
+    pub last_error: Option<String>,
+    /// When the next attempt is due (pending callbacks only).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// When it was last delivered or declared dead.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// A record claimed by one worker: its pending callbacks, oldest first.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    /// The record.
+    pub record: String,
+    /// Its pending callbacks in received order (at most the batch size asked for).
+    pub callbacks: Vec<StoredCallback>,
+}
+
+/// What happened to one handler attempt.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// The handlers succeeded.
+    Delivered,
+    /// They failed; try again at `at`. The record waits until then.
+    Retry {
+        /// When to try again.
+        at: DateTime<Utc>,
+        /// Why it failed.
+        error: String,
+    },
+    /// They failed for the last time; the record's later callbacks go on.
+    Dead {
+        /// Why it failed.
+        error: String,
+    },
+}
+
+/// How much work is waiting.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Backlog {
+    /// Callbacks pending.
+    pub pending: u64,
+    /// Callbacks dead.
+    pub dead: u64,
+    /// When the oldest pending callback was received.
+    pub oldest_pending_at: Option<DateTime<Utc>>,
+}
+
+/// The durable inbox. Every method is safe to call concurrently.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores a callback durably, unless the same bytes were stored less than `dedup_window`
+    /// ago. Returns only once the data is committed.
+    async fn insert(&self, cb: NewCallback, dedup_window: Duration) -> Result<Inserted, StoreError>;
+
+    /// Leases up to `max_records` records that have due work and no live lease, for `lease`,
+    /// and returns up to `per_record` pending callbacks of each, oldest first.
+    async fn claim(
+        &self,
+        owner: &str,
+        max_records: usize,
+        per_record: usize,
+        lease: Duration,
+    ) -> Result<Vec<Claim>, StoreError>;
+
+    /// Records one attempt's outcome and extends `owner`'s lease on the record.
+    async fn finish(
+        &self,
+        owner: &str,
+        cb: &StoredCallback,
+        outcome: Outcome,
+        lease: Duration,
+    ) -> Result<(), StoreError>;
+
+    /// Gives up `owner`'s lease on a record.
+    async fn release(&self, owner: &str, record: &str) -> Result<(), StoreError>;
+
+    /// Gives up every lease `owner` holds (on shutdown).
+    async fn release_all(&self, owner: &str) -> Result<(), StoreError>;
+
+    /// One callback by id.
+    async fn get(&self, id: &str) -> Result<Option<StoredCallback>, StoreError>;
+
+    /// A record's callbacks of the given types (all types if empty), oldest first, and whether
+    /// anything at all was ever received for the record.
+    async fn list(
+        &self,
+        record: &str,
+        callback_types: &[&str],
+    ) -> Result<(bool, Vec<StoredCallback>), StoreError>;
+
+    /// Makes a callback pending again, due now, with a fresh attempt budget. `false` if there
+    /// is no such callback.
+    async fn replay(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Replays every dead callback; returns how many.
+    async fn replay_dead(&self) -> Result<u64, StoreError>;
+
+    /// Checks that the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Counts pending and dead work.
+    async fn backlog(&self) -> Result<Backlog, StoreError>;
+
+    /// Deletes delivered and dead callbacks, and dedup keys, older than `before`; returns how
+    /// many callbacks were deleted.
+    async fn prune(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+}
+
+/// Opens the store a `--database-url` names: `sqlite://PATH` (created if missing) or
+/// `postgres://…`; runs its migrations.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if let Some(path) = url.strip_prefix("sqlite://").or(url.strip_prefix("sqlite:")) {
+        let path = path.split('?').next().unwrap_or(path);
+        return Ok(Arc::new(SqliteStore::open(path).await?));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Arc::new(PostgresStore::connect(url).await?));
+    }
+    Err(StoreError::Config(format!(
+        "unsupported database URL `{}`: use sqlite://PATH (e.g. sqlite://okra-callbacks.db) or postgres://USER@HOST/DB",
+        redact_url(url)
+    )))
+}
+
+/// A database URL fit for logs: the password, if any, replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (auth, host) = match rest.rsplit_once('@') {
+        Some(parts) => parts,
+        None => return url.to_owned(),
+    };
+    match auth.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+pub(crate) fn millis(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub(crate) fn from_millis(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+pub(crate) fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted_for_logs() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/okra"),
+            "postgres://app:***@db:5432/okra"
+        );
+        assert_eq!(redact_url("postgres://app@db/okra"), "postgres://app@db/okra");
+        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+
+    #[tokio::test]
+    async fn unsupported_urls_are_refused_with_a_hint() {
+        let err = open("mysql://root:pw@localhost/x").await.err().unwrap();
+        let msg = err.to_string();
+        assert!(msg.contains("sqlite://PATH"), "{msg}");
+        assert!(!msg.contains("pw"), "{msg}");
+    }
+}
