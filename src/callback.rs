@@ -174,7 +174,11 @@ struct Redacted<'a, T>(&'a Option<T>);
 
 impl<T> fmt::Debug for Redacted<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_some() { "<redacted>" } else { "None" })
+        f.write_str(if self.0.is_some() {
+            "<redacted>"
+        } else {
+            "None"
+        })
     }
 }
 
@@ -251,11 +255,7 @@ pub struct AccountData {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Okra's account id.
-    #[serde(
-        default,
-        rename = "accountId",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, rename = "accountId", skip_serializing_if = "Option::is_none")]
     pub account_id: Option<String>,
     /// Ledger (book) balance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -818,7 +818,10 @@ mod tests {
         };
         assert_eq!(id.bvn.as_deref(), Some("22222222222"));
         assert_eq!(id.fullname.as_deref(), Some("Ada N Obi"));
-        assert_eq!(id.phone.as_deref(), Some(&["+2348000000000".to_owned()][..]));
+        assert_eq!(
+            id.phone.as_deref(),
+            Some(&["+2348000000000".to_owned()][..])
+        );
         assert_eq!(id.extra["_id"], "6373b7e0c2f1a90012e4a901");
 
         let env = fixture("balance_success");
@@ -874,11 +877,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(env.record().as_str(), "a");
-        assert_eq!(env.callback(), &Callback::Income(IncomeEvent::ProductIsReady));
+        assert_eq!(
+            env.callback(),
+            &Callback::Income(IncomeEvent::ProductIsReady)
+        );
 
         // Lower-case types are understood and reported in the canonical spelling.
         let env = Envelope::parse(br#"{"method":"identity","record":"r"}"#.to_vec()).unwrap();
-        assert_eq!(env.callback(), &Callback::Identity(IdentityEvent::Other(None)));
+        assert_eq!(
+            env.callback(),
+            &Callback::Identity(IdentityEvent::Other(None))
+        );
         assert_eq!(env.callback_type(), "IDENTITY");
     }
 
@@ -967,7 +976,13 @@ mod tests {
     fn debug_output_hides_personal_data() {
         let env = fixture("identity_is_ready");
         let shown = format!("{env:?} {:?}", env.callback());
-        for secret in ["22222222222", "Ada", "Obi", "+2348000000000", "ada@example.com"] {
+        for secret in [
+            "22222222222",
+            "Ada",
+            "Obi",
+            "+2348000000000",
+            "ada@example.com",
+        ] {
             assert!(!shown.contains(secret), "{secret} leaked in {shown}");
         }
         assert!(shown.contains("<redacted>"));

@@ -71,7 +71,11 @@ pub struct Config {
     pub listen: SocketAddr,
 
     /// `sqlite://PATH` (embedded, created if missing) or `postgres://…` (shared by replicas).
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://okra-callbacks.db")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://okra-callbacks.db"
+    )]
     pub database_url: String,
 
     /// When set, `POST /v1/callback` requires `Authorization: Bearer <token>`.
@@ -79,7 +83,11 @@ pub struct Config {
     pub callback_token: Option<Secret>,
 
     /// Read the callback token from this file instead.
-    #[arg(long, env = "OKRA_CALLBACK_TOKEN_FILE", conflicts_with = "callback_token")]
+    #[arg(
+        long,
+        env = "OKRA_CALLBACK_TOKEN_FILE",
+        conflicts_with = "callback_token"
+    )]
     pub callback_token_file: Option<PathBuf>,
 
     /// When set, every read/admin endpoint requires `Authorization: Bearer <token>`; when unset
@@ -183,9 +191,8 @@ impl Default for Config {
 pub struct ConfigError(pub String);
 
 fn read_secret(path: &PathBuf, flag: &str) -> Result<Secret, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigError(format!("cannot read --{flag} {}: {e}", path.display()))
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("cannot read --{flag} {}: {e}", path.display())))?;
     text.trim_end_matches(['\r', '\n'])
         .parse()
         .map_err(|e| ConfigError(format!("--{flag} {}: {e}", path.display())))
@@ -214,7 +221,9 @@ impl Config {
             return Err(ConfigError("--max-body-bytes must be at least 1".into()));
         }
         if self.max_concurrent_requests == 0 {
-            return Err(ConfigError("--max-concurrent-requests must be at least 1".into()));
+            return Err(ConfigError(
+                "--max-concurrent-requests must be at least 1".into(),
+            ));
         }
         Ok(self)
     }
@@ -279,7 +288,9 @@ mod tests {
             .config
             .resolve()
             .unwrap_err();
-        assert!(missing.to_string().contains("cannot read --callback-token-file"));
+        assert!(missing
+            .to_string()
+            .contains("cannot read --callback-token-file"));
     }
 
     #[test]

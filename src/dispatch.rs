@@ -215,7 +215,9 @@ impl Dispatcher {
                         "the handler did not finish within {:?}",
                         self.config.handler_timeout
                     )),
-                    Ok(Err(panic)) => Err(format!("the handler panicked: {}", panic_message(&panic))),
+                    Ok(Err(panic)) => {
+                        Err(format!("the handler panicked: {}", panic_message(&panic)))
+                    }
                     Ok(Ok(Err(e))) => Err(e.to_string()),
                     Ok(Ok(Ok(()))) => Ok(()),
                 }
@@ -275,8 +277,14 @@ mod tests {
         for attempt in 1..=3u32 {
             let full = Duration::from_millis(1000 * (1 << (attempt - 1)));
             let seen: Vec<_> = (0..50).map(|_| config.backoff(attempt)).collect();
-            assert!(seen.iter().all(|d| *d >= full / 2 && *d <= full), "{attempt}: {seen:?}");
-            assert!(seen.iter().any(|d| *d != seen[0]), "jitter varies the delay");
+            assert!(
+                seen.iter().all(|d| *d >= full / 2 && *d <= full),
+                "{attempt}: {seen:?}"
+            );
+            assert!(
+                seen.iter().any(|d| *d != seen[0]),
+                "jitter varies the delay"
+            );
         }
         assert!(config.backoff(40) <= Duration::from_secs(10));
         assert!(config.backoff(40) >= Duration::from_secs(5));

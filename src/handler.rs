@@ -297,7 +297,9 @@ mod tests {
             Ok(self.0.send(Seen::Accounts(e.clone()))?)
         }
         async fn on_unknown(&self, cx: &Context) -> HandlerResult {
-            Ok(self.0.send(Seen::Unknown(cx.envelope.callback_type().into()))?)
+            Ok(self
+                .0
+                .send(Seen::Unknown(cx.envelope.callback_type().into()))?)
         }
     }
 
@@ -347,8 +349,14 @@ mod tests {
                     new_callback_url: Some("https://okra.ng/example/callback".into()),
                 }),
             ),
-            ("income_ready_misspelled", Seen::Income(IncomeEvent::ProductIsReady)),
-            ("identity_ready", Seen::Identity(IdentityEvent::ProductIsReady)),
+            (
+                "income_ready_misspelled",
+                Seen::Income(IncomeEvent::ProductIsReady),
+            ),
+            (
+                "identity_ready",
+                Seen::Identity(IdentityEvent::ProductIsReady),
+            ),
             ("balance_ready", Seen::Balance(BalanceEvent::ProductIsReady)),
         ];
         for (name, expected) in cases {
@@ -357,12 +365,31 @@ mod tests {
         }
         // The remaining fixtures carry objects; check the variant only.
         for (name, check) in [
-            ("transactions_deleted", (|s| matches!(s, Seen::Transactions(TransactionsEvent::Deleted { removed_transactions }) if removed_transactions.len() == 2)) as fn(&Seen) -> bool),
-            ("record_error", |s| matches!(s, Seen::Record(RecordEvent::Error(e)) if e.error_code.as_deref() == Some("RECORD_LOGIN_REQUIRED"))),
-            ("identity_is_ready", |s| matches!(s, Seen::Identity(IdentityEvent::IdentityIsReady(Some(i))) if i.bvn.as_deref() == Some("22222222222"))),
-            ("balance_success", |s| matches!(s, Seen::Balance(BalanceEvent::Success(Some(b))) if b.available_balance == Some(150000.0))),
-            ("auth_success", |s| matches!(s, Seen::Auth(AuthEvent::Success(Some(a))) if a.status == Some(true))),
-            ("accounts_success", |s| matches!(s, Seen::Accounts(AccountsEvent::Success(Some(a))) if a.nuban.as_deref() == Some("0123456789"))),
+            (
+                "transactions_deleted",
+                (|s| matches!(s, Seen::Transactions(TransactionsEvent::Deleted { removed_transactions }) if removed_transactions.len() == 2))
+                    as fn(&Seen) -> bool,
+            ),
+            (
+                "record_error",
+                |s| matches!(s, Seen::Record(RecordEvent::Error(e)) if e.error_code.as_deref() == Some("RECORD_LOGIN_REQUIRED")),
+            ),
+            (
+                "identity_is_ready",
+                |s| matches!(s, Seen::Identity(IdentityEvent::IdentityIsReady(Some(i))) if i.bvn.as_deref() == Some("22222222222")),
+            ),
+            (
+                "balance_success",
+                |s| matches!(s, Seen::Balance(BalanceEvent::Success(Some(b))) if b.available_balance == Some(150000.0)),
+            ),
+            (
+                "auth_success",
+                |s| matches!(s, Seen::Auth(AuthEvent::Success(Some(a))) if a.status == Some(true)),
+            ),
+            (
+                "accounts_success",
+                |s| matches!(s, Seen::Accounts(AccountsEvent::Success(Some(a))) if a.nuban.as_deref() == Some("0123456789")),
+            ),
         ] {
             handler.handle(&cx(&fixture(name))).await.unwrap();
             let seen = rx.try_recv().unwrap();
@@ -402,19 +429,33 @@ mod tests {
         let (tx2, mut rx2) = mpsc::unbounded_channel();
         let chain = AllOf::new().with(Fake(tx1)).with(Fake(tx2));
         chain.handle(&cx(&fixture("balance_ready"))).await.unwrap();
-        assert_eq!(rx1.try_recv().unwrap(), Seen::Balance(BalanceEvent::ProductIsReady));
-        assert_eq!(rx2.try_recv().unwrap(), Seen::Balance(BalanceEvent::ProductIsReady));
+        assert_eq!(
+            rx1.try_recv().unwrap(),
+            Seen::Balance(BalanceEvent::ProductIsReady)
+        );
+        assert_eq!(
+            rx2.try_recv().unwrap(),
+            Seen::Balance(BalanceEvent::ProductIsReady)
+        );
 
         let (tx3, mut rx3) = mpsc::unbounded_channel();
         let chain = AllOf::new().with(Failing).with(Fake(tx3));
         let err = chain
-            .handle(&cx(br#"{"callback_type":"AUTH","callback_code":"PRODUCT_IS_READY","record":"r"}"#))
+            .handle(&cx(
+                br#"{"callback_type":"AUTH","callback_code":"PRODUCT_IS_READY","record":"r"}"#,
+            ))
             .await
             .unwrap_err();
         assert_eq!(err.to_string(), "handler Failing: bank API down");
-        assert!(rx3.try_recv().is_err(), "later handlers do not run after a failure");
+        assert!(
+            rx3.try_recv().is_err(),
+            "later handlers do not run after a failure"
+        );
         // The failing handler ignores other types, so they succeed through the whole chain.
         chain.handle(&cx(&fixture("balance_ready"))).await.unwrap();
-        assert_eq!(rx3.try_recv().unwrap(), Seen::Balance(BalanceEvent::ProductIsReady));
+        assert_eq!(
+            rx3.try_recv().unwrap(),
+            Seen::Balance(BalanceEvent::ProductIsReady)
+        );
     }
 }

@@ -36,6 +36,7 @@
 //! - [`dispatch`](mod@dispatch): the dispatcher — ordered, at-least-once delivery with retries.
 //! - [`http`]: routes, error bodies and auth.
 //! - [`config`]: typed, validated settings (clap + environment).
+//! - [`client`]: the CLI's client side — `send`, `replay`, `healthcheck`.
 //! - [`server`]: [`Receiver`], which runs it all until shutdown.
 //! - [`telemetry`]: logging and metrics set-up.
 
@@ -43,6 +44,7 @@
 
 pub mod builtin;
 pub mod callback;
+pub mod client;
 pub mod config;
 pub mod dispatch;
 pub mod handler;

@@ -27,7 +27,11 @@ pub fn bearer_matches(headers: &HeaderMap, expected: &Secret) -> bool {
     else {
         return false;
     };
-    given.trim().as_bytes().ct_eq(expected.expose().as_bytes()).into()
+    given
+        .trim()
+        .as_bytes()
+        .ct_eq(expected.expose().as_bytes())
+        .into()
 }
 
 /// Checks the `--callback-token` rule for `POST /v1/callback`.
@@ -43,14 +47,20 @@ pub fn check_callback_token(state: &AppState, headers: &HeaderMap) -> Result<(),
 fn is_loopback(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_loopback(),
-        IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
     }
 }
 
 /// The `--admin-token` rule for every read and admin endpoint: the bearer token when one is set,
 /// otherwise loopback peers only. The peer is the socket's address; forwarded headers are not
 /// believed.
-pub async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
+pub async fn require_admin(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     match &state.admin_token {
         Some(token) => {
             if !bearer_matches(request.headers(), token) {

@@ -61,7 +61,9 @@ impl ApiError {
     pub fn parts(&self) -> (StatusCode, &'static str) {
         match self {
             Self::InvalidJson(_) => (StatusCode::BAD_REQUEST, "invalid_json"),
-            Self::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            Self::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::InvalidCallback(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_callback"),
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),

@@ -69,7 +69,9 @@ pub fn router(state: AppState) -> Router {
         .merge(admin)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .fallback(|| async { ApiError::NotFound("no such route: see the README for the API".into()) })
+        .fallback(|| async {
+            ApiError::NotFound("no such route: see the README for the API".into())
+        })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         // We read the body ourselves, against our own limit.
         .layer(DefaultBodyLimit::disable())
@@ -93,7 +95,8 @@ fn is_json(content_type: &str) -> bool {
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// Reads the body up to `limit` bytes; a longer one is refused without reading the rest.
@@ -106,8 +109,7 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
         return Err(ApiError::PayloadTooLarge(limit));
     }
     axum::body::to_bytes(body, limit).await.map_err(|e| {
-        if std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
         {
             ApiError::PayloadTooLarge(limit)
         } else {
@@ -117,7 +119,11 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
 }
 
 /// `POST /v1/callback`: authenticate, read, parse, store durably, then acknowledge.
-async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+async fn receive(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let started = std::time::Instant::now();
     let Ok(_slot) = state.in_flight.try_acquire() else {
         metrics::counter!("okra_callbacks_rejected_total", "reason" => "overloaded").increment(1);
@@ -180,8 +186,10 @@ fn payload(body: &[u8]) -> Box<RawValue> {
         .and_then(|s| RawValue::from_string(s.trim().to_owned()).ok())
         .unwrap_or_else(|| {
             // Stored bodies were valid JSON when received; keep the answer valid regardless.
-            RawValue::from_string(Value::String(String::from_utf8_lossy(body).into_owned()).to_string())
-                .expect("a JSON string is valid JSON")
+            RawValue::from_string(
+                Value::String(String::from_utf8_lossy(body).into_owned()).to_string(),
+            )
+            .expect("a JSON string is valid JSON")
         })
 }
 
@@ -208,7 +216,10 @@ struct ListQuery {
 }
 
 /// `GET /v1/callback?record=…&method=…`: what was received for one record and product.
-async fn list_callbacks(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Result<Json<Value>, ApiError> {
+async fn list_callbacks(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
     let record = q.record.filter(|r| !r.trim().is_empty()).ok_or_else(|| {
         ApiError::MissingParameter(
             "the `record` query parameter is required: GET /v1/callback?record=<RECORD ID>&method=TRANSACTIONS".into(),
@@ -232,7 +243,10 @@ async fn list_callbacks(State(state): State<AppState>, Query(q): Query<ListQuery
 }
 
 /// `GET /v1/callbacks/{id}`: one callback with its delivery state and last error.
-async fn get_callback(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn get_callback(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let cb = state
         .store
         .get(&id)
@@ -244,20 +258,30 @@ async fn get_callback(State(state): State<AppState>, Path(id): Path<String>) -> 
     obj.insert("last_error".into(), json!(cb.last_error));
     obj.insert(
         "next_attempt_at".into(),
-        json!(cb.next_attempt_at.filter(|_| cb.status == crate::store::Status::Pending).map(rfc3339)),
+        json!(cb
+            .next_attempt_at
+            .filter(|_| cb.status == crate::store::Status::Pending)
+            .map(rfc3339)),
     );
     obj.insert("finished_at".into(), json!(cb.finished_at.map(rfc3339)));
     Ok(Json(body))
 }
 
 /// `POST /v1/callbacks/{id}/replay`: hand the callback to the handlers again.
-async fn replay_callback(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn replay_callback(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     if !state.store.replay(&id).await? {
         return Err(ApiError::NotFound(format!("no callback has the id `{id}`")));
     }
     state.wake.notify_one();
     tracing::info!(%id, "callback replayed");
-    Ok((StatusCode::ACCEPTED, Json(json!({"id": id, "status": "pending"}))).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"id": id, "status": "pending"})),
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]
@@ -266,7 +290,10 @@ struct ReplayQuery {
 }
 
 /// `POST /v1/callbacks/replay?status=dead`: replay every dead callback.
-async fn replay_dead(State(state): State<AppState>, Query(q): Query<ReplayQuery>) -> Result<Response, ApiError> {
+async fn replay_dead(
+    State(state): State<AppState>,
+    Query(q): Query<ReplayQuery>,
+) -> Result<Response, ApiError> {
     match q.status.as_deref() {
         Some("dead") => {}
         _ => {
@@ -289,9 +316,9 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
     match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
         Ok(Ok(())) => Ok(Json(json!({"status": "ready"}))),
         Ok(Err(e)) => Err(ApiError::StoreUnavailable(e)),
-        Err(_) => Err(ApiError::StoreUnavailable(crate::store::StoreError::Unavailable(
-            "the store did not answer within 2 s".into(),
-        ))),
+        Err(_) => Err(ApiError::StoreUnavailable(
+            crate::store::StoreError::Unavailable("the store did not answer within 2 s".into()),
+        )),
     }
 }
 
@@ -305,7 +332,11 @@ async fn render_metrics(State(state): State<AppState>) -> Response {
             .unwrap_or(0.0);
         metrics::gauge!("okra_oldest_pending_age_seconds").set(age);
     }
-    let text = state.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
+    let text = state
+        .metrics
+        .as_ref()
+        .map(|h| h.render())
+        .unwrap_or_default();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

@@ -177,7 +177,8 @@ pub struct Backlog {
 pub trait Store: Send + Sync + 'static {
     /// Stores a callback durably, unless the same bytes were stored less than `dedup_window`
     /// ago. Returns only once the data is committed.
-    async fn insert(&self, cb: NewCallback, dedup_window: Duration) -> Result<Inserted, StoreError>;
+    async fn insert(&self, cb: NewCallback, dedup_window: Duration)
+        -> Result<Inserted, StoreError>;
 
     /// Leases up to `max_records` records that have due work and no live lease, for `lease`,
     /// and returns up to `per_record` pending callbacks of each, oldest first.
@@ -236,7 +237,10 @@ pub trait Store: Send + Sync + 'static {
 /// Opens the store a `--database-url` names: `sqlite://PATH` (created if missing) or
 /// `postgres://…`; runs its migrations.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
-    if let Some(path) = url.strip_prefix("sqlite://").or(url.strip_prefix("sqlite:")) {
+    if let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or(url.strip_prefix("sqlite:"))
+    {
         let path = path.split('?').next().unwrap_or(path);
         return Ok(Arc::new(SqliteStore::open(path).await?));
     }
@@ -292,7 +296,10 @@ mod tests {
             redact_url("postgres://app:s3cret@db:5432/okra"),
             "postgres://app:***@db:5432/okra"
         );
-        assert_eq!(redact_url("postgres://app@db/okra"), "postgres://app@db/okra");
+        assert_eq!(
+            redact_url("postgres://app@db/okra"),
+            "postgres://app@db/okra"
+        );
         assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
     }
 

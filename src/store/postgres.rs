@@ -117,9 +117,9 @@ impl PostgresStore {
             .map_err(unavailable)?
             .get(0);
         for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
-            tx.batch_execute(sql).await.map_err(|e| {
-                StoreError::Config(format!("migration {version} failed: {e}"))
-            })?;
+            tx.batch_execute(sql)
+                .await
+                .map_err(|e| StoreError::Config(format!("migration {version} failed: {e}")))?;
             tx.execute(
                 "INSERT INTO okra_schema_migrations (version) VALUES ($1)",
                 &[version],
@@ -133,7 +133,11 @@ impl PostgresStore {
 
 #[async_trait]
 impl Store for PostgresStore {
-    async fn insert(&self, cb: NewCallback, dedup_window: Duration) -> Result<Inserted, StoreError> {
+    async fn insert(
+        &self,
+        cb: NewCallback,
+        dedup_window: Duration,
+    ) -> Result<Inserted, StoreError> {
         let client = self.client().await?;
         let hash = cb.body_hash().to_vec();
         let now = millis(cb.received_at);

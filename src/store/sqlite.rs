@@ -27,7 +27,9 @@ type Reply = Box<dyn FnOnce(Result<(), &str>) + Send>;
 type Job = Box<dyn FnOnce(Result<&Connection, &str>) -> Reply + Send>;
 
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(include_str!("../../migrations/sqlite/0001_init.sql"))])
+    Migrations::new(vec![M::up(include_str!(
+        "../../migrations/sqlite/0001_init.sql"
+    ))])
 }
 
 /// The embedded SQLite store. See the module docs for its durability.
@@ -85,7 +87,10 @@ impl SqliteStore {
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| {
-            StoreError::Config(format!("cannot create the directory {}: {e}", dir.display()))
+            StoreError::Config(format!(
+                "cannot create the directory {}: {e}",
+                dir.display()
+            ))
         })?;
     }
     let config_err = |e: rusqlite::Error| {
@@ -116,9 +121,9 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     // Take the exclusive lock now, so a second receiver on the same file fails at start-up.
     conn.execute_batch("BEGIN IMMEDIATE; COMMIT;")
         .map_err(config_err)?;
-    migrations().to_latest(&mut conn).map_err(|e| {
-        StoreError::Config(format!("cannot migrate {}: {e}", path.display()))
-    })?;
+    migrations()
+        .to_latest(&mut conn)
+        .map_err(|e| StoreError::Config(format!("cannot migrate {}: {e}", path.display())))?;
     // One process owns the file, so any lease in it belonged to a previous run of this one.
     conn.execute(
         "UPDATE record_queue SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL",
@@ -139,7 +144,9 @@ fn run(conn: Connection, mut jobs: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let begin = conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| e.to_string());
+        let begin = conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| e.to_string());
         let replies: Vec<Reply> = match &begin {
             Ok(()) => batch.drain(..).map(|job| job(Ok(&conn))).collect(),
             Err(e) => batch.drain(..).map(|job| job(Err(e))).collect(),
@@ -217,7 +224,11 @@ fn replay_one(conn: &Connection, id: &str, now: i64) -> rusqlite::Result<bool> {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn insert(&self, cb: NewCallback, dedup_window: Duration) -> Result<Inserted, StoreError> {
+    async fn insert(
+        &self,
+        cb: NewCallback,
+        dedup_window: Duration,
+    ) -> Result<Inserted, StoreError> {
         self.call(move |conn| {
             let hash = cb.body_hash();
             let now = millis(cb.received_at);
@@ -379,8 +390,9 @@ impl Store for SqliteStore {
             let rows = stmt
                 .query_map([&record], from_row)?
                 .filter(|r| {
-                    r.as_ref()
-                        .map_or(true, |cb| types.is_empty() || types.contains(&cb.callback_type))
+                    r.as_ref().map_or(true, |cb| {
+                        types.is_empty() || types.contains(&cb.callback_type)
+                    })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             Ok((true, rows))
@@ -472,7 +484,10 @@ mod tests {
         let path = dir.path().join("okra.db");
         let _first = SqliteStore::open(&path).await.unwrap();
         let err = open_connection(&path).err().unwrap();
-        assert!(err.to_string().contains("in use by another process"), "{err}");
+        assert!(
+            err.to_string().contains("in use by another process"),
+            "{err}"
+        );
     }
 
     #[tokio::test]
@@ -486,7 +501,14 @@ mod tests {
                 let store = store.clone();
                 tokio::spawn(async move {
                     store
-                        .insert(new_cb(&format!("id{i}"), &format!("r{}", i % 7), &format!("{{\"n\":{i}}}")), window)
+                        .insert(
+                            new_cb(
+                                &format!("id{i}"),
+                                &format!("r{}", i % 7),
+                                &format!("{{\"n\":{i}}}"),
+                            ),
+                            window,
+                        )
                         .await
                 })
             })
@@ -498,7 +520,13 @@ mod tests {
             .insert(new_cb("again", "r0", "{\"n\":0}"), window)
             .await
             .unwrap();
-        assert_eq!(dup, Inserted { id: "id0".into(), duplicate: true });
+        assert_eq!(
+            dup,
+            Inserted {
+                id: "id0".into(),
+                duplicate: true
+            }
+        );
         drop(store);
         // The database thread lets go of the file once every handle is gone.
         let mut reopened = None;
@@ -528,11 +556,23 @@ mod tests {
             .insert(new_cb("b", "r", "{}"), Duration::from_secs(60))
             .await
             .unwrap();
-        assert_eq!(second, Inserted { id: "b".into(), duplicate: false });
+        assert_eq!(
+            second,
+            Inserted {
+                id: "b".into(),
+                duplicate: false
+            }
+        );
         let third = store
             .insert(new_cb("c", "r", "{}"), Duration::from_secs(60))
             .await
             .unwrap();
-        assert_eq!(third, Inserted { id: "b".into(), duplicate: true });
+        assert_eq!(
+            third,
+            Inserted {
+                id: "b".into(),
+                duplicate: true
+            }
+        );
     }
 }

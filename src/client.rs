@@ -1,0 +1,207 @@
+//! Client side of the CLI: send a callback as Okra would, replay, and check health.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::callback::Envelope;
+
+/// Okra's documented example payloads and production-shaped ones, by file name.
+pub const SAMPLES: &[(&str, &str)] = &[
+    (
+        "transactions_initial",
+        include_str!("../tests/fixtures/transactions_initial.json"),
+    ),
+    (
+        "transactions_full",
+        include_str!("../tests/fixtures/transactions_full.json"),
+    ),
+    (
+        "transactions_periodic",
+        include_str!("../tests/fixtures/transactions_periodic.json"),
+    ),
+    (
+        "transactions_deleted",
+        include_str!("../tests/fixtures/transactions_deleted.json"),
+    ),
+    (
+        "record_error",
+        include_str!("../tests/fixtures/record_error.json"),
+    ),
+    (
+        "record_webhook_update_acknowledged",
+        include_str!("../tests/fixtures/record_webhook_update_acknowledged.json"),
+    ),
+    (
+        "income_ready_misspelled",
+        include_str!("../tests/fixtures/income_ready_misspelled.json"),
+    ),
+    (
+        "identity_ready",
+        include_str!("../tests/fixtures/identity_ready.json"),
+    ),
+    (
+        "identity_is_ready",
+        include_str!("../tests/fixtures/identity_is_ready.json"),
+    ),
+    (
+        "balance_ready",
+        include_str!("../tests/fixtures/balance_ready.json"),
+    ),
+    (
+        "balance_success",
+        include_str!("../tests/fixtures/balance_success.json"),
+    ),
+    (
+        "auth_success",
+        include_str!("../tests/fixtures/auth_success.json"),
+    ),
+    (
+        "accounts_success",
+        include_str!("../tests/fixtures/accounts_success.json"),
+    ),
+];
+
+/// A failure of a CLI client command, with what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The arguments do not name a callback to send.
+    #[error("{0}")]
+    Usage(String),
+    /// The receiver could not be reached.
+    #[error("cannot reach {url}: {source}")]
+    Unreachable {
+        /// Where we tried.
+        url: String,
+        /// Why it failed.
+        source: reqwest::Error,
+    },
+    /// The receiver answered with an error status.
+    #[error("{status}: {body}")]
+    Status {
+        /// The HTTP status.
+        status: reqwest::StatusCode,
+        /// The answer's body.
+        body: String,
+    },
+}
+
+/// Picks a built-in sample by type and (optionally) code, e.g. `TRANSACTIONS` + `PERIODIC_TRANSACTIONS`.
+pub fn sample(callback_type: &str, code: Option<&str>) -> Result<&'static str, ClientError> {
+    SAMPLES
+        .iter()
+        .map(|(_, body)| *body)
+        .find(|body| {
+            let env = Envelope::parse(body.as_bytes().to_vec()).expect("samples parse");
+            env.callback_type().eq_ignore_ascii_case(callback_type)
+                && code.is_none_or(|c| {
+                    env.callback_code()
+                        .is_some_and(|x| x.eq_ignore_ascii_case(c))
+                })
+        })
+        .ok_or_else(|| {
+            let known: Vec<String> = SAMPLES
+                .iter()
+                .map(|(_, body)| {
+                    let env = Envelope::parse(body.as_bytes().to_vec()).expect("samples parse");
+                    format!(
+                        "{} {}",
+                        env.callback_type(),
+                        env.callback_code().unwrap_or("")
+                    )
+                })
+                .collect();
+            ClientError::Usage(format!(
+                "no built-in sample for {callback_type} {}: choose one of: {}",
+                code.unwrap_or(""),
+                known.join(", ")
+            ))
+        })
+}
+
+/// Sets the record id of a callback body (both spellings, where present).
+pub fn with_record(body: &str, record: &str) -> Result<String, ClientError> {
+    let mut value: Value = serde_json::from_str(body)
+        .map_err(|e| ClientError::Usage(format!("the callback file is not JSON: {e}")))?;
+    let obj = value
+        .as_object_mut()
+        .ok_or_else(|| ClientError::Usage("the callback file must hold a JSON object".into()))?;
+    obj.insert("record".into(), record.into());
+    if obj.contains_key("recordId") {
+        obj.insert("recordId".into(), record.into());
+    }
+    Ok(value.to_string())
+}
+
+fn client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .expect("a default HTTP client builds")
+}
+
+async fn answer(
+    url: &str,
+    response: Result<reqwest::Response, reqwest::Error>,
+) -> Result<String, ClientError> {
+    let response = response.map_err(|source| ClientError::Unreachable {
+        url: url.to_owned(),
+        source,
+    })?;
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    if status.is_success() {
+        Ok(body)
+    } else {
+        Err(ClientError::Status { status, body })
+    }
+}
+
+/// POSTs `body` to a receiver's `/v1/callback` as Okra would; returns the answer's body.
+pub async fn send(url: &str, body: String, token: Option<&str>) -> Result<String, ClientError> {
+    let mut request = client(Duration::from_secs(30))
+        .post(url)
+        .header("Content-Type", "application/json")
+        .body(body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    answer(url, request.send().await).await
+}
+
+/// POSTs to a replay endpoint of a running receiver.
+pub async fn replay(url: &str, token: Option<&str>) -> Result<String, ClientError> {
+    let mut request = client(Duration::from_secs(30)).post(url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    answer(url, request.send().await).await
+}
+
+/// GETs `url` and succeeds on a 2xx answer: the container's HEALTHCHECK (no curl needed).
+pub async fn healthcheck(url: &str) -> Result<String, ClientError> {
+    answer(url, client(Duration::from_secs(5)).get(url).send().await).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_are_found_by_type_and_code() {
+        let body = sample("transactions", Some("periodic_transactions")).unwrap();
+        assert!(body.contains("\"new_transactions\":3"));
+        let body = sample("IDENTITY", Some("IDENTITY_IS_READY")).unwrap();
+        assert!(body.contains("\"identity\""));
+        let err = sample("LOANS", None).unwrap_err().to_string();
+        assert!(err.contains("TRANSACTIONS PERIODIC_TRANSACTIONS"), "{err}");
+    }
+
+    #[test]
+    fn record_is_rewritten_in_both_spellings() {
+        let body = with_record(sample("AUTH", Some("AUTH_SUCCESS")).unwrap(), "rec-9").unwrap();
+        let env = Envelope::parse(body.into_bytes()).unwrap();
+        assert_eq!(env.record().as_str(), "rec-9");
+        assert_eq!(env.fields()["recordId"], "rec-9");
+    }
+}
