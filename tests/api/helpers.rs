@@ -1,0 +1,544 @@
+//! Spawns the real receiver on port 0 over a real store, with a fake handler that reports what
+//! it sees down a channel. Quiet unless `TEST_LOG` is set.
+//!
+//! PostgreSQL tests read the server URL from `OKRA_TEST_DATABASE_URL` and create a fresh database
+//! per test. Without it they skip with a message — except under `CI=true`, where they must run.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{Arc, Mutex, Once},
+    time::Duration,
+};
+
+use okra_callbacks::{
+    async_trait, Config, Context, Handler, HandlerError, HandlerResult, Receiver,
+};
+use tokio::{sync::mpsc, task::JoinHandle};
+
+pub const PG_ENV: &str = "OKRA_TEST_DATABASE_URL";
+
+/// Which store a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL server URL for tests, or `None` (with a message) when it is not configured.
+pub fn postgres_url() -> Option<String> {
+    match std::env::var(PG_ENV) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("{PG_ENV} is not set, but CI=true: the PostgreSQL tests must run in CI")
+        }
+        _ => {
+            eprintln!(
+                "skipping a PostgreSQL test: set {PG_ENV}=postgres://postgres@127.0.0.1:5432/test to run it"
+            );
+            None
+        }
+    }
+}
+
+/// A database for one test: a SQLite file in a temp dir, or a fresh PostgreSQL database.
+pub struct TestDb {
+    pub url: String,
+    pub backend: Backend,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let path: PathBuf = dir.path().join("okra.db");
+                Self {
+                    url: format!("sqlite://{}", path.display()),
+                    backend,
+                    _dir: Some(dir),
+                }
+            }
+            Backend::Postgres => {
+                let base = postgres_url().expect("Backend::Postgres needs the test URL");
+                Self {
+                    url: fresh_postgres_database(&base).await,
+                    backend,
+                    _dir: None,
+                }
+            }
+        }
+    }
+
+    /// The SQLite file's path (SQLite only).
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        self.url.strip_prefix("sqlite://").map(PathBuf::from)
+    }
+}
+
+/// Creates a uniquely named database on the server `base` points at; returns its URL.
+pub async fn fresh_postgres_database(base: &str) -> String {
+    let (client, conn) = tokio_postgres::connect(base, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {PG_ENV}: {e}"));
+    tokio::spawn(conn);
+    let name = format!("okra_test_{}", uuid::Uuid::now_v7().simple());
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create test database");
+    let (prefix, _) = base
+        .split('?')
+        .next()
+        .unwrap()
+        .rsplit_once('/')
+        .expect("a postgres:// URL with a database name");
+    format!("{prefix}/{name}")
+}
+
+/// What the fake handler does with one delivery.
+#[derive(Debug, Clone)]
+pub enum Action {
+    Succeed,
+    Fail(&'static str),
+    Panic,
+    Sleep(Duration),
+}
+
+/// One delivery the fake handler saw.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub id: String,
+    pub record: String,
+    pub callback_type: String,
+    pub callback_code: Option<String>,
+    pub attempt: u32,
+    pub body: Vec<u8>,
+    pub outcome: &'static str,
+}
+
+type Script = Arc<dyn Fn(&Context) -> Action + Send + Sync>;
+
+/// Reports every call down a channel, then acts as its script says.
+pub struct Recorder {
+    tx: mpsc::UnboundedSender<Seen>,
+    script: Script,
+}
+
+#[async_trait]
+impl Handler for Recorder {
+    fn name(&self) -> &str {
+        "recorder"
+    }
+
+    async fn handle(&self, cx: &Context) -> HandlerResult {
+        let action = (self.script)(cx);
+        if let Action::Sleep(d) = action {
+            tokio::time::sleep(d).await;
+        }
+        let outcome = match action {
+            Action::Fail(_) => "fail",
+            Action::Panic => "panic",
+            _ => "ok",
+        };
+        let _ = self.tx.send(Seen {
+            id: cx.id.clone(),
+            record: cx.record().to_string(),
+            callback_type: cx.envelope.callback_type().to_owned(),
+            callback_code: cx.envelope.callback_code().map(str::to_owned),
+            attempt: cx.attempt,
+            body: cx.envelope.raw().to_vec(),
+            outcome,
+        });
+        match action {
+            Action::Fail(msg) => Err(HandlerError::msg(msg)),
+            Action::Panic => panic!("the test handler panics on purpose"),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A running receiver and what its handler saw.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub seen: mpsc::UnboundedReceiver<Seen>,
+    pub db: TestDb,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), okra_callbacks::Error>>>,
+}
+
+fn init_logs() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            okra_callbacks::telemetry::init_tracing(okra_callbacks::config::LogFormat::Text);
+        }
+    });
+}
+
+/// Settings for fast tests: short retry delays.
+pub fn test_config(db: &TestDb) -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url: db.url.clone(),
+        retry_base_delay_ms: 20,
+        retry_max_delay: Duration::from_millis(200),
+        handler_timeout: Duration::from_secs(5),
+        shutdown_timeout: Duration::from_secs(10),
+        ..Config::default()
+    }
+}
+
+pub struct Builder {
+    db: TestDb,
+    config: Config,
+    script: Script,
+}
+
+impl Builder {
+    pub fn config(mut self, f: impl FnOnce(&mut Config)) -> Self {
+        f(&mut self.config);
+        self
+    }
+
+    pub fn script(mut self, f: impl Fn(&Context) -> Action + Send + Sync + 'static) -> Self {
+        self.script = Arc::new(f);
+        self
+    }
+
+    pub async fn spawn(self) -> TestApp {
+        init_logs();
+        let (tx, seen) = mpsc::unbounded_channel();
+        let handler = Recorder {
+            tx,
+            script: self.script,
+        };
+        let receiver = Receiver::new(self.config, handler)
+            .await
+            .expect("receiver starts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(receiver.run(listener, async {
+            let _ = stop_rx.await;
+        }));
+        TestApp {
+            addr,
+            base: format!("http://{addr}"),
+            client: reqwest::Client::new(),
+            seen,
+            db: self.db,
+            shutdown: Some(stop_tx),
+            task: Some(task),
+        }
+    }
+}
+
+/// A receiver on a fresh database of `backend`.
+pub async fn app(backend: Backend) -> Builder {
+    let db = TestDb::new(backend).await;
+    on(db)
+}
+
+/// A receiver on an existing database (e.g. after a restart).
+pub fn on(db: TestDb) -> Builder {
+    let config = test_config(&db);
+    Builder {
+        db,
+        config,
+        script: Arc::new(|_| Action::Succeed),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// POSTs a callback body as Okra would.
+    pub async fn post(&self, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.client
+            .post(self.url("/v1/callback"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// POSTs and returns the JSON answer, asserting 200.
+    pub async fn post_ok(&self, body: impl Into<reqwest::Body>) -> serde_json::Value {
+        let response = self.post(body).await;
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert_eq!(status, 200, "{text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// Waits for the next delivery the handler saw.
+    pub async fn next_seen(&mut self) -> Seen {
+        tokio::time::timeout(Duration::from_secs(10), self.seen.recv())
+            .await
+            .expect("a delivery within 10 s")
+            .expect("handler channel open")
+    }
+
+    /// Collects `n` deliveries.
+    pub async fn seen_n(&mut self, n: usize) -> Vec<Seen> {
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(self.next_seen().await);
+        }
+        out
+    }
+
+    /// Asserts no further delivery arrives within `d`.
+    pub async fn assert_quiet(&mut self, d: Duration) {
+        if let Ok(Some(seen)) = tokio::time::timeout(d, self.seen.recv()).await {
+            panic!("unexpected delivery: {seen:?}");
+        }
+    }
+
+    /// Polls `GET /v1/callbacks/{id}` until its status is `status`.
+    pub async fn wait_status(&self, id: &str, status: &str) -> serde_json::Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let (code, body) = self.get_json(&format!("/v1/callbacks/{id}")).await;
+            assert_eq!(code, 200, "{body}");
+            if body["status"] == status {
+                return body;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{id} never became {status}: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Shuts down gracefully and hands back the database for a restart.
+    pub async fn stop(mut self) -> TestDb {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await
+                .expect("receiver task")
+                .expect("receiver stops cleanly");
+        }
+        // Release the SQLite file lock held by the database thread.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        std::mem::replace(
+            &mut self.db,
+            TestDb {
+                url: String::new(),
+                backend: Backend::Sqlite,
+                _dir: None,
+            },
+        )
+    }
+}
+
+/// A callback body for `record` with a marker field, so each is distinct.
+pub fn callback(record: &str, kind: &str, code: &str, n: usize) -> String {
+    serde_json::json!({
+        "callback_type": kind,
+        "callback_code": code,
+        "record": record,
+        "error": null,
+        "seq": n,
+    })
+    .to_string()
+}
+
+/// A fixture from `tests/fixtures/`.
+pub fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/tests/fixtures/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+}
+
+/// Per-test shared counters, e.g. to fail the first N attempts of a callback.
+pub type Counters = Arc<Mutex<HashMap<String, u32>>>;
+
+/// Runs each named test against SQLite and, when configured, PostgreSQL:
+/// `both_stores!(name)` makes `name::sqlite` and `name::postgres` from `async fn name(Backend)`.
+#[macro_export]
+macro_rules! both_stores {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::helpers::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if $crate::helpers::postgres_url().is_some() {
+                    super::$name($crate::helpers::Backend::Postgres).await
+                }
+            }
+        }
+    )*};
+}
+
+/// A store that can be switched off, to see how the receiver behaves when its store fails.
+pub struct Switchable {
+    inner: Arc<dyn okra_callbacks::store::Store>,
+    down: std::sync::atomic::AtomicBool,
+}
+
+impl Switchable {
+    pub fn new(inner: Arc<dyn okra_callbacks::store::Store>) -> Self {
+        Self {
+            inner,
+            down: Default::default(),
+        }
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn check(&self) -> Result<(), okra_callbacks::store::StoreError> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(okra_callbacks::store::StoreError::Unavailable(
+                "switched off by the test".into(),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl okra_callbacks::store::Store for Switchable {
+    async fn insert(
+        &self,
+        cb: okra_callbacks::store::NewCallback,
+        w: Duration,
+    ) -> Result<okra_callbacks::store::Inserted, okra_callbacks::store::StoreError> {
+        self.check()?;
+        self.inner.insert(cb, w).await
+    }
+    async fn claim(
+        &self,
+        o: &str,
+        m: usize,
+        p: usize,
+        l: Duration,
+    ) -> Result<Vec<okra_callbacks::store::Claim>, okra_callbacks::store::StoreError> {
+        self.check()?;
+        self.inner.claim(o, m, p, l).await
+    }
+    async fn finish(
+        &self,
+        o: &str,
+        cb: &okra_callbacks::store::StoredCallback,
+        out: okra_callbacks::store::Outcome,
+        l: Duration,
+    ) -> Result<(), okra_callbacks::store::StoreError> {
+        self.check()?;
+        self.inner.finish(o, cb, out, l).await
+    }
+    async fn release(&self, o: &str, r: &str) -> Result<(), okra_callbacks::store::StoreError> {
+        self.inner.release(o, r).await
+    }
+    async fn release_all(&self, o: &str) -> Result<(), okra_callbacks::store::StoreError> {
+        self.inner.release_all(o).await
+    }
+    async fn get(
+        &self,
+        id: &str,
+    ) -> Result<Option<okra_callbacks::store::StoredCallback>, okra_callbacks::store::StoreError>
+    {
+        self.check()?;
+        self.inner.get(id).await
+    }
+    async fn list(
+        &self,
+        r: &str,
+        t: &[&str],
+    ) -> Result<(bool, Vec<okra_callbacks::store::StoredCallback>), okra_callbacks::store::StoreError>
+    {
+        self.check()?;
+        self.inner.list(r, t).await
+    }
+    async fn replay(&self, id: &str) -> Result<bool, okra_callbacks::store::StoreError> {
+        self.check()?;
+        self.inner.replay(id).await
+    }
+    async fn replay_dead(&self) -> Result<u64, okra_callbacks::store::StoreError> {
+        self.check()?;
+        self.inner.replay_dead().await
+    }
+    async fn ping(&self) -> Result<(), okra_callbacks::store::StoreError> {
+        self.check()?;
+        self.inner.ping().await
+    }
+    async fn backlog(
+        &self,
+    ) -> Result<okra_callbacks::store::Backlog, okra_callbacks::store::StoreError> {
+        self.check()?;
+        self.inner.backlog().await
+    }
+    async fn prune(
+        &self,
+        b: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, okra_callbacks::store::StoreError> {
+        self.check()?;
+        self.inner.prune(b).await
+    }
+}
+
+/// A receiver over a store built by the test; returns it (unstoppable: it ends with the test)
+/// and the handler's channel.
+pub async fn spawn_with_store(
+    db: &TestDb,
+    store: Arc<dyn okra_callbacks::store::Store>,
+) -> (TestApp, mpsc::UnboundedReceiver<Seen>) {
+    init_logs();
+    let (tx, seen) = mpsc::unbounded_channel();
+    let handler = Arc::new(Recorder {
+        tx,
+        script: Arc::new(|_| Action::Succeed),
+    });
+    let receiver = Receiver::with_store(test_config(db), store, handler);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(receiver.run(listener, std::future::pending()));
+    let (_unused_tx, unused_rx) = mpsc::unbounded_channel();
+    let app = TestApp {
+        addr,
+        base: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+        seen: unused_rx,
+        db: TestDb {
+            url: db.url.clone(),
+            backend: db.backend,
+            _dir: None,
+        },
+        shutdown: None,
+        task: None,
+    };
+    (app, seen)
+}
