@@ -1,5 +1,8 @@
 //! The integration suite: the real receiver on port 0, over real stores.
 
 mod helpers;
+mod process;
 
+mod crash;
+mod dispatch;
 mod ingest;
