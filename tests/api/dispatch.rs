@@ -492,3 +492,62 @@ both_stores!(
     pending_callbacks_resume_after_a_restart,
     undelivered_work_is_picked_up_by_the_next_process,
 );
+
+/// Without an admin token the read/admin API answers loopback peers only (the socket's peer,
+/// not any header).
+#[tokio::test]
+async fn admin_api_is_loopback_only_without_a_token() {
+    use axum::{body::Body, extract::ConnectInfo, http::Request};
+    use tower::ServiceExt;
+
+    let db = crate::helpers::TestDb::new(Backend::Sqlite).await;
+    let receiver = okra_callbacks::Receiver::new(
+        crate::helpers::test_config(&db),
+        okra_callbacks::LogHandler::new(),
+    )
+    .await
+    .unwrap();
+    let router = receiver.router();
+    let call = |peer: &str, path: &str| {
+        let mut request = Request::get(path)
+            .header("x-forwarded-for", "127.0.0.1")
+            .body(Body::empty())
+            .unwrap();
+        request
+            .extensions_mut()
+            .insert(ConnectInfo::<std::net::SocketAddr>(peer.parse().unwrap()));
+        router.clone().oneshot(request)
+    };
+    for path in [
+        "/v1/callback?record=r&method=AUTH",
+        "/v1/callbacks/x",
+        "/metrics",
+    ] {
+        let response = call("203.0.113.9:5000", path).await.unwrap();
+        assert_eq!(response.status(), 403, "{path}");
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"]["code"], "forbidden");
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--admin-token"));
+        assert_ne!(
+            call("127.0.0.1:5000", path).await.unwrap().status(),
+            403,
+            "{path}"
+        );
+        assert_ne!(
+            call("[::1]:5000", path).await.unwrap().status(),
+            403,
+            "{path}"
+        );
+    }
+    // Health stays open to everyone.
+    assert_eq!(
+        call("203.0.113.9:5000", "/healthz").await.unwrap().status(),
+        200
+    );
+}
