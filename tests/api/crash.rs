@@ -122,3 +122,51 @@ async fn every_acknowledged_callback_survives_sigkill() {
         sink.deliveries.lock().unwrap().len()
     );
 }
+
+/// SIGTERM: the in-flight handler call finishes and is recorded, then the process exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_handler_calls_and_exits_zero() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let sink = Sink {
+        delay: Duration::from_millis(800),
+        ..Sink::default()
+    };
+    let forward = sink.start().await;
+    let mut receiver = ChildReceiver::start(&db.url, &["--forward-url", forward.as_str()]).await;
+    let client = reqwest::Client::new();
+    let answer: serde_json::Value = client
+        .post(receiver.callback_url())
+        .body(callback("rec-term", "AUTH", "AUTH_SUCCESS", 0))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = answer["id"].as_str().unwrap().to_owned();
+    // Wait until the forward request is in flight (the sink sleeps before recording it).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(sink.counts().is_empty());
+    let status = receiver.terminate();
+    assert!(status.success(), "exit status {status:?}");
+    assert_eq!(
+        sink.counts().get(&id),
+        Some(&1),
+        "the in-flight call completed before exit"
+    );
+
+    // After a restart it is recorded as delivered, not handed over again.
+    let receiver = ChildReceiver::start(&db.url, &["--forward-url", forward.as_str()]).await;
+    let state: serde_json::Value = client
+        .get(format!("http://{}/v1/callbacks/{id}", receiver.addr))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state["status"], "delivered", "{state}");
+    assert_eq!(state["attempts"], 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sink.counts().get(&id), Some(&1));
+}

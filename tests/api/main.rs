@@ -6,3 +6,4 @@ mod process;
 mod crash;
 mod dispatch;
 mod ingest;
+mod store;

@@ -23,6 +23,8 @@ pub struct Delivery {
 #[derive(Clone, Default)]
 pub struct Sink {
     pub deliveries: Arc<Mutex<Vec<Delivery>>>,
+    /// How long the sink takes to answer each delivery.
+    pub delay: Duration,
 }
 
 impl Sink {
@@ -33,6 +35,7 @@ impl Sink {
             headers: HeaderMap,
             body: axum::body::Bytes,
         ) -> &'static str {
+            tokio::time::sleep(sink.delay).await;
             let header = |name: &str| {
                 headers
                     .get(name)
@@ -126,6 +129,17 @@ impl ChildReceiver {
 
     pub fn callback_url(&self) -> String {
         format!("http://{}/v1/callback", self.addr)
+    }
+
+    /// SIGTERM, then waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill -TERM");
+        assert!(sent.success());
+        self.child.wait().expect("wait for exit")
     }
 
     /// SIGKILL: no chance to drain or flush anything.
