@@ -6,7 +6,12 @@
 //! jitter and holds the record's later callbacks back; after `max_attempts` the callback is
 //! marked dead and the record goes on. Different records are served concurrently.
 
-use std::{panic::AssertUnwindSafe, sync::Arc, time::Duration};
+use std::{
+    collections::HashSet,
+    panic::AssertUnwindSafe,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use chrono::Utc;
 use futures::FutureExt;
@@ -82,6 +87,9 @@ pub struct Dispatcher {
     config: DispatchConfig,
     owner: String,
     wake: Arc<Notify>,
+    /// Records this process is serving now. A record whose lease lapsed while its handler ran
+    /// comes back in a claim from this very process; it is left to the task already on it.
+    serving: Mutex<HashSet<String>>,
 }
 
 impl Dispatcher {
@@ -98,6 +106,7 @@ impl Dispatcher {
             config,
             owner,
             wake: Arc::new(Notify::new()),
+            serving: Mutex::default(),
         }
     }
 
@@ -130,9 +139,15 @@ impl Dispatcher {
                         let Ok(permit) = slots.clone().acquire_owned().await else {
                             break;
                         };
+                        if !this.lock_serving().insert(claim.record.clone()) {
+                            tracing::debug!(record = %claim.record, "record already being served here");
+                            continue;
+                        }
                         let (this, stop) = (this.clone(), stop.clone());
                         tasks.spawn(async move {
+                            let record = claim.record.clone();
                             this.serve_record(claim, &stop).await;
+                            this.lock_serving().remove(&record);
                             drop(permit);
                         });
                     }
@@ -156,6 +171,10 @@ impl Dispatcher {
         if let Err(e) = this.store.release_all(&this.owner).await {
             tracing::warn!(error = %e, "could not release leases on shutdown; they expire by themselves");
         }
+    }
+
+    fn lock_serving(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.serving.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Delivers one claimed record's callbacks in order, stopping at the first that must wait.
