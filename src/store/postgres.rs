@@ -36,7 +36,7 @@ use super::{
 const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../../migrations/postgres/0001_init.sql"))];
 
 /// The key of the advisory lock that serialises migrations.
-const MIGRATION_LOCK: i64 = 0x6f6b_7261_6d69_67;
+const MIGRATION_LOCK: i64 = 0x006f_6b72_616d_6967;
 
 const COLUMNS: &str = "id, record, callback_type, callback_code, body, received_at, status, \
                        attempts, cycle_attempts, last_error, next_attempt_at, finished_at";
@@ -549,7 +549,10 @@ impl Store for PostgresStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         let client = self.client().await?;
-        let result = self.timed(client.query_one("SELECT 1", &[])).await;
+        // Readiness checks give up after 2 s; answer before that, so a silent connection is
+        // settled (closed) here rather than dropped back into the pool by the caller's timeout.
+        let limit = self.timeout.min(Duration::from_millis(1500));
+        let result = tokio::time::timeout(limit, client.query_one("SELECT 1", &[])).await;
         self.settle(client, result).map(drop)
     }
 

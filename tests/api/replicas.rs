@@ -664,41 +664,7 @@ async fn three_replicas_deliver_every_callback_in_order_through_a_sigkill() {
         .unwrap()
         .get::<_, i64>(0);
 
-    let sink = sink.lock().unwrap();
-    assert!(
-        sink.overlaps.is_empty(),
-        "two deliveries of one record were in flight at once: {:?}",
-        sink.overlaps
-    );
-    let (mut redelivered, mut retried) = (0usize, 0usize);
-    for (record, ids) in &acknowledged {
-        let deliveries = &sink.by_record[record];
-        // Order under at-least-once: the first call is the record's first callback; each call
-        // after is the same callback again (a retry, or a redelivery after a crash) or, once
-        // that one succeeded, the next one. Never an earlier one, never a skip.
-        assert_eq!(deliveries[0].seq, 0, "{record}: {deliveries:?}");
-        let mut done: HashSet<u64> = HashSet::new();
-        for pair in deliveries.windows(2) {
-            let (prev, next) = (&pair[0], &pair[1]);
-            if prev.ok {
-                done.insert(prev.seq);
-            }
-            let in_order =
-                next.seq == prev.seq || (next.seq == prev.seq + 1 && done.contains(&prev.seq));
-            assert!(
-                in_order,
-                "{record}: seq {} delivered after seq {} (ok: {}): {deliveries:?}",
-                next.seq, prev.seq, prev.ok
-            );
-        }
-        for d in deliveries {
-            assert_eq!(d.id, ids[d.seq as usize], "{record}: the acknowledged id");
-        }
-        let successes = deliveries.iter().filter(|d| d.ok).count();
-        redelivered += successes - ids.len();
-        retried += deliveries.iter().filter(|d| !d.ok).count();
-    }
-    drop(sink);
+    let (redelivered, retried) = check_deliveries(&sink.lock().unwrap(), &acknowledged);
 
     // Any live replica answers the read API for every callback, whichever replica stored it.
     let readers: Vec<usize> = (0..REPLICAS).filter(|i| *i != VICTIM).collect();
@@ -747,6 +713,45 @@ async fn three_replicas_deliver_every_callback_in_order_through_a_sigkill() {
         posted_in.as_secs_f64(),
         delivered_in.as_secs_f64(),
     );
+}
+
+/// Checks what the sink saw against what was acknowledged; returns the redeliveries of callbacks
+/// already delivered, and the retries after failed attempts.
+fn check_deliveries(sink: &Sink, acknowledged: &[(String, Vec<String>)]) -> (usize, usize) {
+    assert!(
+        sink.overlaps.is_empty(),
+        "two deliveries of one record were in flight at once: {:?}",
+        sink.overlaps
+    );
+    let (mut redelivered, mut retried) = (0usize, 0usize);
+    for (record, ids) in acknowledged {
+        let deliveries = &sink.by_record[record];
+        // Order under at-least-once: the first call is the record's first callback; each call
+        // after is the same callback again (a retry, or a redelivery after a crash) or, once
+        // that one succeeded, the next one. Never an earlier one, never a skip.
+        assert_eq!(deliveries[0].seq, 0, "{record}: {deliveries:?}");
+        let mut done: HashSet<u64> = HashSet::new();
+        for pair in deliveries.windows(2) {
+            let (prev, next) = (&pair[0], &pair[1]);
+            if prev.ok {
+                done.insert(prev.seq);
+            }
+            let in_order =
+                next.seq == prev.seq || (next.seq == prev.seq + 1 && done.contains(&prev.seq));
+            assert!(
+                in_order,
+                "{record}: seq {} delivered after seq {} (ok: {}): {deliveries:?}",
+                next.seq, prev.seq, prev.ok
+            );
+        }
+        for d in deliveries {
+            assert_eq!(d.id, ids[d.seq as usize], "{record}: the acknowledged id");
+        }
+        let successes = deliveries.iter().filter(|d| d.ok).count();
+        redelivered += successes - ids.len();
+        retried += deliveries.iter().filter(|d| !d.ok).count();
+    }
+    (redelivered, retried)
 }
 
 // ---------------------------------------------------------------------------------------------
