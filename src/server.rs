@@ -51,7 +51,7 @@ pub struct Receiver {
 impl Receiver {
     /// Opens (and migrates) the store `config.database_url` names, and serves `handler`.
     pub async fn new(config: Config, handler: impl Handler) -> Result<Self, Error> {
-        let store = store::open(&config.database_url).await?;
+        let store = store::open_with(&config.database_url, &config.store_options()).await?;
         Ok(Self::with_store(config, store, Arc::new(handler)))
     }
 
