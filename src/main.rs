@@ -122,6 +122,16 @@ async fn serve(config: Config) -> Result<(), String> {
         handlers = ?handlers,
         callback_token = config.callback_token.is_some(),
         admin_token = config.admin_token.is_some(),
+        signature = if config.hmac_secret.is_some() {
+            "hmac-sha256"
+        } else if config.webhook_secret.is_some() {
+            "standard-webhooks"
+        } else {
+            "none"
+        },
+        trusted_proxies = ?config.trusted_proxies,
+        allow_from = ?config.allow_from,
+        log_bodies = config.log_bodies,
         "starting okra-callbacks {}",
         env!("CARGO_PKG_VERSION")
     );
