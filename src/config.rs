@@ -72,7 +72,9 @@ pub fn parse_net(s: &str) -> Result<IpNet, String> {
     let s = s.trim();
     s.parse::<IpNet>()
         .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
-        .map_err(|_| format!("`{s}` is not a network: write e.g. 10.0.0.0/8, 203.0.113.7 or fd00::/8"))
+        .map_err(|_| {
+            format!("`{s}` is not a network: write e.g. 10.0.0.0/8, 203.0.113.7 or fd00::/8")
+        })
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -423,5 +425,93 @@ mod tests {
             .resolve()
             .unwrap_err();
         assert!(err.to_string().contains("http(s)"));
+    }
+
+    #[test]
+    fn networks_parse_as_cidr_lists() {
+        let config = Cli::parse_from([
+            "x",
+            "--trusted-proxies",
+            "10.0.0.0/8, 127.0.0.1",
+            "--allow-from",
+            "203.0.113.0/24,2001:db8::/32",
+        ])
+        .config;
+        assert_eq!(
+            config.trusted_proxies,
+            vec![
+                "10.0.0.0/8".parse::<IpNet>().unwrap(),
+                "127.0.0.1/32".parse().unwrap()
+            ]
+        );
+        assert_eq!(config.allow_from.len(), 2);
+        let err = Cli::try_parse_from(["x", "--allow-from", "10.0.0.0/33"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("10.0.0.0/8"), "{err}");
+    }
+
+    #[test]
+    fn signature_secrets_come_from_flags_or_files_and_never_print() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("whsec");
+        std::fs::write(&path, "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD\n").unwrap();
+        let config = Cli::parse_from(["x", "--webhook-secret-file", path.to_str().unwrap()])
+            .config
+            .resolve()
+            .unwrap();
+        assert_eq!(
+            config.signature_verifier().unwrap().unwrap().scheme(),
+            "standard-webhooks"
+        );
+        let config = Cli::parse_from(["x", "--hmac-secret", "hunter2-hmac"]).config;
+        assert!(!format!("{config:?}").contains("hunter2"));
+        let verifier = config
+            .resolve()
+            .unwrap()
+            .signature_verifier()
+            .unwrap()
+            .unwrap();
+        assert_eq!(verifier.scheme(), "hmac-sha256");
+        assert!(!format!("{verifier:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn unusable_signature_settings_are_refused_without_echoing_the_secret() {
+        let err = Cli::parse_from(["x", "--webhook-secret", "whsec_not*base64"])
+            .config
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--webhook-secret") && !err.contains("not*base64"),
+            "{err}"
+        );
+        assert!(
+            Cli::try_parse_from(["x", "--hmac-secret", "a", "--webhook-secret", "whsec_AAAA"])
+                .is_err()
+        );
+        // Set in code, both at once are refused too.
+        let both = Config {
+            hmac_secret: Some(Secret::new("a")),
+            webhook_secret: Some(Secret::new("whsec_AAAA")),
+            ..Config::default()
+        };
+        assert!(both
+            .resolve()
+            .unwrap_err()
+            .to_string()
+            .contains("only the one"));
+        let err = Cli::parse_from(["x", "--hmac-secret", "a", "--hmac-header", "bad header"])
+            .config
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("X-Okra-Signature"), "{err}");
+        assert!(Cli::parse_from(["x", "--request-timeout", "0s"])
+            .config
+            .resolve()
+            .is_err());
     }
 }

@@ -84,8 +84,8 @@ pub enum Verifier {
     HmacSha256 {
         /// The shared secret.
         key: Key,
-        /// The header carrying the signature.
-        header: HeaderName,
+        /// The header carrying the signature, as configured (matched case-insensitively).
+        header: String,
     },
     /// Standard Webhooks, symmetric (`v1`) signatures.
     StandardWebhooks {
@@ -127,17 +127,18 @@ impl Verifier {
     /// The HMAC-SHA256 scheme with this shared secret, read from `header` (e.g.
     /// [`DEFAULT_HMAC_HEADER`]).
     pub fn hmac_sha256(secret: &[u8], header: &str) -> Result<Self, KeyError> {
+        let header_text = header.trim();
         if secret.is_empty() {
             return Err(KeyError("the HMAC secret cannot be empty".into()));
         }
-        let header = HeaderName::try_from(header).map_err(|_| {
+        HeaderName::try_from(header_text).map_err(|_| {
             KeyError(format!(
                 "`{header}` is not a valid header name: use e.g. {DEFAULT_HMAC_HEADER}"
             ))
         })?;
         Ok(Self::HmacSha256 {
             key: Key(secret.to_vec()),
-            header,
+            header: header_text.to_owned(),
         })
     }
 
@@ -201,7 +202,7 @@ impl Verifier {
                 let mut m = mac(key);
                 m.update(body);
                 vec![(
-                    header.as_str().to_owned(),
+                    header.clone(),
                     format!("sha256={}", hex::encode(m.finalize().into_bytes())),
                 )]
             }
@@ -219,21 +220,23 @@ impl Verifier {
 
 fn verify_hmac(
     key: &Key,
-    header: &HeaderName,
+    header: &str,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(), SignatureError> {
-    let value = header_str(headers, header.as_str())?.trim();
+    let value = header_str(headers, header)?.trim();
     let hex_sig = value
         .strip_prefix("sha256=")
         .or_else(|| value.strip_prefix("SHA256="))
         .unwrap_or(value);
     let malformed = |why| SignatureError::Malformed {
-        header: header.as_str().to_owned(),
+        header: header.to_owned(),
         why,
     };
     if hex_sig.len() != TAG_LEN * 2 {
-        return Err(malformed("expected 64 hex digits (optionally after `sha256=`)"));
+        return Err(malformed(
+            "expected 64 hex digits (optionally after `sha256=`)",
+        ));
     }
     let tag = hex::decode(hex_sig).map_err(|_| malformed("expected hex digits"))?;
     let mut m = mac(key);
@@ -391,10 +394,7 @@ mod tests {
 
     #[test]
     fn refuses_the_reference_wrong_signature() {
-        let h = standard(
-            "v1,R3PTzyfHASBKHH98a7yexTwaJ4yNIcGhFQc1yuN+BPU=",
-            TIMESTAMP,
-        );
+        let h = standard("v1,R3PTzyfHASBKHH98a7yexTwaJ4yNIcGhFQc1yuN+BPU=", TIMESTAMP);
         assert_eq!(
             wh().verify_at(&h, PAYLOAD, TIMESTAMP),
             Err(SignatureError::Mismatch)
@@ -535,7 +535,11 @@ mod tests {
             format!("sha256={RFC4231_MAC}"),
             RFC4231_MAC.to_uppercase(),
         ] {
-            assert_eq!(v.verify(&hmac_headers(&value), RFC4231_DATA), Ok(()), "{value}");
+            assert_eq!(
+                v.verify(&hmac_headers(&value), RFC4231_DATA),
+                Ok(()),
+                "{value}"
+            );
         }
         let signed = v.sign("", 0, RFC4231_DATA);
         assert_eq!(signed[0].1, format!("sha256={RFC4231_MAC}"));
@@ -563,7 +567,12 @@ mod tests {
             other_key.verify(&hmac_headers(RFC4231_MAC), RFC4231_DATA),
             Err(SignatureError::Mismatch)
         );
-        for malformed in [&RFC4231_MAC[..62], "sha256=", "zz", &format!("{RFC4231_MAC}00")] {
+        for malformed in [
+            &RFC4231_MAC[..62],
+            "sha256=",
+            "zz",
+            &format!("{RFC4231_MAC}00"),
+        ] {
             assert!(
                 matches!(
                     v.verify(&hmac_headers(malformed), RFC4231_DATA),
@@ -574,7 +583,7 @@ mod tests {
         }
         assert_eq!(
             v.verify(&HeaderMap::new(), RFC4231_DATA),
-            Err(SignatureError::Missing("x-okra-signature".into()))
+            Err(SignatureError::Missing("X-Okra-Signature".into()))
         );
         // Sent twice: refused rather than guessing which one counts.
         let mut twice = hmac_headers(RFC4231_MAC);
@@ -589,7 +598,10 @@ mod tests {
             wh(),
             Verifier::hmac_sha256(b"hunter2", "x-sig").unwrap()
         );
-        assert!(!shown.contains("hunter2") && !shown.contains("C2FV"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("C2FV"),
+            "{shown}"
+        );
         // The decoded key bytes do not print either.
         assert!(!shown.contains("11, 97"), "{shown}");
     }

@@ -141,7 +141,11 @@ pub fn router(state: AppState) -> Router {
 /// Answers 408 `request_timeout` (our JSON error body) when a request, body included, takes
 /// longer than `--request-timeout`. Dropping the handler is safe: nothing is acknowledged before
 /// it is stored, and a store write that completes anyway makes the retry a duplicate.
-async fn limit_request_time(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn limit_request_time(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let limit = state.security.request_timeout;
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
@@ -207,7 +211,10 @@ async fn receive(
             metrics::counter!("okra_callbacks_rejected_total", "reason" => "invalid_signature")
                 .increment(1);
             tracing::debug!(scheme = verifier.scheme(), reason = %e, "callback refused: invalid signature");
-            return Err(ApiError::InvalidSignature(format!("{e}: {}", verifier.hint())));
+            return Err(ApiError::InvalidSignature(format!(
+                "{e}: {}",
+                verifier.hint()
+            )));
         }
     }
     let envelope = Envelope::parse(raw)?;
