@@ -1,6 +1,10 @@
 //! The integration suite: the real receiver on port 0, over real stores.
 
 mod helpers;
+mod process;
 
+mod crash;
+mod dispatch;
 mod ingest;
 mod security;
+mod store;
