@@ -71,9 +71,9 @@ pub async fn require_allowed_source(
 
 /// The `--admin-token` rule for every read and admin endpoint: the bearer token when one is set,
 /// otherwise loopback clients only. The client is the socket's peer unless that peer is a
-/// `--trusted-proxies` proxy; a forwarded header from anyone else is never believed, and an
-/// untrusted loopback peer that relays someone (sends forwarded headers) is refused, since the
-/// real client behind that local proxy is unknown.
+/// `--trusted-proxies` proxy; a forwarded header from anyone else is never believed. An untrusted
+/// loopback peer whose forwarded headers name a remote client (a local reverse proxy not listed
+/// as trusted) is refused too, rather than let its remote clients in as "loopback".
 pub async fn require_admin(
     State(state): State<AppState>,
     request: Request,
@@ -94,7 +94,7 @@ pub async fn require_admin(
             };
             if !peer::is_in(socket_peer, trusted)
                 && peer::is_loopback(socket_peer)
-                && peer::has_forwarded_headers(request.headers())
+                && peer::forwards_a_remote_client(request.headers())
             {
                 return Err(ApiError::NotAllowed(
                     "this request came through a local proxy that is not in --trusted-proxies, so its client is unknown: list the proxy in --trusted-proxies (OKRA_TRUSTED_PROXIES), or set --admin-token".into(),

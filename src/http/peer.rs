@@ -10,9 +10,6 @@ use std::net::{IpAddr, SocketAddr};
 use axum::{extract::ConnectInfo, http::HeaderMap};
 use ipnet::IpNet;
 
-/// The headers a proxy uses to say whom it relays.
-const FORWARDED_HEADERS: [&str; 3] = ["x-forwarded-for", "forwarded", "x-real-ip"];
-
 /// The socket peer of a request, as the server recorded it (`ConnectInfo<SocketAddr>`).
 pub fn socket_peer(extensions: &axum::http::Extensions) -> Option<IpAddr> {
     extensions
@@ -31,9 +28,34 @@ pub fn is_loopback(ip: IpAddr) -> bool {
     ip.to_canonical().is_loopback()
 }
 
-/// Whether the request carries any header by which a proxy names the client it relays.
-pub fn has_forwarded_headers(headers: &HeaderMap) -> bool {
-    FORWARDED_HEADERS.iter().any(|h| headers.contains_key(*h))
+/// Whether a forwarded header (`X-Forwarded-For`, `X-Real-IP`, `Forwarded: for=`) names a client
+/// that is not a loopback address (or names one that cannot be read). Used only to refuse: an
+/// untrusted peer's claims never grant anything, but a local proxy that says it relays a remote
+/// client is taken at its word.
+pub fn forwards_a_remote_client(headers: &HeaderMap) -> bool {
+    let remote = |hop: &str| !parse_hop(hop).is_some_and(is_loopback);
+    let values = |name| {
+        headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap_or("?"))
+    };
+    values("x-forwarded-for")
+        .flat_map(|v| v.split(','))
+        .any(remote)
+        || values("x-real-ip").any(remote)
+        || values("forwarded")
+            .flat_map(|v| v.split([',', ';']))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .filter(|(key, _)| key.trim().eq_ignore_ascii_case("for"))
+            .any(|(_, value)| {
+                let value = value.trim().trim_matches('"');
+                let value = value
+                    .strip_prefix('[')
+                    .and_then(|v| v.split_once(']'))
+                    .map_or(value, |(ip, _)| ip);
+                remote(value)
+            })
 }
 
 /// One `X-Forwarded-For` element: `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1` or `[2001:db8::1]:443`.
@@ -126,6 +148,38 @@ mod tests {
             client_ip(ip("10.0.0.2"), &HeaderMap::new(), &trusted),
             ip("10.0.0.2")
         );
+    }
+
+    #[test]
+    fn forwarded_headers_naming_remote_clients_are_recognised() {
+        let with = |name: &str, value: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                axum::http::HeaderName::try_from(name).unwrap(),
+                value.parse().unwrap(),
+            );
+            h
+        };
+        assert!(!forwards_a_remote_client(&HeaderMap::new()));
+        for (name, value, remote) in [
+            ("x-forwarded-for", "127.0.0.1", false),
+            ("x-forwarded-for", "127.0.0.1, ::1", false),
+            ("x-forwarded-for", "127.0.0.1, 198.51.100.7", true),
+            ("x-forwarded-for", "nonsense", true),
+            ("x-real-ip", "198.51.100.7", true),
+            ("x-real-ip", "127.0.0.1", false),
+            ("forwarded", "for=198.51.100.7;proto=https", true),
+            ("forwarded", "for=\"[2001:db8::1]:4711\"", true),
+            ("forwarded", "for=127.0.0.1, for=\"[::1]\"", false),
+            ("forwarded", "for=_hidden", true),
+            ("forwarded", "proto=https", false),
+        ] {
+            assert_eq!(
+                forwards_a_remote_client(&with(name, value)),
+                remote,
+                "{name}: {value}"
+            );
+        }
     }
 
     #[test]

@@ -543,6 +543,10 @@ async fn standard_webhooks_signatures_are_checked(backend: Backend) {
 // ---------------------------------------------------------------------------------------------
 // Slow clients and floods
 
+fn addr_of(app: &crate::helpers::TestApp) -> SocketAddr {
+    app.base.trim_start_matches("http://").parse().unwrap()
+}
+
 /// Sends `bytes` one at a time, `gap` apart, and reports how long the server let it go on
 /// before closing the connection (or `None` if it never did within `give_up`).
 async fn drip(
@@ -577,13 +581,13 @@ async fn slow_headers_are_cut_off_while_other_clients_are_served() {
         .await;
     let head = format!(
         "POST /v1/callback HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nX-Padding: {}\r\n",
-        app.addr,
+        addr_of(&app),
         "a".repeat(200)
     );
     let slow: Vec<_> = (0..20)
         .map(|_| {
             tokio::spawn(drip(
-                app.addr,
+                addr_of(&app),
                 head.clone().into_bytes(),
                 Duration::from_millis(100),
                 Duration::from_secs(10),
@@ -619,12 +623,12 @@ async fn a_slow_body_gets_408_with_our_error_body() {
         .spawn()
         .await;
     let started = Instant::now();
-    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    let mut stream = TcpStream::connect(addr_of(&app)).await.unwrap();
     stream
         .write_all(
             format!(
                 "POST /v1/callback HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{",
-                app.addr
+                addr_of(&app)
             )
             .as_bytes(),
         )
