@@ -3,11 +3,22 @@
 //! Every flag also reads an environment variable; secrets can come from a file
 //! (`--callback-token-file`, `OKRA_CALLBACK_TOKEN_FILE`, …) and never print.
 
-use std::{fmt, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
+use std::{
+    fmt,
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    str::FromStr,
+    time::Duration,
+};
 
 use clap::Args;
+use ipnet::IpNet;
 
-use crate::{dispatch::DispatchConfig, store::StoreOptions};
+use crate::{
+    dispatch::DispatchConfig,
+    signature::{Verifier, DEFAULT_HMAC_HEADER},
+    store::StoreOptions,
+};
 
 /// A secret string (a bearer token). `Debug` and `Display` never show it.
 #[derive(Clone, PartialEq, Eq)]
@@ -57,6 +68,16 @@ pub enum LogFormat {
     Json,
 }
 
+/// A network in CIDR notation (`10.0.0.0/8`, `fd00::/8`) or a single address (`10.1.2.3`).
+pub fn parse_net(s: &str) -> Result<IpNet, String> {
+    let s = s.trim();
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| {
+            format!("`{s}` is not a network: write e.g. 10.0.0.0/8, 203.0.113.7 or fd00::/8")
+        })
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s)
         .map_err(|e| format!("{e}: write a duration such as 500ms, 30s, 10m or 24h"))
@@ -98,6 +119,60 @@ pub struct Config {
     /// Read the admin token from this file instead.
     #[arg(long, env = "OKRA_ADMIN_TOKEN_FILE", conflicts_with = "admin_token")]
     pub admin_token_file: Option<PathBuf>,
+
+    /// Check a signature on every callback: the hex HMAC-SHA256 of the raw body under this
+    /// shared secret, in `--hmac-header` (bare or `sha256=<hex>`).
+    #[arg(long, env = "OKRA_HMAC_SECRET", hide_env_values = true)]
+    pub hmac_secret: Option<Secret>,
+
+    /// Read the HMAC secret from this file instead.
+    #[arg(long, env = "OKRA_HMAC_SECRET_FILE", conflicts_with = "hmac_secret")]
+    pub hmac_secret_file: Option<PathBuf>,
+
+    /// The header carrying the HMAC signature.
+    #[arg(long, env = "OKRA_HMAC_HEADER", default_value = DEFAULT_HMAC_HEADER)]
+    pub hmac_header: String,
+
+    /// Check Standard Webhooks signatures (`webhook-id`, `webhook-timestamp`,
+    /// `webhook-signature`) with this `whsec_…` secret.
+    #[arg(
+        long,
+        env = "OKRA_WEBHOOK_SECRET",
+        hide_env_values = true,
+        conflicts_with_all = ["hmac_secret", "hmac_secret_file"]
+    )]
+    pub webhook_secret: Option<Secret>,
+
+    /// Read the Standard Webhooks secret from this file instead.
+    #[arg(
+        long,
+        env = "OKRA_WEBHOOK_SECRET_FILE",
+        conflicts_with_all = ["webhook_secret", "hmac_secret", "hmac_secret_file"]
+    )]
+    pub webhook_secret_file: Option<PathBuf>,
+
+    /// Proxies (comma-separated networks) whose `X-Forwarded-For` is believed when finding a
+    /// client's address. Unset: the socket's peer is the client and forwarded headers are ignored.
+    #[arg(long, env = "OKRA_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
+    pub trusted_proxies: Vec<IpNet>,
+
+    /// Accept `POST /v1/callback` only from these networks (comma-separated); others get 403.
+    /// Unset: from anywhere.
+    #[arg(long, env = "OKRA_ALLOW_FROM", value_delimiter = ',', value_parser = parse_net)]
+    pub allow_from: Vec<IpNet>,
+
+    /// A connection must send its request line and headers within this time, or it is closed
+    /// (slow clients cannot hold connections open). Also closes idle keep-alive connections.
+    #[arg(long, env = "OKRA_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// The longest a request may take, body included; past it the answer is 408.
+    #[arg(long, env = "OKRA_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Open connections at once; past it, new ones wait in the kernel's accept queue.
+    #[arg(long, env = "OKRA_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
 
     /// POST each callback's original JSON to this internal URL; a non-2xx answer is a failure.
     #[arg(long, env = "OKRA_FORWARD_URL")]
@@ -184,6 +259,16 @@ impl Default for Config {
             callback_token_file: None,
             admin_token: None,
             admin_token_file: None,
+            hmac_secret: None,
+            hmac_secret_file: None,
+            hmac_header: DEFAULT_HMAC_HEADER.into(),
+            webhook_secret: None,
+            webhook_secret_file: None,
+            trusted_proxies: Vec::new(),
+            allow_from: Vec::new(),
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 1024,
             forward_url: None,
             forward_timeout: Duration::from_secs(10),
             max_attempts: dispatch.max_attempts,
@@ -219,13 +304,29 @@ fn read_secret(path: &PathBuf, flag: &str) -> Result<Secret, ConfigError> {
 }
 
 impl Config {
-    /// Reads the `…_FILE` secrets and checks the settings fit together. Call once at start-up.
+    /// Reads the `…_FILE` secrets and checks the settings fit together. Call once at start-up
+    /// ([`crate::Receiver::new`] does).
     pub fn resolve(mut self) -> Result<Self, ConfigError> {
         if let Some(path) = self.callback_token_file.take() {
             self.callback_token = Some(read_secret(&path, "callback-token-file")?);
         }
         if let Some(path) = self.admin_token_file.take() {
             self.admin_token = Some(read_secret(&path, "admin-token-file")?);
+        }
+        if let Some(path) = self.hmac_secret_file.take() {
+            self.hmac_secret = Some(read_secret(&path, "hmac-secret-file")?);
+        }
+        if let Some(path) = self.webhook_secret_file.take() {
+            self.webhook_secret = Some(read_secret(&path, "webhook-secret-file")?);
+        }
+        self.signature_verifier()?;
+        if self.header_read_timeout.is_zero() || self.request_timeout.is_zero() {
+            return Err(ConfigError(
+                "--header-read-timeout and --request-timeout must be longer than 0 s".into(),
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err(ConfigError("--max-connections must be at least 1".into()));
         }
         if let Some(url) = &self.forward_url {
             let ok = reqwest::Url::parse(url)
@@ -261,6 +362,25 @@ impl Config {
             ));
         }
         Ok(self)
+    }
+
+    /// The signature check the secrets describe: HMAC-SHA256 with `--hmac-secret`, Standard
+    /// Webhooks with `--webhook-secret`, none without either.
+    pub fn signature_verifier(&self) -> Result<Option<Verifier>, ConfigError> {
+        match (&self.hmac_secret, &self.webhook_secret) {
+            (Some(_), Some(_)) => Err(ConfigError(
+                "--hmac-secret and --webhook-secret are two signature schemes: set only the one your sender uses".into(),
+            )),
+            (Some(secret), None) => {
+                Verifier::hmac_sha256(secret.expose().as_bytes(), &self.hmac_header)
+                    .map(Some)
+                    .map_err(|e| ConfigError(format!("--hmac-secret: {e}")))
+            }
+            (None, Some(secret)) => Verifier::standard_webhooks(secret.expose())
+                .map(Some)
+                .map_err(|e| ConfigError(format!("--webhook-secret: {e}"))),
+            (None, None) => Ok(None),
+        }
     }
 
     /// The dispatcher settings these flags describe.
@@ -380,5 +500,93 @@ mod tests {
             .resolve()
             .unwrap_err();
         assert!(err.to_string().contains("http(s)"));
+    }
+
+    #[test]
+    fn networks_parse_as_cidr_lists() {
+        let config = Cli::parse_from([
+            "x",
+            "--trusted-proxies",
+            "10.0.0.0/8, 127.0.0.1",
+            "--allow-from",
+            "203.0.113.0/24,2001:db8::/32",
+        ])
+        .config;
+        assert_eq!(
+            config.trusted_proxies,
+            vec![
+                "10.0.0.0/8".parse::<IpNet>().unwrap(),
+                "127.0.0.1/32".parse().unwrap()
+            ]
+        );
+        assert_eq!(config.allow_from.len(), 2);
+        let err = Cli::try_parse_from(["x", "--allow-from", "10.0.0.0/33"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("10.0.0.0/8"), "{err}");
+    }
+
+    #[test]
+    fn signature_secrets_come_from_flags_or_files_and_never_print() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("whsec");
+        std::fs::write(&path, "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD\n").unwrap();
+        let config = Cli::parse_from(["x", "--webhook-secret-file", path.to_str().unwrap()])
+            .config
+            .resolve()
+            .unwrap();
+        assert_eq!(
+            config.signature_verifier().unwrap().unwrap().scheme(),
+            "standard-webhooks"
+        );
+        let config = Cli::parse_from(["x", "--hmac-secret", "hunter2-hmac"]).config;
+        assert!(!format!("{config:?}").contains("hunter2"));
+        let verifier = config
+            .resolve()
+            .unwrap()
+            .signature_verifier()
+            .unwrap()
+            .unwrap();
+        assert_eq!(verifier.scheme(), "hmac-sha256");
+        assert!(!format!("{verifier:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn unusable_signature_settings_are_refused_without_echoing_the_secret() {
+        let err = Cli::parse_from(["x", "--webhook-secret", "whsec_not*base64"])
+            .config
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--webhook-secret") && !err.contains("not*base64"),
+            "{err}"
+        );
+        assert!(
+            Cli::try_parse_from(["x", "--hmac-secret", "a", "--webhook-secret", "whsec_AAAA"])
+                .is_err()
+        );
+        // Set in code, both at once are refused too.
+        let both = Config {
+            hmac_secret: Some(Secret::new("a")),
+            webhook_secret: Some(Secret::new("whsec_AAAA")),
+            ..Config::default()
+        };
+        assert!(both
+            .resolve()
+            .unwrap_err()
+            .to_string()
+            .contains("only the one"));
+        let err = Cli::parse_from(["x", "--hmac-secret", "a", "--hmac-header", "bad header"])
+            .config
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("X-Okra-Signature"), "{err}");
+        assert!(Cli::parse_from(["x", "--request-timeout", "0s"])
+            .config
+            .resolve()
+            .is_err());
     }
 }

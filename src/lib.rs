@@ -38,6 +38,7 @@
 //! - [`config`]: typed, validated settings (clap + environment).
 //! - [`client`]: the CLI's client side — `send`, `replay`, `healthcheck`.
 //! - [`server`]: [`Receiver`], which runs it all until shutdown.
+//! - [`signature`]: HMAC-SHA256 and Standard Webhooks signature checks on the raw body.
 //! - [`telemetry`]: logging and metrics set-up.
 
 #![warn(missing_docs)]
@@ -50,6 +51,7 @@ pub mod dispatch;
 pub mod handler;
 pub mod http;
 pub mod server;
+pub mod signature;
 pub mod store;
 pub mod telemetry;
 

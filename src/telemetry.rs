@@ -5,11 +5,15 @@ use tracing_subscriber::{fmt, prelude::*, EnvFilter};
 
 use crate::config::LogFormat;
 
-/// Installs the global `tracing` subscriber: `RUST_LOG` if set, else `info` for this crate and
-/// `warn` for the rest; human-readable or JSON lines on stderr.
+/// The log filter when `RUST_LOG` is not set: `info` for this crate, `warn` for the rest. At this
+/// level no payload body, personal data or secret is ever logged.
+pub const DEFAULT_LOG_FILTER: &str = "warn,okra_callbacks=info,tower_http=warn";
+
+/// Installs the global `tracing` subscriber: `RUST_LOG` if set, else [`DEFAULT_LOG_FILTER`];
+/// human-readable or JSON lines on stderr.
 pub fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("warn,okra_callbacks=info,tower_http=warn"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
         LogFormat::Text => registry

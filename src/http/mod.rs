@@ -5,19 +5,21 @@
 
 pub mod auth;
 pub mod error;
+pub mod peer;
 
 use std::{sync::Arc, time::Duration};
 
 use axum::{
     body::{Body, Bytes},
-    extract::{DefaultBodyLimit, Path, Query, State},
+    extract::{DefaultBodyLimit, Path, Query, Request, State},
     http::{header, HeaderMap, StatusCode},
-    middleware,
+    middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{get, post},
     Json, Router,
 };
 use chrono::{SecondsFormat, Utc};
+use ipnet::IpNet;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use serde_json::{json, value::RawValue, Value};
@@ -27,9 +29,47 @@ use tower_http::trace::TraceLayer;
 pub use self::error::ApiError;
 use crate::{
     callback::{CallbackType, Envelope},
-    config::Secret,
+    config::{Config, Secret},
+    signature::Verifier,
     store::{NewCallback, Store, StoredCallback},
 };
+
+/// The network and signature rules in front of the routes (tokens live in [`AppState`]).
+#[derive(Debug, Clone)]
+pub struct Security {
+    /// Proxies whose `X-Forwarded-For` is believed (`--trusted-proxies`).
+    pub trusted_proxies: Vec<IpNet>,
+    /// When not empty, `POST /v1/callback` only from these networks (`--allow-from`).
+    pub allow_from: Vec<IpNet>,
+    /// When set, every callback's raw body must carry a valid signature.
+    pub signature: Option<Verifier>,
+    /// The longest a request may take before it is answered 408 (`--request-timeout`).
+    pub request_timeout: Duration,
+}
+
+impl Default for Security {
+    /// No network rules, no signatures, a 30 s request timeout.
+    fn default() -> Self {
+        Self {
+            trusted_proxies: Vec::new(),
+            allow_from: Vec::new(),
+            signature: None,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Security {
+    /// The rules `config` describes; fails if a signature secret is not valid.
+    pub fn from_config(config: &Config) -> Result<Self, crate::config::ConfigError> {
+        Ok(Self {
+            trusted_proxies: config.trusted_proxies.clone(),
+            allow_from: config.allow_from.clone(),
+            signature: config.signature_verifier()?,
+            request_timeout: config.request_timeout,
+        })
+    }
+}
 
 /// What every route shares. Cheap to clone.
 #[derive(Clone)]
@@ -50,6 +90,8 @@ pub struct AppState {
     pub in_flight: Arc<Semaphore>,
     /// Renders `/metrics`, when a recorder is installed.
     pub metrics: Option<PrometheusHandle>,
+    /// Network rules, signature checks and the request timeout.
+    pub security: Arc<Security>,
 }
 
 /// Builds every route of the receiver.
@@ -64,8 +106,12 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             auth::require_admin,
         ));
+    let sink = post(receive).route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_allowed_source,
+    ));
     Router::new()
-        .route("/v1/callback", post(receive))
+        .route("/v1/callback", sink)
         .merge(admin)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -75,6 +121,10 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         // We read the body ourselves, against our own limit.
         .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            limit_request_time,
+        ))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &axum::extract::Request| {
                 let route = req
@@ -86,6 +136,24 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .with_state(state)
+}
+
+/// Answers 408 `request_timeout` (our JSON error body) when a request, body included, takes
+/// longer than `--request-timeout`. Dropping the handler is safe: nothing is acknowledged before
+/// it is stored, and a store write that completes anyway makes the retry a duplicate.
+async fn limit_request_time(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let limit = state.security.request_timeout;
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            metrics::counter!("okra_requests_timed_out_total").increment(1);
+            ApiError::RequestTimeout(limit).into_response()
+        }
+    }
 }
 
 fn is_json(content_type: &str) -> bool {
@@ -137,6 +205,18 @@ async fn receive(
         }
     }
     let raw = read_body(&headers, body, state.max_body_bytes).await?;
+    // Authenticate the bytes as received, before anything parses them.
+    if let Some(verifier) = &state.security.signature {
+        if let Err(e) = verifier.verify(&headers, &raw) {
+            metrics::counter!("okra_callbacks_rejected_total", "reason" => "invalid_signature")
+                .increment(1);
+            tracing::debug!(scheme = verifier.scheme(), reason = %e, "callback refused: invalid signature");
+            return Err(ApiError::InvalidSignature(format!(
+                "{e}: {}",
+                verifier.hint()
+            )));
+        }
+    }
     let envelope = Envelope::parse(raw)?;
     let new = NewCallback {
         id: uuid::Uuid::now_v7().to_string(),

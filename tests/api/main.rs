@@ -9,4 +9,5 @@ mod crash;
 mod dispatch;
 mod ingest;
 mod replicas;
+mod security;
 mod store;
