@@ -125,12 +125,13 @@ type Script = Arc<dyn Fn(&Context) -> Action + Send + Sync>;
 pub struct Recorder {
     tx: mpsc::UnboundedSender<Seen>,
     script: Script,
+    name: &'static str,
 }
 
 #[async_trait]
 impl Handler for Recorder {
     fn name(&self) -> &str {
-        "recorder"
+        self.name
     }
 
     async fn handle(&self, cx: &Context) -> HandlerResult {
@@ -197,6 +198,7 @@ pub struct Builder {
     db: TestDb,
     config: Config,
     script: Script,
+    metrics: bool,
 }
 
 impl Builder {
@@ -210,16 +212,27 @@ impl Builder {
         self
     }
 
+    /// Records metrics into a registry of this app's own and serves them at `/metrics`, so a
+    /// test sees exactly its own traffic while others run in parallel.
+    pub fn metrics(mut self) -> Self {
+        self.metrics = true;
+        self
+    }
+
     pub async fn spawn(self) -> TestApp {
         init_logs();
         let (tx, seen) = mpsc::unbounded_channel();
         let handler = Recorder {
             tx,
             script: self.script,
+            name: "recorder",
         };
-        let receiver = Receiver::new(self.config, handler)
+        let mut receiver = Receiver::new(self.config, handler)
             .await
             .expect("receiver starts");
+        if self.metrics {
+            receiver = receiver.with_metrics(okra_callbacks::Metrics::private());
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
@@ -251,6 +264,7 @@ pub fn on(db: TestDb) -> Builder {
         db,
         config,
         script: Arc::new(|_| Action::Succeed),
+        metrics: false,
     }
 }
 
@@ -521,6 +535,7 @@ pub async fn spawn_with_store(
     let handler = Arc::new(Recorder {
         tx,
         script: Arc::new(|_| Action::Succeed),
+        name: "recorder",
     });
     let receiver = Receiver::with_store(test_config(db), store, handler);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

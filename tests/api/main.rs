@@ -3,3 +3,5 @@
 mod helpers;
 
 mod ingest;
+mod metrics;
+mod openapi;
