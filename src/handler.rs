@@ -481,4 +481,29 @@ mod tests {
             Seen::Balance(BalanceEvent::ProductIsReady)
         );
     }
+
+    #[tokio::test]
+    async fn all_of_counts_each_member_under_its_own_name() {
+        let metrics = crate::telemetry::Metrics::private();
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let chain = AllOf::new().with(Fake(tx)).with(Failing);
+        let auth =
+            cx(br#"{"callback_type":"AUTH","callback_code":"PRODUCT_IS_READY","record":"r"}"#);
+        let balance = cx(&fixture("balance_ready"));
+        metrics
+            .scope(async {
+                chain.handle(&auth).await.unwrap_err();
+                chain.handle(&balance).await.unwrap();
+            })
+            .await;
+        let text = metrics.render();
+        for line in [
+            r#"okra_handler_attempts_total{handler="Fake",outcome="ok"} 2"#,
+            r#"okra_handler_attempts_total{handler="Failing",outcome="error"} 1"#,
+            r#"okra_handler_attempts_total{handler="Failing",outcome="ok"} 1"#,
+            r#"okra_handler_duration_seconds_count{handler="Fake"} 2"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+        }
+    }
 }

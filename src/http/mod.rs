@@ -714,4 +714,73 @@ mod tests {
         assert!(!is_json("text/plain"));
         assert!(!is_json("application/x-www-form-urlencoded"));
     }
+
+    /// Collects what a `fmt` subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_request_span_carries_the_callback() {
+        use tower::ServiceExt;
+
+        let logs = Captured::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::SqliteStore::open(dir.path().join("t.db"))
+            .await
+            .unwrap();
+        let receiver = crate::Receiver::with_store(
+            crate::Config::default(),
+            Arc::new(store),
+            Arc::new(crate::AllOf::new()),
+        );
+        let response = receiver
+            .router()
+            .oneshot(
+                axum::http::Request::post("/v1/callback")
+                    .body(Body::from(
+                        r#"{"method":"BALANCE","code":"BALANCE_SUCCESS","recordId":"rec_traced"}"#,
+                    ))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let ack: Value = serde_json::from_slice(&body).unwrap();
+
+        let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        let stored: Value = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|l| l["fields"]["message"] == "callback stored")
+            .unwrap_or_else(|| panic!("a `callback stored` event in:\n{text}"));
+        let span = &stored["span"];
+        assert_eq!(span["name"], "http", "{stored}");
+        assert_eq!(span["route"], "/v1/callback");
+        assert_eq!(span["id"], ack["id"]);
+        assert_eq!(span["record"], "rec_traced");
+        assert_eq!(span["callback_type"], "BALANCE");
+        assert_eq!(span["callback_code"], "BALANCE_SUCCESS");
+    }
 }
