@@ -23,7 +23,7 @@ use super::{
 const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../../migrations/postgres/0001_init.sql"))];
 
 /// The key of the advisory lock that serialises migrations.
-const MIGRATION_LOCK: i64 = 0x6f6b_7261_6d69_67;
+const MIGRATION_LOCK: i64 = 0x006f_6b72_616d_6967;
 
 const COLUMNS: &str = "id, record, callback_type, callback_code, body, received_at, status, \
                        attempts, cycle_attempts, last_error, next_attempt_at, finished_at";

@@ -4,6 +4,9 @@
 //! PostgreSQL tests read the server URL from `OKRA_TEST_DATABASE_URL` and create a fresh database
 //! per test. Without it they skip with a message — except under `CI=true`, where they must run.
 
+// Shared by every test module; not each of them uses every helper.
+#![allow(dead_code)]
+
 use std::{
     collections::HashMap,
     net::SocketAddr,
