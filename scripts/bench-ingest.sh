@@ -100,13 +100,13 @@ run_one() {
       awk '/^okra_callbacks_received_total\{.*outcome="stored"/ { s += $NF } END { printf "%d", s }')
     stored=" stored=$stored"
   fi
-  kill -TERM "$pid"
+  if [[ $name == bare ]]; then kill -INT "$pid"; else kill -TERM "$pid"; fi
   wait "$pid" || { echo "$name exited with $? on SIGTERM" >&2; tail -5 "$work/$name.log" >&2; }
   pid=
   echo "$name round=$round ${out#RESULT } idle_rss_kb=$idle peak_rss_kb=$peak$stored"
 }
 
-echo "# ingest: $(nproc) cores, $(uname -sr), wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, $RECORDS records, store=${PG_BASE:+postgres}${PG_BASE:-sqlite}"
+echo "# ingest: $(nproc) cores, $(uname -sr), wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, $RECORDS records, store=$([[ -n $PG_BASE ]] && echo postgres || echo sqlite)"
 results="$work/results"
 for round in $(seq 1 "$ROUNDS"); do
   # ABBA order, so drift in the machine's load does not favour one side.
