@@ -27,6 +27,7 @@ use crate::{
     callback::Envelope,
     handler::{Context, Handler},
     store::{Claim, Outcome, Store, StoreError, StoredCallback},
+    telemetry::{self, names, Metrics},
 };
 
 /// How the dispatcher retries and how much it does at once.
@@ -90,6 +91,8 @@ pub struct Dispatcher {
     /// Records this process is serving now. A record whose lease lapsed while its handler ran
     /// comes back in a claim from this very process; it is left to the task already on it.
     serving: Mutex<HashSet<String>>,
+    /// Where handler metrics go; the global recorder when `None`.
+    metrics: Option<Metrics>,
 }
 
 impl Dispatcher {
@@ -107,7 +110,19 @@ impl Dispatcher {
             owner,
             wake: Arc::new(Notify::new()),
             serving: Mutex::default(),
+            metrics: None,
         }
+    }
+
+    /// Records handler metrics (those of the handlers themselves included) into `metrics`
+    /// rather than the global recorder.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.set_metrics(metrics);
+        self
+    }
+
+    pub(crate) fn set_metrics(&mut self, metrics: Metrics) {
+        self.metrics = Some(metrics);
     }
 
     /// Notified when new work is stored, so it is picked up at once rather than at the next poll.
@@ -148,7 +163,10 @@ impl Dispatcher {
                         let (this, stop) = (this.clone(), stop.clone());
                         tasks.spawn(async move {
                             let record = claim.record.clone();
-                            this.serve_record(claim, &stop).await;
+                            match this.metrics.clone() {
+                                Some(m) => m.scope(this.serve_record(claim, &stop)).await,
+                                None => this.serve_record(claim, &stop).await,
+                            }
                             this.lock_serving().remove(&record);
                             drop(permit);
                         });
@@ -261,9 +279,13 @@ impl Dispatcher {
             attempt,
         );
         let started = std::time::Instant::now();
+        let handler = self.handler.name().to_owned();
         let result = match Envelope::parse(cb.body.clone()) {
             // Bodies are validated before they are stored; this guards against a hand-edited row.
-            Err(e) => Err(format!("the stored body is not a valid callback: {e}")),
+            Err(e) => Err((
+                "error",
+                format!("the stored body is not a valid callback: {e}"),
+            )),
             Ok(envelope) => {
                 let cx = Context {
                     id: cb.id.clone(),
@@ -276,46 +298,62 @@ impl Dispatcher {
                     .instrument(span.clone())
                     .await
                 {
-                    Err(_) => Err(format!(
-                        "the handler did not finish within {:?}",
-                        self.config.handler_timeout
+                    Err(_) => Err((
+                        "timeout",
+                        format!(
+                            "the handler did not finish within {:?}",
+                            self.config.handler_timeout
+                        ),
                     )),
-                    Ok(Err(panic)) => {
-                        Err(format!("the handler panicked: {}", panic_message(&panic)))
-                    }
-                    Ok(Ok(Err(e))) => Err(e.to_string()),
+                    Ok(Err(panic)) => Err((
+                        "panic",
+                        format!("the handler panicked: {}", panic_message(&panic)),
+                    )),
+                    Ok(Ok(Err(e))) => Err(("error", e.to_string())),
                     Ok(Ok(Ok(()))) => Ok(()),
                 }
             }
         };
         let elapsed = started.elapsed().as_secs_f64();
         let _enter = span.enter();
+        let call_outcome = match &result {
+            Ok(()) => "ok",
+            Err((label, _)) => *label,
+        };
         let outcome = match result {
-            Ok(()) => Outcome::Delivered,
-            Err(error) if cb.cycle_attempts + 1 >= self.config.max_attempts => {
+            Ok(()) => {
+                tracing::debug!(elapsed_ms = elapsed * 1000.0, "delivered");
+                Outcome::Delivered
+            }
+            Err((_, error)) if cb.cycle_attempts + 1 >= self.config.max_attempts => {
                 tracing::error!(%error, "handler failed for the last time; the callback is dead");
-                metrics::counter!("okra_dead_letters_total").increment(1);
                 Outcome::Dead { error }
             }
-            Err(error) => {
+            Err((_, error)) => {
                 let delay = self.config.backoff(cb.cycle_attempts + 1);
                 tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "handler failed; will retry");
-                metrics::counter!("okra_retries_total").increment(1);
                 Outcome::Retry {
                     at: Utc::now() + delay,
                     error,
                 }
             }
         };
-        let label = match &outcome {
+        let verdict = match &outcome {
             Outcome::Delivered => "delivered",
             Outcome::Retry { .. } => "retry",
             Outcome::Dead { .. } => "dead",
         };
-        let handler = self.handler.name().to_owned();
-        metrics::counter!("okra_handler_attempts_total", "handler" => handler.clone(), "outcome" => label)
-            .increment(1);
-        metrics::histogram!("okra_handler_duration_seconds", "handler" => handler).record(elapsed);
+        telemetry::record(self.metrics.as_ref(), || {
+            metrics::counter!(names::HANDLER_ATTEMPTS, "handler" => handler.clone(), "outcome" => call_outcome)
+                .increment(1);
+            metrics::histogram!(names::HANDLER_DURATION, "handler" => handler).record(elapsed);
+            metrics::counter!(names::DELIVERY_OUTCOMES, "outcome" => verdict).increment(1);
+            match &outcome {
+                Outcome::Retry { .. } => metrics::counter!(names::RETRIES).increment(1),
+                Outcome::Dead { .. } => metrics::counter!(names::DEAD_LETTERS).increment(1),
+                Outcome::Delivered => {}
+            }
+        });
         outcome
     }
 }
