@@ -133,7 +133,9 @@ impl Dispatcher {
                     .await
             };
             match claimed {
-                Ok(claims) if !claims.is_empty() => {
+                // Claims without callbacks (a record whose count drifted) are idle time, not
+                // work: going round again at once would spin.
+                Ok(claims) if claims.iter().any(|c| !c.callbacks.is_empty()) => {
                     store_errors = 0;
                     for claim in claims {
                         let Ok(permit) = slots.clone().acquire_owned().await else {

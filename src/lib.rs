@@ -30,7 +30,7 @@
 //! # Layout
 //!
 //! - [`callback`]: the payload model — [`Envelope::parse`] turns bytes into a typed [`Callback`].
-//! - [`handler`]: the [`Handler`] trait, [`dispatch`] and [`AllOf`] for several handlers.
+//! - [`handler`]: the [`Handler`] trait, [`dispatch()`] and [`AllOf`] for several handlers.
 //! - [`builtin`]: the binary's handlers — [`LogHandler`] and [`ForwardHandler`].
 //! - [`store`]: the durable inbox — embedded SQLite or shared PostgreSQL.
 //! - [`dispatch`](mod@dispatch): the dispatcher — ordered, at-least-once delivery with retries.

@@ -3,7 +3,10 @@
 // Each test module uses part of the helpers.
 #[allow(dead_code)]
 mod helpers;
+mod process;
 
+mod crash;
+mod dispatch;
 mod ingest;
-
 mod replicas;
+mod store;
