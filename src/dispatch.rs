@@ -162,12 +162,10 @@ impl Dispatcher {
                         }
                         let (this, stop) = (this.clone(), stop.clone());
                         tasks.spawn(async move {
-                            let record = claim.record.clone();
                             match this.metrics.clone() {
                                 Some(m) => m.scope(this.serve_record(claim, &stop)).await,
                                 None => this.serve_record(claim, &stop).await,
                             }
-                            this.lock_serving().remove(&record);
                             drop(permit);
                         });
                     }
@@ -197,8 +195,25 @@ impl Dispatcher {
         self.serving.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Delivers one claimed record's callbacks in order, stopping at the first that must wait.
+    /// Delivers one claimed record's callbacks, then gives the record up: first here (so a
+    /// claim that comes once the lease is free starts a new task), then its lease.
     async fn serve_record(&self, claim: Claim, stop: &CancellationToken) {
+        let holds_lease = self.deliver_claimed(&claim, stop).await;
+        self.lock_serving().remove(&claim.record);
+        if !holds_lease {
+            return;
+        }
+        let released = self
+            .persist(stop, || self.store.release(&self.owner, &claim.record))
+            .await;
+        if let Err(e) = released {
+            tracing::warn!(record = %claim.record, error = %e, "cannot release a record lease; it expires by itself");
+        }
+    }
+
+    /// Delivers a claim's callbacks in order, stopping at the first that must wait. Returns
+    /// whether this worker still holds the record's lease.
+    async fn deliver_claimed(&self, claim: &Claim, stop: &CancellationToken) -> bool {
         for cb in &claim.callbacks {
             if stop.is_cancelled() {
                 break;
@@ -216,24 +231,19 @@ impl Dispatcher {
                 Err(StoreError::LeaseLost(_)) => {
                     // Another worker serves the record now; going on would deliver alongside it.
                     tracing::warn!(id = %cb.id, record = %cb.record, "lease lost to another worker; leaving the record to it");
-                    return;
+                    return false;
                 }
                 Err(e) => {
                     // The lease runs out and the callback is delivered again: at least once.
                     tracing::warn!(id = %cb.id, error = %e, "cannot record a handler outcome");
-                    return;
+                    return false;
                 }
             }
             if must_wait {
                 break;
             }
         }
-        let released = self
-            .persist(stop, || self.store.release(&self.owner, &claim.record))
-            .await;
-        if let Err(e) = released {
-            tracing::warn!(record = %claim.record, error = %e, "cannot release a record lease; it expires by itself");
-        }
+        true
     }
 
     /// Runs a store write, retrying while the store is unavailable, for at most half a lease
