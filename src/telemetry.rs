@@ -175,8 +175,8 @@ pub const DEFAULT_LOG_FILTER: &str = "warn,okra_callbacks=info,tower_http=warn";
 ///
 /// A subscriber already installed (e.g. by an embedding application) is kept.
 pub fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     let registry = tracing_subscriber::registry()
         .with(filter)
         .with(otel::layer());
