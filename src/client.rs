@@ -94,7 +94,7 @@ pub fn sample(callback_type: &str, code: Option<&str>) -> Result<&'static str, C
         .find(|body| {
             let env = Envelope::parse(body.as_bytes().to_vec()).expect("samples parse");
             env.callback_type().eq_ignore_ascii_case(callback_type)
-                && code.map_or(true, |c| {
+                && code.is_none_or(|c| {
                     env.callback_code()
                         .is_some_and(|x| x.eq_ignore_ascii_case(c))
                 })

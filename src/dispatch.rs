@@ -6,7 +6,12 @@
 //! jitter and holds the record's later callbacks back; after `max_attempts` the callback is
 //! marked dead and the record goes on. Different records are served concurrently.
 
-use std::{panic::AssertUnwindSafe, sync::Arc, time::Duration};
+use std::{
+    collections::HashSet,
+    panic::AssertUnwindSafe,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use chrono::Utc;
 use futures::FutureExt;
@@ -21,7 +26,7 @@ use tracing::Instrument;
 use crate::{
     callback::Envelope,
     handler::{Context, Handler},
-    store::{Claim, Outcome, Store, StoredCallback},
+    store::{Claim, Outcome, Store, StoreError, StoredCallback},
     telemetry::{self, names, Metrics},
 };
 
@@ -83,6 +88,9 @@ pub struct Dispatcher {
     config: DispatchConfig,
     owner: String,
     wake: Arc<Notify>,
+    /// Records this process is serving now. A record whose lease lapsed while its handler ran
+    /// comes back in a claim from this very process; it is left to the task already on it.
+    serving: Mutex<HashSet<String>>,
     /// Where handler metrics go; the global recorder when `None`.
     metrics: Option<Metrics>,
 }
@@ -101,6 +109,7 @@ impl Dispatcher {
             config,
             owner,
             wake: Arc::new(Notify::new()),
+            serving: Mutex::default(),
             metrics: None,
         }
     }
@@ -139,18 +148,26 @@ impl Dispatcher {
                     .await
             };
             match claimed {
-                Ok(claims) if !claims.is_empty() => {
+                // Claims without callbacks (a record whose count drifted) are idle time, not
+                // work: going round again at once would spin.
+                Ok(claims) if claims.iter().any(|c| !c.callbacks.is_empty()) => {
                     store_errors = 0;
                     for claim in claims {
                         let Ok(permit) = slots.clone().acquire_owned().await else {
                             break;
                         };
+                        if !this.lock_serving().insert(claim.record.clone()) {
+                            tracing::debug!(record = %claim.record, "record already being served here");
+                            continue;
+                        }
                         let (this, stop) = (this.clone(), stop.clone());
                         tasks.spawn(async move {
+                            let record = claim.record.clone();
                             match this.metrics.clone() {
                                 Some(m) => m.scope(this.serve_record(claim, &stop)).await,
                                 None => this.serve_record(claim, &stop).await,
                             }
+                            this.lock_serving().remove(&record);
                             drop(permit);
                         });
                     }
@@ -176,6 +193,10 @@ impl Dispatcher {
         }
     }
 
+    fn lock_serving(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.serving.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Delivers one claimed record's callbacks in order, stopping at the first that must wait.
     async fn serve_record(&self, claim: Claim, stop: &CancellationToken) {
         for cb in &claim.callbacks {
@@ -184,21 +205,69 @@ impl Dispatcher {
             }
             let outcome = self.attempt(cb).await;
             let must_wait = matches!(outcome, Outcome::Retry { .. });
-            if let Err(e) = self
-                .store
-                .finish(&self.owner, cb, outcome, self.config.lease)
-                .await
-            {
-                // The lease runs out and the callback is delivered again: at least once.
-                tracing::warn!(id = %cb.id, error = %e, "cannot record a handler outcome");
-                return;
+            let recorded = self
+                .persist(stop, || {
+                    self.store
+                        .finish(&self.owner, cb, outcome.clone(), self.config.lease)
+                })
+                .await;
+            match recorded {
+                Ok(()) => {}
+                Err(StoreError::LeaseLost(_)) => {
+                    // Another worker serves the record now; going on would deliver alongside it.
+                    tracing::warn!(id = %cb.id, record = %cb.record, "lease lost to another worker; leaving the record to it");
+                    return;
+                }
+                Err(e) => {
+                    // The lease runs out and the callback is delivered again: at least once.
+                    tracing::warn!(id = %cb.id, error = %e, "cannot record a handler outcome");
+                    return;
+                }
             }
             if must_wait {
                 break;
             }
         }
-        if let Err(e) = self.store.release(&self.owner, &claim.record).await {
-            tracing::warn!(record = %claim.record, error = %e, "cannot release a record lease");
+        // No handler call for this record is left in this task: forget it before giving up the
+        // lease, so a claim that takes the record right after the release is served, not
+        // skipped as "already being served here" (which would leave it leased and idle).
+        self.lock_serving().remove(&claim.record);
+        let released = self
+            .persist(stop, || self.store.release(&self.owner, &claim.record))
+            .await;
+        if let Err(e) = released {
+            tracing::warn!(record = %claim.record, error = %e, "cannot release a record lease; it expires by itself");
+        }
+    }
+
+    /// Runs a store write, retrying while the store is unavailable, for at most half a lease
+    /// (the lease still protects the record meanwhile). A short database outage then costs
+    /// neither a redelivery nor a record held back until its lease expires.
+    async fn persist<F, Fut>(
+        &self,
+        stop: &CancellationToken,
+        mut write: F,
+    ) -> Result<(), StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<(), StoreError>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.config.lease / 2;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match write().await {
+                Err(StoreError::Unavailable(e))
+                    if !stop.is_cancelled() && tokio::time::Instant::now() + pause < deadline =>
+                {
+                    tracing::debug!(error = %e, "store write failed; retrying");
+                    tokio::select! {
+                        _ = stop.cancelled() => return Err(StoreError::Unavailable(e)),
+                        _ = tokio::time::sleep(pause) => {}
+                    }
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                result => return result,
+            }
         }
     }
 

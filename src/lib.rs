@@ -30,7 +30,7 @@
 //! # Layout
 //!
 //! - [`callback`]: the payload model — [`Envelope::parse`] turns bytes into a typed [`Callback`].
-//! - [`handler`]: the [`Handler`] trait, [`dispatch`] and [`AllOf`] for several handlers.
+//! - [`handler`]: the [`Handler`] trait, [`dispatch()`] and [`AllOf`] for several handlers.
 //! - [`builtin`]: the binary's handlers — [`LogHandler`] and [`ForwardHandler`].
 //! - [`store`]: the durable inbox — embedded SQLite or shared PostgreSQL.
 //! - [`dispatch`](mod@dispatch): the dispatcher — ordered, at-least-once delivery with retries.
@@ -38,6 +38,7 @@
 //! - [`config`]: typed, validated settings (clap + environment).
 //! - [`client`]: the CLI's client side — `send`, `replay`, `healthcheck`.
 //! - [`server`]: [`Receiver`], which runs it all until shutdown.
+//! - [`signature`]: HMAC-SHA256 and Standard Webhooks signature checks on the raw body.
 //! - [`telemetry`]: logging, tracing (optional OpenTelemetry export) and metrics set-up.
 
 #![warn(missing_docs)]
@@ -50,6 +51,7 @@ pub mod dispatch;
 pub mod handler;
 pub mod http;
 pub mod server;
+pub mod signature;
 pub mod store;
 pub mod telemetry;
 

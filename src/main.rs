@@ -22,6 +22,8 @@ struct Cli {
     serve: Config,
 }
 
+// Parsed once at start-up: the size of `Serve(Config)` does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the receiver (the default).
@@ -122,6 +124,16 @@ async fn serve(config: Config) -> Result<(), String> {
         handlers = ?handlers,
         callback_token = config.callback_token.is_some(),
         admin_token = config.admin_token.is_some(),
+        signature = if config.hmac_secret.is_some() {
+            "hmac-sha256"
+        } else if config.webhook_secret.is_some() {
+            "standard-webhooks"
+        } else {
+            "none"
+        },
+        trusted_proxies = ?config.trusted_proxies,
+        allow_from = ?config.allow_from,
+        log_bodies = config.log_bodies,
         "starting okra-callbacks {}",
         env!("CARGO_PKG_VERSION")
     );

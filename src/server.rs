@@ -5,15 +5,20 @@
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
-use axum::Router;
+use axum::{extract::ConnectInfo, Router};
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    server::graceful::GracefulShutdown,
+};
 use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 
 use crate::{
-    config::Config,
+    config::{Config, ConfigError},
     dispatch::Dispatcher,
     handler::Handler,
-    http::{self, AppState},
+    http::{self, AppState, Security},
     store::{self, Store, StoreError},
     telemetry::Metrics,
 };
@@ -27,6 +32,9 @@ pub enum Error {
     /// The listener failed.
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
+    /// A setting cannot be used (e.g. a secret file that cannot be read).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 /// A callback receiver: build it with [`Receiver::new`], then [`Receiver::run`] it.
@@ -50,13 +58,27 @@ pub struct Receiver {
 
 impl Receiver {
     /// Opens (and migrates) the store `config.database_url` names, and serves `handler`.
+    /// Resolves the configuration first ([`Config::resolve`]): `…_file` secrets are read and a
+    /// setting that cannot be used is an error.
     pub async fn new(config: Config, handler: impl Handler) -> Result<Self, Error> {
-        let store = store::open(&config.database_url).await?;
+        let config = config.resolve()?;
+        let store = store::open_with(&config.database_url, &config.store_options()).await?;
         Ok(Self::with_store(config, store, Arc::new(handler)))
     }
 
     /// Uses a store opened elsewhere (e.g. shared with other code, or a custom [`Store`]).
+    ///
+    /// # Panics
+    ///
+    /// If the configuration cannot be used (an unreadable secret file, an invalid signature
+    /// secret): it fails closed rather than serve without a secret it was given. Call
+    /// [`Config::resolve`] first to get that as an error.
     pub fn with_store(config: Config, store: Arc<dyn Store>, handler: Arc<dyn Handler>) -> Self {
+        let config = config
+            .resolve()
+            .unwrap_or_else(|e| panic!("okra-callbacks cannot start: {e}"));
+        let security = Security::from_config(&config)
+            .unwrap_or_else(|e| panic!("okra-callbacks cannot start: {e}"));
         let owner = format!("{}-{}", hostname(), uuid::Uuid::now_v7());
         let dispatcher = Dispatcher::new(store.clone(), handler, config.dispatch(), owner);
         let state = AppState {
@@ -68,6 +90,7 @@ impl Receiver {
             dedup_window: config.dedup_window,
             in_flight: Arc::new(Semaphore::new(config.max_concurrent_requests)),
             metrics: None,
+            security: Arc::new(security),
         };
         Self {
             config,
@@ -121,15 +144,11 @@ impl Receiver {
             .filter(Metrics::is_private)
             .map(|m| tokio::spawn(upkeep_loop(m, stop.child_token())));
         let http_stop = CancellationToken::new();
-        let server = {
-            let http_stop = http_stop.clone();
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move { http_stop.cancelled().await })
+        let limits = ConnectionLimits {
+            header_read_timeout: self.config.header_read_timeout,
+            max_connections: self.config.max_connections,
         };
-        let server = tokio::spawn(async move { server.await });
+        let server = tokio::spawn(serve(listener, router, limits, http_stop.clone()));
         shutdown.await;
         tracing::info!("shutting down: draining requests and handler calls");
         http_stop.cancel();
@@ -157,6 +176,83 @@ impl Receiver {
             }
         }
     }
+}
+
+/// What bounds the connections themselves, before any request reaches the router.
+struct ConnectionLimits {
+    /// A connection that has not sent a whole request head within this time is closed.
+    header_read_timeout: Duration,
+    /// Open connections at once; past it the loop stops accepting until one closes.
+    max_connections: usize,
+}
+
+/// Serves `router` over HTTP/1.1 on `listener` until `stop` is cancelled; then stops accepting,
+/// lets in-flight requests finish (idle connections close at once) and returns.
+///
+/// This replaces `axum::serve`, which has no header-read timeout: there, a client sending its
+/// headers a byte at a time holds a connection and a task for as long as it likes. Here hyper's
+/// HTTP/1 server gets a timer and `header_read_timeout` (which also closes idle keep-alive
+/// connections), and a semaphore caps open connections. Like `axum::serve` with
+/// `into_make_service_with_connect_info`, each request carries `ConnectInfo<SocketAddr>`.
+async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    loop {
+        let slot = tokio::select! {
+            _ = stop.cancelled() => break,
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+        };
+        let (stream, peer) = tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) if is_connection_error(&e) => continue,
+                Err(e) => {
+                    // E.g. out of file descriptors: wait rather than spin.
+                    tracing::warn!(error = %e, "cannot accept connections; retrying in 1 s");
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    }
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut request| {
+            request
+                .extensions_mut()
+                .insert(ConnectInfo::<SocketAddr>(peer));
+            router.clone().oneshot(request)
+        });
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                // Header-read timeouts, resets, malformed requests: the client's problem.
+                tracing::debug!(error = %e, "connection closed with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    )
 }
 
 async fn prune_loop(store: Arc<dyn Store>, keep: Duration, stop: CancellationToken) {

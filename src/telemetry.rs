@@ -27,6 +27,8 @@ pub mod names {
     /// Counter `{reason}`: `POST /v1/callback` requests refused; `reason` is the error body's code
     /// (`invalid_json`, `unauthorized`, `too_many_requests`, `store_unavailable`, …).
     pub const REJECTED: &str = "okra_callbacks_rejected_total";
+    /// Counter: requests answered 408 because they took longer than `--request-timeout`.
+    pub const REQUESTS_TIMED_OUT: &str = "okra_requests_timed_out_total";
     /// Counter: deliveries answered `"duplicate": true`.
     pub const DUPLICATES: &str = "okra_duplicates_total";
     /// Histogram: from the request reaching the handler to the 2xx (the store commit included).
@@ -165,15 +167,19 @@ pub fn install_metrics() -> Result<Metrics, String> {
         .map_err(|e| format!("cannot install the metrics recorder: {e}"))
 }
 
-/// Installs the global `tracing` subscriber: `RUST_LOG` if set, else `info` for this crate and
-/// `warn` for the rest; human-readable or JSON lines on stderr. With the `otel` cargo feature
+/// The log filter when `RUST_LOG` is not set: `info` for this crate, `warn` for the rest. At this
+/// level no payload body, personal data or secret is ever logged.
+pub const DEFAULT_LOG_FILTER: &str = "warn,okra_callbacks=info,tower_http=warn";
+
+/// Installs the global `tracing` subscriber: `RUST_LOG` if set, else [`DEFAULT_LOG_FILTER`];
+/// human-readable or JSON lines on stderr. With the `otel` cargo feature
 /// and `OTEL_EXPORTER_OTLP_ENDPOINT` set, spans are also exported over OTLP/HTTP (the other
 /// standard `OTEL_*` variables apply); call [`shutdown_tracing`] before exiting to flush them.
 ///
 /// A subscriber already installed (e.g. by an embedding application) is kept.
 pub fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("warn,okra_callbacks=info,tower_http=warn"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     let registry = tracing_subscriber::registry()
         .with(filter)
         .with(otel::layer());

@@ -51,6 +51,17 @@ pub enum ApiError {
     /// 403: the admin API answers loopback clients only while no admin token is set.
     #[error("the admin API answers loopback clients only: set --admin-token (OKRA_ADMIN_TOKEN) and send `Authorization: Bearer <token>` to use it remotely")]
     Forbidden,
+    /// 403: the client's address is refused by a network rule (`--allow-from`, or a local proxy
+    /// not listed in `--trusted-proxies`); the message says which and how to fix it.
+    #[error("{0}")]
+    NotAllowed(String),
+    /// 401: signatures are required (`--hmac-secret` or `--webhook-secret`) and this one is
+    /// missing or wrong; the message says what was wrong and how to sign.
+    #[error("the callback's signature was refused: {0}")]
+    InvalidSignature(String),
+    /// 408: the request took longer than `--request-timeout` (e.g. a body sent too slowly).
+    #[error("the request took longer than the {} limit: send the whole request promptly, or raise --request-timeout", humantime::format_duration(*.0))]
+    RequestTimeout(std::time::Duration),
     /// 429: too many callbacks in flight; try again after `Retry-After` seconds.
     #[error("the receiver is at its limit of concurrent callbacks: retry after {0} s")]
     TooManyRequests(u64),
@@ -85,7 +96,9 @@ impl ApiError {
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::InvalidCallback(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_callback"),
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            Self::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::Forbidden | Self::NotAllowed(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::InvalidSignature(_) => (StatusCode::UNAUTHORIZED, "invalid_signature"),
+            Self::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             Self::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             Self::StoreUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
             Self::MissingParameter(_) => (StatusCode::BAD_REQUEST, "missing_parameter"),
@@ -129,6 +142,12 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let Self::RequestTimeout(_) = self {
+            // The rest of the request was not read: this connection cannot carry another one.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         if let Self::Unauthorized(_) = self {
             response

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod peer;
 
 use std::{sync::Arc, time::Duration};
 
@@ -17,6 +18,7 @@ use axum::{
     Extension, Json, Router,
 };
 use chrono::{SecondsFormat, Utc};
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use serde_json::{value::RawValue, Value};
 use tokio::sync::{Notify, Semaphore};
@@ -28,10 +30,48 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 pub use self::error::{ApiError, ErrorBody, ErrorDetail};
 use crate::{
     callback::{CallbackType, Envelope},
-    config::Secret,
+    config::{Config, Secret},
+    signature::Verifier,
     store::{NewCallback, Store, StoredCallback},
     telemetry::{names, Metrics},
 };
+
+/// The network and signature rules in front of the routes (tokens live in [`AppState`]).
+#[derive(Debug, Clone)]
+pub struct Security {
+    /// Proxies whose `X-Forwarded-For` is believed (`--trusted-proxies`).
+    pub trusted_proxies: Vec<IpNet>,
+    /// When not empty, `POST /v1/callback` only from these networks (`--allow-from`).
+    pub allow_from: Vec<IpNet>,
+    /// When set, every callback's raw body must carry a valid signature.
+    pub signature: Option<Verifier>,
+    /// The longest a request may take before it is answered 408 (`--request-timeout`).
+    pub request_timeout: Duration,
+}
+
+impl Default for Security {
+    /// No network rules, no signatures, a 30 s request timeout.
+    fn default() -> Self {
+        Self {
+            trusted_proxies: Vec::new(),
+            allow_from: Vec::new(),
+            signature: None,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Security {
+    /// The rules `config` describes; fails if a signature secret is not valid.
+    pub fn from_config(config: &Config) -> Result<Self, crate::config::ConfigError> {
+        Ok(Self {
+            trusted_proxies: config.trusted_proxies.clone(),
+            allow_from: config.allow_from.clone(),
+            signature: config.signature_verifier()?,
+            request_timeout: config.request_timeout,
+        })
+    }
+}
 
 /// What every route shares. Cheap to clone.
 #[derive(Clone)]
@@ -53,6 +93,8 @@ pub struct AppState {
     /// Where metrics are recorded and what `/metrics` renders; without it, metrics go to the
     /// global recorder (if any) and `/metrics` answers an empty body.
     pub metrics: Option<Metrics>,
+    /// Network rules, signature checks and the request timeout.
+    pub security: Arc<Security>,
 }
 
 /// The OpenAPI document's frame: title, version, tags and security schemes. The paths come
@@ -99,27 +141,37 @@ impl utoipa::Modify for SecuritySchemes {
     }
 }
 
-/// Every route, each registered with its OpenAPI description, so the router and the document
-/// cannot drift apart: `(open routes, admin routes)`.
-fn api() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
-    let open = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(receive))
-        .routes(routes!(healthz))
-        .routes(routes!(readyz))
-        .routes(routes!(openapi_json));
-    let admin = OpenApiRouter::new()
-        .routes(routes!(list_callbacks))
-        .routes(routes!(get_callback))
-        .routes(routes!(replay_callback))
-        .routes(routes!(replay_dead))
-        .routes(routes!(render_metrics));
-    (open, admin)
+/// Every route, grouped by the rule in front of it, each registered with its OpenAPI
+/// description, so the router and the document cannot drift apart.
+struct Api {
+    /// `POST /v1/callback`: the `--allow-from` rule (the token and signature are checked inside).
+    sink: OpenApiRouter<AppState>,
+    /// Open to all: health, readiness and the OpenAPI document.
+    open: OpenApiRouter<AppState>,
+    /// The `--admin-token` rule: the read/replay API and metrics.
+    admin: OpenApiRouter<AppState>,
+}
+
+fn api() -> Api {
+    Api {
+        sink: OpenApiRouter::with_openapi(ApiDoc::openapi()).routes(routes!(receive)),
+        open: OpenApiRouter::new()
+            .routes(routes!(healthz))
+            .routes(routes!(readyz))
+            .routes(routes!(openapi_json)),
+        admin: OpenApiRouter::new()
+            .routes(routes!(list_callbacks))
+            .routes(routes!(get_callback))
+            .routes(routes!(replay_callback))
+            .routes(routes!(replay_dead))
+            .routes(routes!(render_metrics)),
+    }
 }
 
 /// The OpenAPI 3 document of every route [`router`] serves (what `GET /openapi.json` answers).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let (open, admin) = api();
-    open.merge(admin).into_openapi()
+    let Api { sink, open, admin } = api();
+    sink.merge(open).merge(admin).into_openapi()
 }
 
 /// The JSON of the OpenAPI document, rendered once per router.
@@ -128,12 +180,16 @@ struct OpenApiJson(Arc<str>);
 
 /// Builds every route of the receiver.
 pub fn router(state: AppState) -> Router {
-    let (open, admin) = api();
+    let Api { sink, open, admin } = api();
+    let sink = sink.route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_allowed_source,
+    ));
     let admin = admin.route_layer(middleware::from_fn_with_state(
         state.clone(),
         auth::require_admin,
     ));
-    let (routes, doc) = open.merge(admin).split_for_parts();
+    let (routes, doc) = sink.merge(open).merge(admin).split_for_parts();
     let doc = OpenApiJson(
         doc.to_json()
             .expect("the OpenAPI document serialises")
@@ -146,7 +202,11 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(Extension(doc))
         // We read the body ourselves, against our own limit.
-        .layer(DefaultBodyLimit::disable());
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            limit_request_time,
+        ));
     if state.metrics.as_ref().is_some_and(Metrics::is_private) {
         router = router.layer(middleware::from_fn_with_state(
             state.clone(),
@@ -181,6 +241,24 @@ async fn in_metrics_scope(State(state): State<AppState>, request: Request, next:
     match &state.metrics {
         Some(metrics) => metrics.scope(next.run(request)).await,
         None => next.run(request).await,
+    }
+}
+
+/// Answers 408 `request_timeout` (our JSON error body) when a request, body included, takes
+/// longer than `--request-timeout`. Dropping the handler is safe: nothing is acknowledged before
+/// it is stored, and a store write that completes anyway makes the retry a duplicate.
+async fn limit_request_time(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let limit = state.security.request_timeout;
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            metrics::counter!(names::REQUESTS_TIMED_OUT).increment(1);
+            ApiError::RequestTimeout(limit).into_response()
+        }
     }
 }
 
@@ -291,6 +369,17 @@ async fn ingest(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Ack
         }
     }
     let raw = read_body(headers, body, state.max_body_bytes).await?;
+    // Authenticate the bytes as received, before anything parses them.
+    if let Some(verifier) = &state.security.signature {
+        if let Err(e) = verifier.verify(headers, &raw) {
+            // Counted by `receive` as okra_callbacks_rejected_total{reason="invalid_signature"}.
+            tracing::debug!(scheme = verifier.scheme(), reason = %e, "callback refused: invalid signature");
+            return Err(ApiError::InvalidSignature(format!(
+                "{e}: {}",
+                verifier.hint()
+            )));
+        }
+    }
     let envelope = Envelope::parse(raw)?;
     let span = tracing::Span::current();
     span.record("record", envelope.record().as_str());

@@ -4,12 +4,8 @@
 //! PostgreSQL tests read the server URL from `OKRA_TEST_DATABASE_URL` and create a fresh database
 //! per test. Without it they skip with a message — except under `CI=true`, where they must run.
 
-// Shared by every test module; not each of them uses every helper.
-#![allow(dead_code)]
-
 use std::{
     collections::HashMap,
-    net::SocketAddr,
     path::PathBuf,
     sync::{Arc, Mutex, Once},
     time::Duration,
@@ -74,11 +70,6 @@ impl TestDb {
             }
         }
     }
-
-    /// The SQLite file's path (SQLite only).
-    pub fn sqlite_path(&self) -> Option<PathBuf> {
-        self.url.strip_prefix("sqlite://").map(PathBuf::from)
-    }
 }
 
 /// Creates a uniquely named database on the server `base` points at; returns its URL.
@@ -128,16 +119,54 @@ type Script = Arc<dyn Fn(&Context) -> Action + Send + Sync>;
 pub struct Recorder {
     tx: mpsc::UnboundedSender<Seen>,
     script: Script,
-    name: &'static str,
+    load: Arc<Load>,
+}
+
+/// How many handler calls overlapped: in all, and within one record.
+#[derive(Default)]
+pub struct Load {
+    now: Mutex<HashMap<String, usize>>,
+    total_now: std::sync::atomic::AtomicUsize,
+    pub max_total: std::sync::atomic::AtomicUsize,
+    pub max_per_record: std::sync::atomic::AtomicUsize,
+}
+
+impl Load {
+    fn enter(&self, record: &str) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let mut now = self.now.lock().unwrap();
+        let n = now.entry(record.to_owned()).or_default();
+        *n += 1;
+        self.max_per_record.fetch_max(*n, SeqCst);
+        let total = self.total_now.fetch_add(1, SeqCst) + 1;
+        self.max_total.fetch_max(total, SeqCst);
+    }
+
+    fn leave(&self, record: &str) {
+        *self.now.lock().unwrap().get_mut(record).unwrap() -= 1;
+        self.total_now
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Leaves the load count even when the call is cancelled (timeout) or panics.
+struct Entered<'a>(&'a Load, String);
+
+impl Drop for Entered<'_> {
+    fn drop(&mut self) {
+        self.0.leave(&self.1);
+    }
 }
 
 #[async_trait]
 impl Handler for Recorder {
     fn name(&self) -> &str {
-        self.name
+        "recorder"
     }
 
     async fn handle(&self, cx: &Context) -> HandlerResult {
+        self.load.enter(cx.record().as_str());
+        let _entered = Entered(&self.load, cx.record().to_string());
         let action = (self.script)(cx);
         if let Action::Sleep(d) = action {
             tokio::time::sleep(d).await;
@@ -166,10 +195,10 @@ impl Handler for Recorder {
 
 /// A running receiver and what its handler saw.
 pub struct TestApp {
-    pub addr: SocketAddr,
     pub base: String,
     pub client: reqwest::Client,
     pub seen: mpsc::UnboundedReceiver<Seen>,
+    pub load: Arc<Load>,
     pub db: TestDb,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), okra_callbacks::Error>>>,
@@ -225,10 +254,11 @@ impl Builder {
     pub async fn spawn(self) -> TestApp {
         init_logs();
         let (tx, seen) = mpsc::unbounded_channel();
+        let load = Arc::new(Load::default());
         let handler = Recorder {
             tx,
             script: self.script,
-            name: "recorder",
+            load: load.clone(),
         };
         let mut receiver = Receiver::new(self.config, handler)
             .await
@@ -243,10 +273,10 @@ impl Builder {
             let _ = stop_rx.await;
         }));
         TestApp {
-            addr,
             base: format!("http://{addr}"),
             client: reqwest::Client::new(),
             seen,
+            load,
             db: self.db,
             shutdown: Some(stop_tx),
             task: Some(task),
@@ -395,9 +425,6 @@ pub fn fixture(name: &str) -> Vec<u8> {
     .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
 }
 
-/// Per-test shared counters, e.g. to fail the first N attempts of a callback.
-pub type Counters = Arc<Mutex<HashMap<String, u32>>>;
-
 /// Runs each named test against SQLite and, when configured, PostgreSQL:
 /// `both_stores!(name)` makes `name::sqlite` and `name::postgres` from `async fn name(Backend)`.
 #[macro_export]
@@ -538,7 +565,7 @@ pub async fn spawn_with_store(
     let handler = Arc::new(Recorder {
         tx,
         script: Arc::new(|_| Action::Succeed),
-        name: "recorder",
+        load: Default::default(),
     });
     let receiver = Receiver::with_store(test_config(db), store, handler);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -546,10 +573,10 @@ pub async fn spawn_with_store(
     tokio::spawn(receiver.run(listener, std::future::pending()));
     let (_unused_tx, unused_rx) = mpsc::unbounded_channel();
     let app = TestApp {
-        addr,
         base: format!("http://{addr}"),
         client: reqwest::Client::new(),
         seen: unused_rx,
+        load: Default::default(),
         db: TestDb {
             url: db.url.clone(),
             backend: db.backend,

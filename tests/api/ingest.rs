@@ -51,6 +51,9 @@ async fn acknowledges_every_fixture_and_hands_it_over(backend: Backend) {
             "the handler gets the bytes exactly as received"
         );
         assert_eq!(seen.attempt, 1);
+        assert_eq!(seen.callback_type, kind);
+        assert_eq!(seen.callback_code.as_deref(), Some(code));
+        assert_eq!(seen.record, answer["record"].as_str().unwrap());
     }
 }
 

@@ -1,7 +1,15 @@
 //! The integration suite: the real receiver on port 0, over real stores.
 
+// Each test module uses part of the helpers.
+#[allow(dead_code)]
 mod helpers;
+mod process;
 
+mod crash;
+mod dispatch;
 mod ingest;
 mod metrics;
 mod openapi;
+mod replicas;
+mod security;
+mod store;

@@ -1,0 +1,172 @@
+//! `kill -9` under load: every callback answered 200 reaches the handler after a restart.
+
+use std::{
+    collections::HashSet,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use crate::helpers::{callback, Backend, TestDb};
+use crate::process::{ChildReceiver, Sink};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_callback_survives_sigkill() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let sink = Sink::default();
+    let forward = sink.start().await;
+    let args = [
+        "--forward-url",
+        forward.as_str(),
+        "--retry-base-delay-ms",
+        "50",
+    ];
+    let mut receiver = ChildReceiver::start(&db.url, &args).await;
+    let url = receiver.callback_url();
+
+    let acked: Arc<Mutex<HashSet<String>>> = Default::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let mut senders = Vec::new();
+    for worker in 0..8 {
+        let (client, url, acked, stop) = (client.clone(), url.clone(), acked.clone(), stop.clone());
+        senders.push(tokio::spawn(async move {
+            let mut sent = 0;
+            for n in 0..1000 {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let body = callback(
+                    &format!("rec-crash-{}", n % 25),
+                    "TRANSACTIONS",
+                    "PERIODIC_TRANSACTIONS",
+                    worker * 10_000 + n,
+                );
+                sent += 1;
+                let Ok(response) = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                else {
+                    break; // the receiver is gone
+                };
+                if response.status() == 200 {
+                    let answer: serde_json::Value = response.json().await.unwrap();
+                    acked
+                        .lock()
+                        .unwrap()
+                        .insert(answer["id"].as_str().unwrap().to_owned());
+                }
+            }
+            sent
+        }));
+    }
+    // Kill it mid-run, once a few hundred are acknowledged.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while acked.lock().unwrap().len() < 300 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "too slow to acknowledge"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    receiver.kill9();
+    stop.store(true, Ordering::SeqCst);
+    for s in senders {
+        s.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    let delivered_before = sink.counts().len();
+    assert!(acked.len() >= 300);
+
+    // Restart on the same file: everything acknowledged is delivered.
+    let _receiver = ChildReceiver::start(&db.url, &args).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let counts = sink.counts();
+        let missing: Vec<_> = acked
+            .iter()
+            .filter(|id| !counts.contains_key(*id))
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {} acknowledged callbacks never delivered, e.g. {:?}",
+            missing.len(),
+            acked.len(),
+            &missing[..missing.len().min(3)]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for d in sink.deliveries.lock().unwrap().iter() {
+        assert!(d.attempt >= 1, "the forward handler numbers attempts");
+        let body: serde_json::Value = serde_json::from_slice(&d.body).unwrap();
+        assert!(
+            body["record"].as_str().unwrap().starts_with("rec-crash-"),
+            "the original bytes are forwarded"
+        );
+    }
+    eprintln!(
+        "crash test: {} acknowledged, {} delivered before SIGKILL, {} deliveries in all",
+        acked.len(),
+        delivered_before,
+        sink.deliveries.lock().unwrap().len()
+    );
+}
+
+/// SIGTERM: the in-flight handler call finishes and is recorded, then the process exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_handler_calls_and_exits_zero() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let sink = Sink {
+        delay: Duration::from_millis(800),
+        ..Sink::default()
+    };
+    let forward = sink.start().await;
+    let mut receiver = ChildReceiver::start(&db.url, &["--forward-url", forward.as_str()]).await;
+    let client = reqwest::Client::new();
+    let answer: serde_json::Value = client
+        .post(receiver.callback_url())
+        .body(callback("rec-term", "AUTH", "AUTH_SUCCESS", 0))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = answer["id"].as_str().unwrap().to_owned();
+    // Wait until the forward request is in flight (the sink sleeps before recording it).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(sink.counts().is_empty());
+    let status = receiver.terminate();
+    assert!(status.success(), "exit status {status:?}");
+    assert_eq!(
+        sink.counts().get(&id),
+        Some(&1),
+        "the in-flight call completed before exit"
+    );
+
+    // After a restart it is recorded as delivered, not handed over again.
+    let receiver = ChildReceiver::start(&db.url, &["--forward-url", forward.as_str()]).await;
+    let state: serde_json::Value = client
+        .get(format!("http://{}/v1/callbacks/{id}", receiver.addr))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state["status"], "delivered", "{state}");
+    assert_eq!(state["attempts"], 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sink.counts().get(&id), Some(&1));
+}

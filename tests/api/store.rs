@@ -1,0 +1,240 @@
+//! The `Store` contract, the same for SQLite and PostgreSQL: leases, ordering, retries, replay,
+//! backlog and retention.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use okra_callbacks::store::{self, NewCallback, Outcome, Status, Store};
+
+use crate::both_stores;
+use crate::helpers::{Backend, TestDb};
+
+const LEASE: Duration = Duration::from_secs(60);
+const WINDOW: Duration = Duration::from_secs(3600);
+
+fn new_cb(id: &str, record: &str, age: chrono::Duration) -> NewCallback {
+    NewCallback {
+        id: id.into(),
+        record: record.into(),
+        callback_type: "BALANCE".into(),
+        callback_code: Some("BALANCE_SUCCESS".into()),
+        body: format!(r#"{{"callback_type":"BALANCE","record":"{record}","id":"{id}"}}"#)
+            .into_bytes()
+            .into(),
+        received_at: Utc::now() - age,
+    }
+}
+
+async fn open(backend: Backend) -> (TestDb, std::sync::Arc<dyn Store>) {
+    let db = TestDb::new(backend).await;
+    let store = store::open(&db.url).await.unwrap();
+    (db, store)
+}
+
+async fn a_leased_record_is_not_claimed_again_until_released_or_expired(backend: Backend) {
+    let (_db, store) = open(backend).await;
+    for (i, record) in ["a", "a", "b"].iter().enumerate() {
+        store
+            .insert(
+                new_cb(&format!("cb{i}"), record, chrono::Duration::zero()),
+                WINDOW,
+            )
+            .await
+            .unwrap();
+    }
+    let first = store.claim("w1", 10, 10, LEASE).await.unwrap();
+    let mut records: Vec<_> = first
+        .iter()
+        .map(|c| (c.record.clone(), c.callbacks.len()))
+        .collect();
+    records.sort();
+    assert_eq!(records, [("a".to_owned(), 2), ("b".to_owned(), 1)]);
+    let a = first.iter().find(|c| c.record == "a").unwrap();
+    assert_eq!(
+        a.callbacks
+            .iter()
+            .map(|c| c.id.as_str())
+            .collect::<Vec<_>>(),
+        ["cb0", "cb1"],
+        "oldest first"
+    );
+    assert!(
+        store.claim("w2", 10, 10, LEASE).await.unwrap().is_empty(),
+        "leased records are not claimed twice"
+    );
+
+    // Releasing without finishing makes the record claimable again, with the same work.
+    store.release("w1", "b").await.unwrap();
+    let again = store.claim("w2", 10, 10, LEASE).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].callbacks[0].id, "cb2");
+
+    // An expired lease returns the record to the pool.
+    let (_db2, store) = open(backend).await;
+    store
+        .insert(new_cb("x", "c", chrono::Duration::zero()), WINDOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .claim("w1", 10, 10, Duration::ZERO)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let taken = store.claim("w2", 10, 10, LEASE).await.unwrap();
+    assert_eq!(taken.len(), 1, "a crashed worker's lease expires");
+    // The late worker's release does not drop the new owner's lease.
+    store.release("w1", "c").await.unwrap();
+    assert!(store.claim("w3", 10, 10, LEASE).await.unwrap().is_empty());
+}
+
+async fn a_retry_holds_the_record_until_due_and_counts_attempts(backend: Backend) {
+    let (_db, store) = open(backend).await;
+    store
+        .insert(new_cb("r0", "rec", chrono::Duration::zero()), WINDOW)
+        .await
+        .unwrap();
+    store
+        .insert(new_cb("r1", "rec", chrono::Duration::zero()), WINDOW)
+        .await
+        .unwrap();
+    let claim = store.claim("w", 10, 10, LEASE).await.unwrap().remove(0);
+    let due = Utc::now() + chrono::Duration::milliseconds(300);
+    store
+        .finish(
+            "w",
+            &claim.callbacks[0],
+            Outcome::Retry {
+                at: due,
+                error: "boom".into(),
+            },
+            LEASE,
+        )
+        .await
+        .unwrap();
+    store.release("w", "rec").await.unwrap();
+    assert!(
+        store.claim("w", 10, 10, LEASE).await.unwrap().is_empty(),
+        "not due yet"
+    );
+    let cb = store.get("r0").await.unwrap().unwrap();
+    assert_eq!(
+        (cb.status, cb.attempts, cb.last_error.as_deref()),
+        (Status::Pending, 1, Some("boom"))
+    );
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let claim = store.claim("w", 10, 10, LEASE).await.unwrap().remove(0);
+    assert_eq!(
+        claim.callbacks[0].id, "r0",
+        "the failed callback is still first"
+    );
+    store
+        .finish("w", &claim.callbacks[0], Outcome::Delivered, LEASE)
+        .await
+        .unwrap();
+    store
+        .finish(
+            "w",
+            &claim.callbacks[1],
+            Outcome::Dead {
+                error: "bad".into(),
+            },
+            LEASE,
+        )
+        .await
+        .unwrap();
+    // Finishing twice (a redelivery after a lost lease) changes nothing.
+    store
+        .finish(
+            "w",
+            &claim.callbacks[0],
+            Outcome::Dead {
+                error: "late".into(),
+            },
+            LEASE,
+        )
+        .await
+        .unwrap();
+    store.release("w", "rec").await.unwrap();
+    let r0 = store.get("r0").await.unwrap().unwrap();
+    assert_eq!(
+        (r0.status, r0.attempts, r0.last_error),
+        (Status::Delivered, 2, None)
+    );
+    let backlog = store.backlog().await.unwrap();
+    assert_eq!((backlog.pending, backlog.dead), (0, 1));
+    assert!(
+        store.claim("w", 10, 10, LEASE).await.unwrap().is_empty(),
+        "nothing left"
+    );
+
+    assert!(store.replay("r1").await.unwrap());
+    assert!(!store.replay("nope").await.unwrap());
+    let claim = store.claim("w", 10, 10, LEASE).await.unwrap().remove(0);
+    assert_eq!(claim.callbacks.len(), 1);
+    assert_eq!(
+        (
+            claim.callbacks[0].id.as_str(),
+            claim.callbacks[0].cycle_attempts
+        ),
+        ("r1", 0)
+    );
+    assert_eq!(store.backlog().await.unwrap().pending, 1);
+}
+
+async fn the_backlog_and_retention(backend: Backend) {
+    let (_db, store) = open(backend).await;
+    store
+        .insert(new_cb("old-done", "p", chrono::Duration::days(100)), WINDOW)
+        .await
+        .unwrap();
+    store
+        .insert(
+            new_cb("old-pending", "q", chrono::Duration::days(100)),
+            WINDOW,
+        )
+        .await
+        .unwrap();
+    store
+        .insert(new_cb("new-done", "p", chrono::Duration::zero()), WINDOW)
+        .await
+        .unwrap();
+    let backlog = store.backlog().await.unwrap();
+    assert_eq!(backlog.pending, 3);
+    let age = Utc::now() - backlog.oldest_pending_at.unwrap();
+    assert!(age > chrono::Duration::days(99), "{age}");
+    let claims = store.claim("w", 10, 10, LEASE).await.unwrap();
+    let p = claims.iter().find(|c| c.record == "p").unwrap();
+    for cb in &p.callbacks {
+        store
+            .finish("w", cb, Outcome::Delivered, LEASE)
+            .await
+            .unwrap();
+    }
+    let deleted = store
+        .prune(Utc::now() - chrono::Duration::days(90))
+        .await
+        .unwrap();
+    assert_eq!(deleted, 1);
+    assert!(store.get("old-done").await.unwrap().is_none());
+    assert!(
+        store.get("old-pending").await.unwrap().is_some(),
+        "pending work is never pruned"
+    );
+    assert!(store.get("new-done").await.unwrap().is_some());
+    let (exists, list) = store.list("p", &["BALANCE"]).await.unwrap();
+    assert!(exists);
+    assert_eq!(list.len(), 1);
+    let (exists, list) = store.list("p", &["AUTH"]).await.unwrap();
+    assert!(exists && list.is_empty());
+    assert!(!store.list("nobody", &[]).await.unwrap().0);
+}
+
+both_stores!(
+    a_leased_record_is_not_claimed_again_until_released_or_expired,
+    a_retry_holds_the_record_until_due_and_counts_attempts,
+    the_backlog_and_retention,
+);
