@@ -334,7 +334,9 @@ fn metric_labels(envelope: &Envelope) -> (&'static str, String) {
     responses(
         (status = 200, description = "Stored (or a duplicate of a stored callback)", body = Ack),
         (status = 400, description = "`invalid_json`: empty or not JSON", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: --callback-token is set and the bearer token is missing or wrong", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: --callback-token is set and the bearer token is missing or wrong; `invalid_signature`: signatures are required and this one is missing or wrong", body = ErrorBody),
+        (status = 403, description = "`forbidden`: --allow-from is set and the client is not in it", body = ErrorBody),
+        (status = 408, description = "`request_timeout`: the request took longer than --request-timeout; nothing was acknowledged", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: larger than --max-body-bytes", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: a content type other than JSON", body = ErrorBody),
         (status = 422, description = "`invalid_callback`: JSON, but not an object, or no record id or callback type", body = ErrorBody),
