@@ -27,6 +27,8 @@ pub mod names {
     /// Counter `{reason}`: `POST /v1/callback` requests refused; `reason` is the error body's code
     /// (`invalid_json`, `unauthorized`, `too_many_requests`, `store_unavailable`, …).
     pub const REJECTED: &str = "okra_callbacks_rejected_total";
+    /// Counter: requests answered 408 because they took longer than `--request-timeout`.
+    pub const REQUESTS_TIMED_OUT: &str = "okra_requests_timed_out_total";
     /// Counter: deliveries answered `"duplicate": true`.
     pub const DUPLICATES: &str = "okra_duplicates_total";
     /// Histogram: from the request reaching the handler to the 2xx (the store commit included).
@@ -169,7 +171,8 @@ pub fn install_metrics() -> Result<Metrics, String> {
 /// level no payload body, personal data or secret is ever logged.
 pub const DEFAULT_LOG_FILTER: &str = "warn,okra_callbacks=info,tower_http=warn";
 
-/// Installs the global `tracing` subscriber: `RUST_LOG` if set, else [`DEFAULT_LOG_FILTER`]; human-readable or JSON lines on stderr. With the `otel` cargo feature
+/// Installs the global `tracing` subscriber: `RUST_LOG` if set, else [`DEFAULT_LOG_FILTER`];
+/// human-readable or JSON lines on stderr. With the `otel` cargo feature
 /// and `OTEL_EXPORTER_OTLP_ENDPOINT` set, spans are also exported over OTLP/HTTP (the other
 /// standard `OTEL_*` variables apply); call [`shutdown_tracing`] before exiting to flush them.
 ///

@@ -141,32 +141,37 @@ impl utoipa::Modify for SecuritySchemes {
     }
 }
 
-/// Every route, each registered with its OpenAPI description, so the router and the document
-/// cannot drift apart: `(open routes, admin routes)`.
-/// `(the callback sink, open routes, admin routes)`.
-fn api() -> (
-    OpenApiRouter<AppState>,
-    OpenApiRouter<AppState>,
-    OpenApiRouter<AppState>,
-) {
-    let sink = OpenApiRouter::new().routes(routes!(receive));
-    let open = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(healthz))
-        .routes(routes!(readyz))
-        .routes(routes!(openapi_json));
-    let admin = OpenApiRouter::new()
-        .routes(routes!(list_callbacks))
-        .routes(routes!(get_callback))
-        .routes(routes!(replay_callback))
-        .routes(routes!(replay_dead))
-        .routes(routes!(render_metrics));
-    (sink, open, admin)
+/// Every route, grouped by the rule in front of it, each registered with its OpenAPI
+/// description, so the router and the document cannot drift apart.
+struct Api {
+    /// `POST /v1/callback`: the `--allow-from` rule (the token and signature are checked inside).
+    sink: OpenApiRouter<AppState>,
+    /// Open to all: health, readiness and the OpenAPI document.
+    open: OpenApiRouter<AppState>,
+    /// The `--admin-token` rule: the read/replay API and metrics.
+    admin: OpenApiRouter<AppState>,
+}
+
+fn api() -> Api {
+    Api {
+        sink: OpenApiRouter::with_openapi(ApiDoc::openapi()).routes(routes!(receive)),
+        open: OpenApiRouter::new()
+            .routes(routes!(healthz))
+            .routes(routes!(readyz))
+            .routes(routes!(openapi_json)),
+        admin: OpenApiRouter::new()
+            .routes(routes!(list_callbacks))
+            .routes(routes!(get_callback))
+            .routes(routes!(replay_callback))
+            .routes(routes!(replay_dead))
+            .routes(routes!(render_metrics)),
+    }
 }
 
 /// The OpenAPI 3 document of every route [`router`] serves (what `GET /openapi.json` answers).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let (sink, open, admin) = api();
-    open.merge(sink).merge(admin).into_openapi()
+    let Api { sink, open, admin } = api();
+    sink.merge(open).merge(admin).into_openapi()
 }
 
 /// The JSON of the OpenAPI document, rendered once per router.
@@ -175,16 +180,16 @@ struct OpenApiJson(Arc<str>);
 
 /// Builds every route of the receiver.
 pub fn router(state: AppState) -> Router {
-    let (sink, open, admin) = api();
-    let admin = admin.route_layer(middleware::from_fn_with_state(
-        state.clone(),
-        auth::require_admin,
-    ));
+    let Api { sink, open, admin } = api();
     let sink = sink.route_layer(middleware::from_fn_with_state(
         state.clone(),
         auth::require_allowed_source,
     ));
-    let (routes, doc) = open.merge(sink).merge(admin).split_for_parts();
+    let admin = admin.route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_admin,
+    ));
+    let (routes, doc) = sink.merge(open).merge(admin).split_for_parts();
     let doc = OpenApiJson(
         doc.to_json()
             .expect("the OpenAPI document serialises")
@@ -231,6 +236,14 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Records the metrics of a request into the receiver's private registry.
+async fn in_metrics_scope(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    match &state.metrics {
+        Some(metrics) => metrics.scope(next.run(request)).await,
+        None => next.run(request).await,
+    }
+}
+
 /// Answers 408 `request_timeout` (our JSON error body) when a request, body included, takes
 /// longer than `--request-timeout`. Dropping the handler is safe: nothing is acknowledged before
 /// it is stored, and a store write that completes anyway makes the retry a duplicate.
@@ -243,17 +256,9 @@ async fn limit_request_time(
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
         Err(_) => {
-            metrics::counter!("okra_requests_timed_out_total").increment(1);
+            metrics::counter!(names::REQUESTS_TIMED_OUT).increment(1);
             ApiError::RequestTimeout(limit).into_response()
         }
-    }
-}
-
-/// Records the metrics of a request into the receiver's private registry.
-async fn in_metrics_scope(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    match &state.metrics {
-        Some(metrics) => metrics.scope(next.run(request)).await,
-        None => next.run(request).await,
     }
 }
 
@@ -329,9 +334,9 @@ fn metric_labels(envelope: &Envelope) -> (&'static str, String) {
     responses(
         (status = 200, description = "Stored (or a duplicate of a stored callback)", body = Ack),
         (status = 400, description = "`invalid_json`: empty or not JSON", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: --callback-token is set and the bearer token is missing or wrong; `invalid_signature`: a signature scheme is configured and the body's signature is missing, stale or wrong", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: --callback-token is set and the bearer token is missing or wrong; `invalid_signature`: signatures are required and this one is missing or wrong", body = ErrorBody),
         (status = 403, description = "`forbidden`: --allow-from is set and the client is not in it", body = ErrorBody),
-        (status = 408, description = "`request_timeout`: the request took longer than --request-timeout", body = ErrorBody),
+        (status = 408, description = "`request_timeout`: the request took longer than --request-timeout; nothing was acknowledged", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: larger than --max-body-bytes", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: a content type other than JSON", body = ErrorBody),
         (status = 422, description = "`invalid_callback`: JSON, but not an object, or no record id or callback type", body = ErrorBody),
@@ -369,6 +374,7 @@ async fn ingest(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Ack
     // Authenticate the bytes as received, before anything parses them.
     if let Some(verifier) = &state.security.signature {
         if let Err(e) = verifier.verify(headers, &raw) {
+            // Counted by `receive` as okra_callbacks_rejected_total{reason="invalid_signature"}.
             tracing::debug!(scheme = verifier.scheme(), reason = %e, "callback refused: invalid signature");
             return Err(ApiError::InvalidSignature(format!(
                 "{e}: {}",

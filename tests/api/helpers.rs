@@ -4,9 +4,6 @@
 //! PostgreSQL tests read the server URL from `OKRA_TEST_DATABASE_URL` and create a fresh database
 //! per test. Without it they skip with a message — except under `CI=true`, where they must run.
 
-// Shared by every test module; not each of them uses every helper.
-#![allow(dead_code)]
-
 use std::{
     collections::HashMap,
     path::PathBuf,
@@ -123,7 +120,6 @@ pub struct Recorder {
     tx: mpsc::UnboundedSender<Seen>,
     script: Script,
     load: Arc<Load>,
-    name: &'static str,
 }
 
 /// How many handler calls overlapped: in all, and within one record.
@@ -165,7 +161,7 @@ impl Drop for Entered<'_> {
 #[async_trait]
 impl Handler for Recorder {
     fn name(&self) -> &str {
-        self.name
+        "recorder"
     }
 
     async fn handle(&self, cx: &Context) -> HandlerResult {
@@ -263,7 +259,6 @@ impl Builder {
             tx,
             script: self.script,
             load: load.clone(),
-            name: "recorder",
         };
         let mut receiver = Receiver::new(self.config, handler)
             .await
@@ -571,7 +566,6 @@ pub async fn spawn_with_store(
         tx,
         script: Arc::new(|_| Action::Succeed),
         load: Default::default(),
-        name: "recorder",
     });
     let receiver = Receiver::with_store(test_config(db), store, handler);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
