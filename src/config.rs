@@ -17,6 +17,7 @@ use ipnet::IpNet;
 use crate::{
     dispatch::DispatchConfig,
     signature::{Verifier, DEFAULT_HMAC_HEADER},
+    store::StoreOptions,
 };
 
 /// A secret string (a bearer token). `Debug` and `Display` never show it.
@@ -197,6 +198,22 @@ pub struct Config {
     #[arg(long, env = "OKRA_HANDLER_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub handler_timeout: Duration,
 
+    /// How long a replica's claim on a record lasts without news from it; a crashed replica's
+    /// records go to the others after this. Default: 4 × `--handler-timeout`, at least 30s.
+    /// Must exceed `--handler-timeout` + `--database-timeout`, so a live worker never loses it.
+    #[arg(long, env = "OKRA_LEASE", value_parser = parse_duration)]
+    pub lease: Option<Duration>,
+
+    /// How long one database operation may take before the store counts as unavailable
+    /// (`POST` answers 503, `/readyz` 503).
+    #[arg(long, env = "OKRA_DATABASE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub database_timeout: Duration,
+
+    /// The most PostgreSQL connections this replica opens; all replicas together must stay
+    /// under the server's `max_connections`.
+    #[arg(long, env = "OKRA_DATABASE_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub database_pool_size: u32,
+
     /// How many records are handled in parallel.
     #[arg(long, env = "OKRA_WORKERS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub workers: u32,
@@ -234,6 +251,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         let dispatch = DispatchConfig::default();
+        let store = StoreOptions::default();
         Self {
             listen: ([0, 0, 0, 0], 8080).into(),
             database_url: "sqlite://okra-callbacks.db".into(),
@@ -257,6 +275,9 @@ impl Default for Config {
             retry_base_delay_ms: dispatch.retry_base_delay.as_millis() as u64,
             retry_max_delay: dispatch.retry_max_delay,
             handler_timeout: dispatch.handler_timeout,
+            lease: None,
+            database_timeout: store.timeout,
+            database_pool_size: store.max_connections as u32,
             workers: dispatch.concurrency as u32,
             max_body_bytes: 4 * 1024 * 1024,
             dedup_window: Duration::from_secs(24 * 3600),
@@ -317,6 +338,21 @@ impl Config {
                 )));
             }
         }
+        if self.database_timeout.is_zero() {
+            return Err(ConfigError(
+                "--database-timeout must be more than 0: use e.g. 5s".into(),
+            ));
+        }
+        if let Some(lease) = self.lease {
+            let floor = self.handler_timeout + self.database_timeout;
+            if lease <= floor {
+                return Err(ConfigError(format!(
+                    "--lease {} must exceed --handler-timeout + --database-timeout ({}), or a worker could lose a record while its handler still runs: raise --lease or lower the timeouts",
+                    humantime::format_duration(lease),
+                    humantime::format_duration(floor),
+                )));
+            }
+        }
         if self.max_body_bytes == 0 {
             return Err(ConfigError("--max-body-bytes must be at least 1".into()));
         }
@@ -355,8 +391,20 @@ impl Config {
             retry_max_delay: self.retry_max_delay,
             handler_timeout: self.handler_timeout,
             concurrency: self.workers as usize,
-            lease: (self.handler_timeout * 4).max(Duration::from_secs(30)),
+            lease: self.lease.unwrap_or_else(|| {
+                (self.handler_timeout * 4)
+                    .max(self.handler_timeout + self.database_timeout * 2)
+                    .max(Duration::from_secs(30))
+            }),
             ..DispatchConfig::default()
+        }
+    }
+
+    /// The store settings these flags describe.
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            max_connections: self.database_pool_size as usize,
+            timeout: self.database_timeout,
         }
     }
 }
@@ -382,6 +430,28 @@ mod tests {
         assert_eq!(parsed.retry_base_delay_ms, 1000);
         assert_eq!(parsed.max_body_bytes, 4194304);
         assert_eq!(format!("{parsed:?}"), format!("{default:?}"));
+    }
+
+    #[test]
+    fn lease_defaults_to_four_handler_timeouts_and_can_be_set() {
+        let config = Cli::parse_from(["x", "--handler-timeout", "20s"]).config;
+        assert_eq!(config.dispatch().lease, Duration::from_secs(80));
+        let config = Cli::parse_from(["x", "--handler-timeout", "1s"]).config;
+        assert_eq!(config.dispatch().lease, Duration::from_secs(30));
+        let config = Cli::parse_from([
+            "x",
+            "--handler-timeout",
+            "1s",
+            "--database-timeout",
+            "1s",
+            "--lease",
+            "3s",
+        ])
+        .config
+        .resolve()
+        .unwrap();
+        assert_eq!(config.dispatch().lease, Duration::from_secs(3));
+        assert_eq!(config.store_options().timeout, Duration::from_secs(1));
     }
 
     #[test]
@@ -420,6 +490,11 @@ mod tests {
             .to_string();
         assert!(err.contains("30s"), "{err}");
         assert!(Cli::try_parse_from(["x", "--max-attempts", "0"]).is_err());
+        let err = Cli::parse_from(["x", "--lease", "10s", "--handler-timeout", "8s"])
+            .config
+            .resolve()
+            .unwrap_err();
+        assert!(err.to_string().contains("--lease 10s must exceed"), "{err}");
         let err = Cli::parse_from(["x", "--forward-url", "ftp://x"])
             .config
             .resolve()

@@ -6,7 +6,12 @@
 //! jitter and holds the record's later callbacks back; after `max_attempts` the callback is
 //! marked dead and the record goes on. Different records are served concurrently.
 
-use std::{panic::AssertUnwindSafe, sync::Arc, time::Duration};
+use std::{
+    collections::HashSet,
+    panic::AssertUnwindSafe,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use chrono::Utc;
 use futures::FutureExt;
@@ -21,7 +26,8 @@ use tracing::Instrument;
 use crate::{
     callback::Envelope,
     handler::{Context, Handler},
-    store::{Claim, Outcome, Store, StoredCallback},
+    store::{Claim, Outcome, Store, StoreError, StoredCallback},
+    telemetry::{self, names, Metrics},
 };
 
 /// How the dispatcher retries and how much it does at once.
@@ -82,6 +88,11 @@ pub struct Dispatcher {
     config: DispatchConfig,
     owner: String,
     wake: Arc<Notify>,
+    /// Records this process is serving now. A record whose lease lapsed while its handler ran
+    /// comes back in a claim from this very process; it is left to the task already on it.
+    serving: Mutex<HashSet<String>>,
+    /// Where handler metrics go; the global recorder when `None`.
+    metrics: Option<Metrics>,
 }
 
 impl Dispatcher {
@@ -98,7 +109,20 @@ impl Dispatcher {
             config,
             owner,
             wake: Arc::new(Notify::new()),
+            serving: Mutex::default(),
+            metrics: None,
         }
+    }
+
+    /// Records handler metrics (those of the handlers themselves included) into `metrics`
+    /// rather than the global recorder.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.set_metrics(metrics);
+        self
+    }
+
+    pub(crate) fn set_metrics(&mut self, metrics: Metrics) {
+        self.metrics = Some(metrics);
     }
 
     /// Notified when new work is stored, so it is picked up at once rather than at the next poll.
@@ -132,9 +156,16 @@ impl Dispatcher {
                         let Ok(permit) = slots.clone().acquire_owned().await else {
                             break;
                         };
+                        if !this.lock_serving().insert(claim.record.clone()) {
+                            tracing::debug!(record = %claim.record, "record already being served here");
+                            continue;
+                        }
                         let (this, stop) = (this.clone(), stop.clone());
                         tasks.spawn(async move {
-                            this.serve_record(claim, &stop).await;
+                            match this.metrics.clone() {
+                                Some(m) => m.scope(this.serve_record(claim, &stop)).await,
+                                None => this.serve_record(claim, &stop).await,
+                            }
                             drop(permit);
                         });
                     }
@@ -160,29 +191,89 @@ impl Dispatcher {
         }
     }
 
-    /// Delivers one claimed record's callbacks in order, stopping at the first that must wait.
+    fn lock_serving(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.serving.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Delivers one claimed record's callbacks, then gives the record up: first here (so a
+    /// claim that comes once the lease is free starts a new task), then its lease.
     async fn serve_record(&self, claim: Claim, stop: &CancellationToken) {
+        let holds_lease = self.deliver_claimed(&claim, stop).await;
+        self.lock_serving().remove(&claim.record);
+        if !holds_lease {
+            return;
+        }
+        let released = self
+            .persist(stop, || self.store.release(&self.owner, &claim.record))
+            .await;
+        if let Err(e) = released {
+            tracing::warn!(record = %claim.record, error = %e, "cannot release a record lease; it expires by itself");
+        }
+    }
+
+    /// Delivers a claim's callbacks in order, stopping at the first that must wait. Returns
+    /// whether this worker still holds the record's lease.
+    async fn deliver_claimed(&self, claim: &Claim, stop: &CancellationToken) -> bool {
         for cb in &claim.callbacks {
             if stop.is_cancelled() {
                 break;
             }
             let outcome = self.attempt(cb).await;
             let must_wait = matches!(outcome, Outcome::Retry { .. });
-            if let Err(e) = self
-                .store
-                .finish(&self.owner, cb, outcome, self.config.lease)
-                .await
-            {
-                // The lease runs out and the callback is delivered again: at least once.
-                tracing::warn!(id = %cb.id, error = %e, "cannot record a handler outcome");
-                return;
+            let recorded = self
+                .persist(stop, || {
+                    self.store
+                        .finish(&self.owner, cb, outcome.clone(), self.config.lease)
+                })
+                .await;
+            match recorded {
+                Ok(()) => {}
+                Err(StoreError::LeaseLost(_)) => {
+                    // Another worker serves the record now; going on would deliver alongside it.
+                    tracing::warn!(id = %cb.id, record = %cb.record, "lease lost to another worker; leaving the record to it");
+                    return false;
+                }
+                Err(e) => {
+                    // The lease runs out and the callback is delivered again: at least once.
+                    tracing::warn!(id = %cb.id, error = %e, "cannot record a handler outcome");
+                    return false;
+                }
             }
             if must_wait {
                 break;
             }
         }
-        if let Err(e) = self.store.release(&self.owner, &claim.record).await {
-            tracing::warn!(record = %claim.record, error = %e, "cannot release a record lease");
+        true
+    }
+
+    /// Runs a store write, retrying while the store is unavailable, for at most half a lease
+    /// (the lease still protects the record meanwhile). A short database outage then costs
+    /// neither a redelivery nor a record held back until its lease expires.
+    async fn persist<F, Fut>(
+        &self,
+        stop: &CancellationToken,
+        mut write: F,
+    ) -> Result<(), StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<(), StoreError>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.config.lease / 2;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match write().await {
+                Err(StoreError::Unavailable(e))
+                    if !stop.is_cancelled() && tokio::time::Instant::now() + pause < deadline =>
+                {
+                    tracing::debug!(error = %e, "store write failed; retrying");
+                    tokio::select! {
+                        _ = stop.cancelled() => return Err(StoreError::Unavailable(e)),
+                        _ = tokio::time::sleep(pause) => {}
+                    }
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                result => return result,
+            }
         }
     }
 
@@ -198,9 +289,13 @@ impl Dispatcher {
             attempt,
         );
         let started = std::time::Instant::now();
+        let handler = self.handler.name().to_owned();
         let result = match Envelope::parse(cb.body.clone()) {
             // Bodies are validated before they are stored; this guards against a hand-edited row.
-            Err(e) => Err(format!("the stored body is not a valid callback: {e}")),
+            Err(e) => Err((
+                "error",
+                format!("the stored body is not a valid callback: {e}"),
+            )),
             Ok(envelope) => {
                 let cx = Context {
                     id: cb.id.clone(),
@@ -213,46 +308,62 @@ impl Dispatcher {
                     .instrument(span.clone())
                     .await
                 {
-                    Err(_) => Err(format!(
-                        "the handler did not finish within {:?}",
-                        self.config.handler_timeout
+                    Err(_) => Err((
+                        "timeout",
+                        format!(
+                            "the handler did not finish within {:?}",
+                            self.config.handler_timeout
+                        ),
                     )),
-                    Ok(Err(panic)) => {
-                        Err(format!("the handler panicked: {}", panic_message(&panic)))
-                    }
-                    Ok(Ok(Err(e))) => Err(e.to_string()),
+                    Ok(Err(panic)) => Err((
+                        "panic",
+                        format!("the handler panicked: {}", panic_message(&panic)),
+                    )),
+                    Ok(Ok(Err(e))) => Err(("error", e.to_string())),
                     Ok(Ok(Ok(()))) => Ok(()),
                 }
             }
         };
         let elapsed = started.elapsed().as_secs_f64();
         let _enter = span.enter();
+        let call_outcome = match &result {
+            Ok(()) => "ok",
+            Err((label, _)) => *label,
+        };
         let outcome = match result {
-            Ok(()) => Outcome::Delivered,
-            Err(error) if cb.cycle_attempts + 1 >= self.config.max_attempts => {
+            Ok(()) => {
+                tracing::debug!(elapsed_ms = elapsed * 1000.0, "delivered");
+                Outcome::Delivered
+            }
+            Err((_, error)) if cb.cycle_attempts + 1 >= self.config.max_attempts => {
                 tracing::error!(%error, "handler failed for the last time; the callback is dead");
-                metrics::counter!("okra_dead_letters_total").increment(1);
                 Outcome::Dead { error }
             }
-            Err(error) => {
+            Err((_, error)) => {
                 let delay = self.config.backoff(cb.cycle_attempts + 1);
                 tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "handler failed; will retry");
-                metrics::counter!("okra_retries_total").increment(1);
                 Outcome::Retry {
                     at: Utc::now() + delay,
                     error,
                 }
             }
         };
-        let label = match &outcome {
+        let verdict = match &outcome {
             Outcome::Delivered => "delivered",
             Outcome::Retry { .. } => "retry",
             Outcome::Dead { .. } => "dead",
         };
-        let handler = self.handler.name().to_owned();
-        metrics::counter!("okra_handler_attempts_total", "handler" => handler.clone(), "outcome" => label)
-            .increment(1);
-        metrics::histogram!("okra_handler_duration_seconds", "handler" => handler).record(elapsed);
+        telemetry::record(self.metrics.as_ref(), || {
+            metrics::counter!(names::HANDLER_ATTEMPTS, "handler" => handler.clone(), "outcome" => call_outcome)
+                .increment(1);
+            metrics::histogram!(names::HANDLER_DURATION, "handler" => handler).record(elapsed);
+            metrics::counter!(names::DELIVERY_OUTCOMES, "outcome" => verdict).increment(1);
+            match &outcome {
+                Outcome::Retry { .. } => metrics::counter!(names::RETRIES).increment(1),
+                Outcome::Dead { .. } => metrics::counter!(names::DEAD_LETTERS).increment(1),
+                Outcome::Delivered => {}
+            }
+        });
         outcome
     }
 }

@@ -243,11 +243,34 @@ impl Handler for AllOf {
         "all_of"
     }
 
+    /// Calls each member in turn, each in a `handler` span, counting its calls and time under
+    /// its own name (`okra_handler_attempts_total{handler=…}`, `okra_handler_duration_seconds`).
     async fn handle(&self, cx: &Context) -> HandlerResult {
+        use futures::FutureExt;
+        use tracing::Instrument;
         for h in &self.handlers {
-            h.handle(cx)
-                .await
-                .map_err(|e| HandlerError::msg(format_args!("handler {}: {e}", h.name())))?;
+            let started = std::time::Instant::now();
+            let span = tracing::info_span!("handler", handler = h.name());
+            let result = std::panic::AssertUnwindSafe(h.handle(cx))
+                .catch_unwind()
+                .instrument(span)
+                .await;
+            let outcome = match &result {
+                Ok(Ok(())) => "ok",
+                Ok(Err(_)) => "error",
+                Err(_) => "panic",
+            };
+            let name = h.name().to_owned();
+            metrics::counter!(crate::telemetry::names::HANDLER_ATTEMPTS, "handler" => name.clone(), "outcome" => outcome)
+                .increment(1);
+            metrics::histogram!(crate::telemetry::names::HANDLER_DURATION, "handler" => name)
+                .record(started.elapsed().as_secs_f64());
+            match result {
+                Ok(result) => result
+                    .map_err(|e| HandlerError::msg(format_args!("handler {}: {e}", h.name())))?,
+                // The dispatcher reports the panic as it would for a lone handler.
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
         }
         Ok(())
     }
@@ -457,5 +480,30 @@ mod tests {
             rx3.try_recv().unwrap(),
             Seen::Balance(BalanceEvent::ProductIsReady)
         );
+    }
+
+    #[tokio::test]
+    async fn all_of_counts_each_member_under_its_own_name() {
+        let metrics = crate::telemetry::Metrics::private();
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let chain = AllOf::new().with(Fake(tx)).with(Failing);
+        let auth =
+            cx(br#"{"callback_type":"AUTH","callback_code":"PRODUCT_IS_READY","record":"r"}"#);
+        let balance = cx(&fixture("balance_ready"));
+        metrics
+            .scope(async {
+                chain.handle(&auth).await.unwrap_err();
+                chain.handle(&balance).await.unwrap();
+            })
+            .await;
+        let text = metrics.render();
+        for line in [
+            r#"okra_handler_attempts_total{handler="Fake",outcome="ok"} 2"#,
+            r#"okra_handler_attempts_total{handler="Failing",outcome="error"} 1"#,
+            r#"okra_handler_attempts_total{handler="Failing",outcome="ok"} 1"#,
+            r#"okra_handler_duration_seconds_count{handler="Fake"} 2"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+        }
     }
 }

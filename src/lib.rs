@@ -34,12 +34,12 @@
 //! - [`builtin`]: the binary's handlers — [`LogHandler`] and [`ForwardHandler`].
 //! - [`store`]: the durable inbox — embedded SQLite or shared PostgreSQL.
 //! - [`dispatch`](mod@dispatch): the dispatcher — ordered, at-least-once delivery with retries.
-//! - [`http`]: routes, error bodies and auth.
+//! - [`http`]: routes, error bodies, auth and the OpenAPI document.
 //! - [`config`]: typed, validated settings (clap + environment).
 //! - [`client`]: the CLI's client side — `send`, `replay`, `healthcheck`.
 //! - [`server`]: [`Receiver`], which runs it all until shutdown.
 //! - [`signature`]: HMAC-SHA256 and Standard Webhooks signature checks on the raw body.
-//! - [`telemetry`]: logging and metrics set-up.
+//! - [`telemetry`]: logging, tracing (optional OpenTelemetry export) and metrics set-up.
 
 #![warn(missing_docs)]
 
@@ -65,3 +65,4 @@ pub use callback::{
 pub use config::{Config, Secret};
 pub use handler::{dispatch, AllOf, Context, Handler, HandlerError, HandlerResult};
 pub use server::{Error, Receiver};
+pub use telemetry::Metrics;

@@ -145,12 +145,13 @@ async fn serve(config: Config) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e} (set --listen or OKRA_LISTEN)"))?;
     tracing::info!(address = %listener.local_addr().map_err(|e| e.to_string())?, "listening");
-    receiver
+    let result = receiver
         .run(listener, shutdown_signal())
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string());
     tracing::info!("stopped");
-    Ok(())
+    telemetry::shutdown_tracing();
+    result
 }
 
 /// Completes on SIGTERM (what orchestrators send) or Ctrl-C.

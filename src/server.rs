@@ -10,7 +10,6 @@ use hyper_util::{
     rt::{TokioIo, TokioTimer},
     server::graceful::GracefulShutdown,
 };
-use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -21,6 +20,7 @@ use crate::{
     handler::Handler,
     http::{self, AppState, Security},
     store::{self, Store, StoreError},
+    telemetry::Metrics,
 };
 
 /// Why the receiver could not start or stopped with an error.
@@ -62,7 +62,7 @@ impl Receiver {
     /// setting that cannot be used is an error.
     pub async fn new(config: Config, handler: impl Handler) -> Result<Self, Error> {
         let config = config.resolve()?;
-        let store = store::open(&config.database_url).await?;
+        let store = store::open_with(&config.database_url, &config.store_options()).await?;
         Ok(Self::with_store(config, store, Arc::new(handler)))
     }
 
@@ -100,9 +100,13 @@ impl Receiver {
         }
     }
 
-    /// Serves `/metrics` from this Prometheus recorder (see [`crate::telemetry::install_metrics`]).
-    pub fn with_metrics(mut self, handle: PrometheusHandle) -> Self {
-        self.state.metrics = Some(handle);
+    /// Records metrics into `metrics` and serves them at `GET /metrics`: the global recorder
+    /// ([`crate::telemetry::install_metrics`], or a `PrometheusHandle` of one installed
+    /// elsewhere) or a registry private to this receiver ([`Metrics::private`]).
+    pub fn with_metrics(mut self, metrics: impl Into<Metrics>) -> Self {
+        let metrics = metrics.into();
+        self.dispatcher.set_metrics(metrics.clone());
+        self.state.metrics = Some(metrics);
         self
     }
 
@@ -133,6 +137,12 @@ impl Receiver {
             .config
             .retention
             .map(|keep| tokio::spawn(prune_loop(self.store.clone(), keep, stop.child_token())));
+        let upkeep = self
+            .state
+            .metrics
+            .clone()
+            .filter(Metrics::is_private)
+            .map(|m| tokio::spawn(upkeep_loop(m, stop.child_token())));
         let http_stop = CancellationToken::new();
         let limits = ConnectionLimits {
             header_read_timeout: self.config.header_read_timeout,
@@ -151,8 +161,8 @@ impl Receiver {
         })
         .await;
         stop.cancel();
-        if let Some(p) = pruner {
-            p.abort();
+        for task in [pruner, upkeep].into_iter().flatten() {
+            task.abort();
         }
         match drained {
             Ok(Ok(result)) => result.map_err(Error::Io),
@@ -256,6 +266,16 @@ async fn prune_loop(store: Arc<dyn Store>, keep: Duration, stop: CancellationTok
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+        }
+    }
+}
+
+/// Keeps a private metrics registry's histograms drained when nobody scrapes it.
+async fn upkeep_loop(metrics: Metrics, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => metrics.run_upkeep(),
         }
     }
 }

@@ -1,20 +1,185 @@
-//! Logging and metrics set-up, in one place.
+//! Logging, tracing and metrics set-up, in one place.
+//!
+//! - [`init_tracing`]: the `tracing` subscriber — text or JSON lines on stderr, and, with the
+//!   `otel` cargo feature and `OTEL_EXPORTER_OTLP_ENDPOINT` set, OTLP/HTTP span export.
+//! - [`Metrics`]: where a receiver's Prometheus metrics go and how `GET /metrics` renders them.
+//!   [`install_metrics`] installs the process-wide recorder the binary uses.
+//!
+//! Every metric name the crate emits is a constant in [`names`], so dashboards and tests spell
+//! them the same way.
 
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::{future::Future, sync::Arc};
+
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 use tracing_subscriber::{fmt, prelude::*, EnvFilter};
 
 use crate::config::LogFormat;
+
+/// The metric names this crate emits (Prometheus conventions: `_total` counters, `_seconds`
+/// histograms in base units, gauges named after what they measure).
+pub mod names {
+    /// Counter `{callback_type, callback_code, outcome=stored|duplicate}`: callbacks accepted by
+    /// `POST /v1/callback`. Types and codes this crate does not know are counted as `other`, so
+    /// a sender cannot grow the label set without bound.
+    pub const RECEIVED: &str = "okra_callbacks_received_total";
+    /// Counter `{reason}`: `POST /v1/callback` requests refused; `reason` is the error body's code
+    /// (`invalid_json`, `unauthorized`, `too_many_requests`, `store_unavailable`, …).
+    pub const REJECTED: &str = "okra_callbacks_rejected_total";
+    /// Counter: deliveries answered `"duplicate": true`.
+    pub const DUPLICATES: &str = "okra_duplicates_total";
+    /// Histogram: from the request reaching the handler to the 2xx (the store commit included).
+    pub const ACK_DURATION: &str = "okra_ack_duration_seconds";
+    /// Histogram `{operation=insert}`: how long the durable store write took.
+    pub const STORE_WRITE_DURATION: &str = "okra_store_write_duration_seconds";
+    /// Counter `{handler, outcome=ok|error|panic|timeout}`: handler calls. The dispatcher counts
+    /// the handler it was given; [`crate::AllOf`] also counts each of its members by name.
+    pub const HANDLER_ATTEMPTS: &str = "okra_handler_attempts_total";
+    /// Histogram `{handler}`: how long handler calls took.
+    pub const HANDLER_DURATION: &str = "okra_handler_duration_seconds";
+    /// Counter `{outcome=delivered|retry|dead}`: what the dispatcher decided after each attempt.
+    pub const DELIVERY_OUTCOMES: &str = "okra_delivery_outcomes_total";
+    /// Counter: attempts that failed and were scheduled again.
+    pub const RETRIES: &str = "okra_retries_total";
+    /// Counter: callbacks declared dead after `--max-attempts` failures.
+    pub const DEAD_LETTERS: &str = "okra_dead_letters_total";
+    /// Gauge: callbacks waiting for a (further) handler attempt, read from the store when
+    /// `/metrics` is scraped.
+    pub const PENDING: &str = "okra_pending_callbacks";
+    /// Gauge: dead callbacks kept for inspection and replay.
+    pub const DEAD: &str = "okra_dead_callbacks";
+    /// Gauge: age of the oldest pending callback (0 when none is pending).
+    pub const OLDEST_PENDING_AGE: &str = "okra_oldest_pending_age_seconds";
+    /// Gauge `{version}`: always 1; tells dashboards which version runs.
+    pub const BUILD_INFO: &str = "okra_build_info";
+}
+
+/// Histogram buckets for every `_seconds` metric: 0.5 ms to 30 s.
+const LATENCY_BUCKETS: [f64; 15] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+fn builder() -> PrometheusBuilder {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS)
+        .expect("the bucket list is not empty")
+}
+
+/// Where a receiver's metrics are recorded, and how `GET /metrics` renders them.
+///
+/// Either the process-wide recorder ([`install_metrics`], what the binary uses; the metrics of
+/// any other code in the process are rendered too), or a registry private to one receiver
+/// ([`Metrics::private`]) — for tests, or several receivers in one process.
+#[derive(Clone)]
+pub struct Metrics {
+    /// The private registry, recorded into while the receiver's futures run; `None` when the
+    /// crate's metrics go to the global recorder.
+    local: Option<Arc<PrometheusRecorder>>,
+    /// Renders the registry as Prometheus text.
+    handle: PrometheusHandle,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("private", &self.local.is_some())
+            .finish()
+    }
+}
+
+impl From<PrometheusHandle> for Metrics {
+    /// Renders the global recorder `handle` belongs to.
+    fn from(handle: PrometheusHandle) -> Self {
+        Self {
+            local: None,
+            handle,
+        }
+    }
+}
+
+impl Metrics {
+    /// A registry of this receiver's own, not installed globally.
+    pub fn private() -> Self {
+        let recorder = builder().build_recorder();
+        let handle = recorder.handle();
+        Self {
+            local: Some(Arc::new(recorder)),
+            handle,
+        }
+    }
+
+    /// The Prometheus text exposition of everything recorded so far.
+    pub fn render(&self) -> String {
+        self.handle.render()
+    }
+
+    /// Drains histogram samples into their buckets; the receiver calls it every few seconds so a
+    /// registry nobody scrapes stays small. (The global recorder does it on its own thread.)
+    pub fn run_upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+
+    /// Whether this is a private registry (that needs [`Metrics::run_upkeep`] calls).
+    pub fn is_private(&self) -> bool {
+        self.local.is_some()
+    }
+
+    /// Runs `f` with this registry as the recorder of the `metrics` macros.
+    pub fn record<T>(&self, f: impl FnOnce() -> T) -> T {
+        match &self.local {
+            Some(recorder) => metrics::with_local_recorder(recorder.as_ref(), f),
+            None => f(),
+        }
+    }
+
+    /// Runs `future` with this registry as the recorder of the `metrics` macros at every poll,
+    /// so metrics emitted anywhere inside it (handlers included) land here.
+    pub async fn scope<F: Future>(&self, future: F) -> F::Output {
+        let Some(recorder) = self.local.clone() else {
+            return future.await;
+        };
+        let mut future = std::pin::pin!(future);
+        std::future::poll_fn(move |cx| {
+            metrics::with_local_recorder(recorder.as_ref(), || future.as_mut().poll(cx))
+        })
+        .await
+    }
+}
+
+/// Runs `f` under `metrics`'s recorder when there is one, else under the global recorder.
+pub(crate) fn record<T>(metrics: Option<&Metrics>, f: impl FnOnce() -> T) -> T {
+    match metrics {
+        Some(m) => m.record(f),
+        None => f(),
+    }
+}
+
+/// Installs the global Prometheus recorder (histogram buckets from 0.5 ms to 30 s for every
+/// `_seconds` metric) and returns what `/metrics` renders from. Fails if a global recorder is
+/// already installed.
+pub fn install_metrics() -> Result<Metrics, String> {
+    builder()
+        .install_recorder()
+        .map(Metrics::from)
+        .map_err(|e| format!("cannot install the metrics recorder: {e}"))
+}
 
 /// The log filter when `RUST_LOG` is not set: `info` for this crate, `warn` for the rest. At this
 /// level no payload body, personal data or secret is ever logged.
 pub const DEFAULT_LOG_FILTER: &str = "warn,okra_callbacks=info,tower_http=warn";
 
-/// Installs the global `tracing` subscriber: `RUST_LOG` if set, else [`DEFAULT_LOG_FILTER`];
-/// human-readable or JSON lines on stderr.
+/// Installs the global `tracing` subscriber: `RUST_LOG` if set, else [`DEFAULT_LOG_FILTER`]; human-readable or JSON lines on stderr. With the `otel` cargo feature
+/// and `OTEL_EXPORTER_OTLP_ENDPOINT` set, spans are also exported over OTLP/HTTP (the other
+/// standard `OTEL_*` variables apply); call [`shutdown_tracing`] before exiting to flush them.
+///
+/// A subscriber already installed (e.g. by an embedding application) is kept.
 pub fn init_tracing(format: LogFormat) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
-    let registry = tracing_subscriber::registry().with(filter);
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(otel::layer());
     let result = match format {
         LogFormat::Text => registry
             .with(fmt::layer().with_writer(std::io::stderr))
@@ -24,22 +189,107 @@ pub fn init_tracing(format: LogFormat) {
                 fmt::layer()
                     .json()
                     .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false)
                     .with_writer(std::io::stderr),
             )
             .try_init(),
     };
-    // A subscriber already installed (e.g. by an embedding application) is kept.
-    let _ = result;
+    if result.is_ok() {
+        otel::report();
+    }
 }
 
-/// Installs the global Prometheus recorder and returns the handle `/metrics` renders.
-pub fn install_metrics() -> Result<PrometheusHandle, String> {
-    let latency = [
-        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-    ];
-    PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency)
-        .map_err(|e| e.to_string())?
-        .install_recorder()
-        .map_err(|e| e.to_string())
+/// Flushes and stops span export (a no-op without the `otel` feature or endpoint).
+pub fn shutdown_tracing() {
+    otel::shutdown();
+}
+
+#[cfg(feature = "otel")]
+mod otel {
+    use std::sync::OnceLock;
+
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_sdk::{trace::SdkTracerProvider, Resource};
+    use tracing_subscriber::{registry::LookupSpan, Layer};
+
+    /// The provider, kept to flush on shutdown; and why export is off, if it is.
+    static PROVIDER: OnceLock<Result<SdkTracerProvider, String>> = OnceLock::new();
+
+    pub(super) fn layer<S>() -> Option<impl Layer<S>>
+    where
+        S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    {
+        std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT")?;
+        let provider = PROVIDER.get_or_init(|| {
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .build()
+                .map_err(|e| e.to_string())?;
+            Ok(SdkTracerProvider::builder()
+                .with_batch_exporter(exporter)
+                .with_resource(
+                    Resource::builder()
+                        .with_service_name(env!("CARGO_PKG_NAME"))
+                        .build(),
+                )
+                .build())
+        });
+        let provider = provider.as_ref().ok()?;
+        opentelemetry::global::set_tracer_provider(provider.clone());
+        let tracer = provider.tracer(env!("CARGO_PKG_NAME"));
+        Some(tracing_opentelemetry::layer().with_tracer(tracer))
+    }
+
+    pub(super) fn report() {
+        match PROVIDER.get() {
+            Some(Ok(_)) => tracing::info!(
+                endpoint = ?std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").unwrap_or_default(),
+                "exporting spans over OTLP/HTTP"
+            ),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "cannot export spans over OTLP; continuing without")
+            }
+            None => {}
+        }
+    }
+
+    pub(super) fn shutdown() {
+        if let Some(Ok(provider)) = PROVIDER.get() {
+            if let Err(e) = provider.shutdown() {
+                eprintln!("okra-callbacks: flushing spans failed: {e}");
+            }
+        }
+    }
+}
+
+#[cfg(not(feature = "otel"))]
+mod otel {
+    use tracing_subscriber::layer::Identity;
+
+    pub(super) fn layer() -> Identity {
+        Identity::new()
+    }
+
+    pub(super) fn report() {}
+
+    pub(super) fn shutdown() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn private_registries_do_not_see_each_other() {
+        let (a, b) = (Metrics::private(), Metrics::private());
+        a.record(|| metrics::counter!("okra_test_total").increment(2));
+        b.scope(async {
+            tokio::task::yield_now().await;
+            metrics::counter!("okra_test_total").increment(5);
+        })
+        .await;
+        assert!(a.render().contains("okra_test_total 2"), "{}", a.render());
+        assert!(b.render().contains("okra_test_total 5"), "{}", b.render());
+    }
 }

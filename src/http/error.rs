@@ -8,9 +8,27 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::{callback::ParseError, store::StoreError};
+
+/// Every error body: `{"error": {"code": "<snake_case>", "message": "<what and how to fix>"}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The `error` object of an [`ErrorBody`].
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable snake_case code, e.g. `invalid_json`, `store_unavailable`.
+    #[schema(example = "invalid_callback")]
+    pub code: String,
+    /// What went wrong and how to fix it, for people.
+    pub message: String,
+}
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
@@ -113,7 +131,12 @@ impl IntoResponse for ApiError {
         if let Self::StoreUnavailable(source) = &self {
             tracing::error!(error = %source, "store unavailable");
         }
-        let body = json!({"error": {"code": code, "message": self.to_string()}});
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: code.to_owned(),
+                message: self.to_string(),
+            },
+        };
         let mut response = (status, Json(body)).into_response();
         if let Self::TooManyRequests(secs) = self {
             response

@@ -31,6 +31,32 @@ pub enum StoreError {
     /// The database URL or file cannot be used.
     #[error("invalid database configuration: {0}")]
     Config(String),
+    /// The worker no longer holds the record's lease: it expired and another worker (in this
+    /// replica or another) took the record over. The outcome was recorded; the worker must stop
+    /// serving the record, or two workers would hand its callbacks to handlers at once.
+    #[error("the lease on record {0} was taken over by another worker")]
+    LeaseLost(String),
+}
+
+/// How a store talks to its database. The embedded store ignores what does not apply to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// The most connections one process opens (PostgreSQL). Several replicas together must
+    /// stay under the server's `max_connections`.
+    pub max_connections: usize,
+    /// How long one database operation (waiting for a connection, connecting, one query) may
+    /// take before the store counts as unavailable. Bounds how long `POST /v1/callback` waits
+    /// before answering 503 while the database cannot be reached.
+    pub timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 /// Where a stored callback stands.
@@ -191,6 +217,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Claim>, StoreError>;
 
     /// Records one attempt's outcome and extends `owner`'s lease on the record.
+    ///
+    /// If `owner` no longer holds the lease (it expired and another worker claimed the record),
+    /// the outcome is still recorded but the lease is left alone and the answer is
+    /// [`StoreError::LeaseLost`]: the caller must stop serving the record.
     async fn finish(
         &self,
         owner: &str,
@@ -235,8 +265,13 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// Opens the store a `--database-url` names: `sqlite://PATH` (created if missing) or
-/// `postgres://…`; runs its migrations.
+/// `postgres://…`; runs its migrations. Uses the default [`StoreOptions`].
 pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    open_with(url, &StoreOptions::default()).await
+}
+
+/// Like [`open`], with explicit connection settings.
+pub async fn open_with(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>, StoreError> {
     if let Some(path) = url
         .strip_prefix("sqlite://")
         .or(url.strip_prefix("sqlite:"))
@@ -245,7 +280,7 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
         return Ok(Arc::new(SqliteStore::open(path).await?));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Ok(Arc::new(PostgresStore::connect(url).await?));
+        return Ok(Arc::new(PostgresStore::connect_with(url, options).await?));
     }
     Err(StoreError::Config(format!(
         "unsupported database URL `{}`: use sqlite://PATH (e.g. sqlite://okra-callbacks.db) or postgres://USER@HOST/DB",

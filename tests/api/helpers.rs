@@ -4,6 +4,9 @@
 //! PostgreSQL tests read the server URL from `OKRA_TEST_DATABASE_URL` and create a fresh database
 //! per test. Without it they skip with a message — except under `CI=true`, where they must run.
 
+// Shared by every test module; not each of them uses every helper.
+#![allow(dead_code)]
+
 use std::{
     collections::HashMap,
     path::PathBuf,
@@ -120,6 +123,7 @@ pub struct Recorder {
     tx: mpsc::UnboundedSender<Seen>,
     script: Script,
     load: Arc<Load>,
+    name: &'static str,
 }
 
 /// How many handler calls overlapped: in all, and within one record.
@@ -161,7 +165,7 @@ impl Drop for Entered<'_> {
 #[async_trait]
 impl Handler for Recorder {
     fn name(&self) -> &str {
-        "recorder"
+        self.name
     }
 
     async fn handle(&self, cx: &Context) -> HandlerResult {
@@ -230,6 +234,7 @@ pub struct Builder {
     db: TestDb,
     config: Config,
     script: Script,
+    metrics: bool,
 }
 
 impl Builder {
@@ -243,6 +248,13 @@ impl Builder {
         self
     }
 
+    /// Records metrics into a registry of this app's own and serves them at `/metrics`, so a
+    /// test sees exactly its own traffic while others run in parallel.
+    pub fn metrics(mut self) -> Self {
+        self.metrics = true;
+        self
+    }
+
     pub async fn spawn(self) -> TestApp {
         init_logs();
         let (tx, seen) = mpsc::unbounded_channel();
@@ -251,10 +263,14 @@ impl Builder {
             tx,
             script: self.script,
             load: load.clone(),
+            name: "recorder",
         };
-        let receiver = Receiver::new(self.config, handler)
+        let mut receiver = Receiver::new(self.config, handler)
             .await
             .expect("receiver starts");
+        if self.metrics {
+            receiver = receiver.with_metrics(okra_callbacks::Metrics::private());
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
@@ -286,6 +302,7 @@ pub fn on(db: TestDb) -> Builder {
         db,
         config,
         script: Arc::new(|_| Action::Succeed),
+        metrics: false,
     }
 }
 
@@ -554,6 +571,7 @@ pub async fn spawn_with_store(
         tx,
         script: Arc::new(|_| Action::Succeed),
         load: Default::default(),
+        name: "recorder",
     });
     let receiver = Receiver::with_store(test_config(db), store, handler);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

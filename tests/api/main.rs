@@ -6,5 +6,8 @@ mod process;
 mod crash;
 mod dispatch;
 mod ingest;
+mod metrics;
+mod openapi;
+mod replicas;
 mod security;
 mod store;

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Ingest benchmark: the release binary on its default embedded store (or PostgreSQL, when
+# OKRA_BENCH_DATABASE_URL is set) under wrk over loopback, alternated in the same run with the
+# bare axum baseline (examples/bare_axum.rs). Distinct callbacks over 500 records.
+#
+#   scripts/bench-ingest.sh                       # SQLite (default store), 3 rounds x 10 s
+#   OKRA_BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test scripts/bench-ingest.sh
+#
+# Knobs (environment): ROUNDS=3 DURATION=10 CONNECTIONS=64 THREADS=2 RECORDS=500.
+# Needs wrk (Debian: apt-get install -y wrk) and curl; psql for the PostgreSQL mode.
+# Prints one line per run, then medians: requests/s, p50/p99 latency, idle and peak RSS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+CONNECTIONS=${CONNECTIONS:-64}
+THREADS=${THREADS:-2}
+RECORDS=${RECORDS:-500}
+PG_BASE=${OKRA_BENCH_DATABASE_URL:-}
+RECV_PORT=18080
+BARE_PORT=18081
+
+command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2; exit 1; }
+command -v curl >/dev/null || { echo "curl is missing: apt-get install -y curl" >&2; exit 1; }
+cargo build --release --quiet --bin okra-callbacks --example bare_axum
+BIN=target/release/okra-callbacks
+BARE=target/release/examples/bare_axum
+
+work=$(mktemp -d)
+pid=
+pg_dbs=()
+cleanup() {
+  [[ -n $pid ]] && kill "$pid" 2>/dev/null || true
+  for db in "${pg_dbs[@]}"; do
+    psql "$PG_BASE" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
+
+wait_http() {
+  for _ in $(seq 1 200); do
+    curl -fs -o /dev/null "$1" && return 0
+    sleep 0.05
+  done
+  echo "no answer from $1" >&2
+  return 1
+}
+
+wait_port() {
+  for _ in $(seq 1 200); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "nothing listens on $1" >&2
+  return 1
+}
+
+# run_one NAME ROUND: starts the target, measures idle RSS, loads it, measures peak RSS, stops it.
+run_one() {
+  local name=$1 round=$2 port url
+  case $name in
+    bare)
+      port=$BARE_PORT
+      "$BARE" "127.0.0.1:$port" 2>"$work/bare.log" &
+      pid=$!
+      wait_port "$port"
+      ;;
+    receiver)
+      port=$RECV_PORT
+      local db_url
+      if [[ -n $PG_BASE ]]; then
+        local db="okra_bench_${round}_$$"
+        psql "$PG_BASE" -qc "CREATE DATABASE $db" >/dev/null
+        pg_dbs+=("$db")
+        db_url="${PG_BASE%/*}/$db"
+      else
+        db_url="sqlite://$work/round$round.db"
+      fi
+      "$BIN" serve --listen "127.0.0.1:$port" --database-url "$db_url" 2>"$work/receiver.log" &
+      pid=$!
+      wait_http "http://127.0.0.1:$port/readyz"
+      ;;
+  esac
+  url="http://127.0.0.1:$port/v1/callback"
+  sleep 1
+  local idle
+  idle=$(status_kb "$pid" VmRSS)
+  local out
+  out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --timeout 10s \
+    -s scripts/wrk-callbacks.lua "$url" -- "$name-$round-$$" "$RECORDS" | grep '^RESULT')
+  local peak stored=""
+  peak=$(status_kb "$pid" VmHWM)
+  if [[ $name == receiver ]]; then
+    # What the receiver says it stored must match what wrk saw acknowledged.
+    stored=$(curl -fs "http://127.0.0.1:$port/metrics" |
+      awk '/^okra_callbacks_received_total\{.*outcome="stored"/ { s += $NF } END { printf "%d", s }')
+    stored=" stored=$stored"
+  fi
+  if [[ $name == bare ]]; then kill -INT "$pid"; else kill -TERM "$pid"; fi
+  wait "$pid" || { echo "$name exited with $? on SIGTERM" >&2; tail -5 "$work/$name.log" >&2; }
+  pid=
+  echo "$name round=$round ${out#RESULT } idle_rss_kb=$idle peak_rss_kb=$peak$stored"
+}
+
+echo "# ingest: $(nproc) cores, $(uname -sr), wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, $RECORDS records, store=$([[ -n $PG_BASE ]] && echo postgres || echo sqlite)"
+results="$work/results"
+for round in $(seq 1 "$ROUNDS"); do
+  # ABBA order, so drift in the machine's load does not favour one side.
+  if (( round % 2 )); then order="bare receiver"; else order="receiver bare"; fi
+  for name in $order; do
+    run_one "$name" "$round" | tee -a "$results"
+  done
+done
+
+median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+field() { grep "^$1 " "$results" | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k { print $2 }' | median; }
+
+echo "# medians over $ROUNDS rounds"
+for name in bare receiver; do
+  printf '%-8s rps=%s p50_ms=%s p99_ms=%s idle_rss_mb=%.1f peak_rss_mb=%.1f\n' "$name" \
+    "$(field "$name" rps)" "$(field "$name" p50_ms)" "$(field "$name" p99_ms)" \
+    "$(echo "$(field "$name" idle_rss_kb) / 1024" | bc -l)" \
+    "$(echo "$(field "$name" peak_rss_kb) / 1024" | bc -l)"
+done
+printf 'ratio receiver/bare rps = %.3f\n' "$(echo "$(field receiver rps) / $(field bare rps)" | bc -l)"

@@ -1,0 +1,991 @@
+//! Several replicas on one PostgreSQL database: dedup, claiming, order and crash recovery across
+//! processes, and what a replica does while the database is away.
+//!
+//! Every test here needs `OKRA_TEST_DATABASE_URL` (they skip with a message without it).
+
+use std::{
+    collections::{HashMap, HashSet},
+    net::SocketAddr,
+    process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use axum::{extract::State, http::HeaderMap, routing::post, Router};
+use bytes::Bytes;
+use okra_callbacks::{
+    async_trait,
+    dispatch::{DispatchConfig, Dispatcher},
+    store::{self, NewCallback, Outcome, PostgresStore, StoreError},
+    Context, Handler, HandlerResult,
+};
+use serde_json::Value;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{tcp::OwnedReadHalf, tcp::OwnedWriteHalf, TcpListener, TcpStream},
+    sync::{mpsc, watch},
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::helpers::{callback, fresh_postgres_database, on, postgres_url, Backend, TestDb};
+
+// ---------------------------------------------------------------------------------------------
+// Store-level checks: two stores on one database behave like two replicas.
+
+fn new_callback(record: &str, n: usize) -> NewCallback {
+    NewCallback {
+        id: uuid::Uuid::now_v7().to_string(),
+        record: record.to_owned(),
+        callback_type: "TRANSACTIONS".into(),
+        callback_code: Some("PERIODIC_TRANSACTIONS".into()),
+        body: callback(record, "TRANSACTIONS", "PERIODIC_TRANSACTIONS", n).into(),
+        received_at: chrono::Utc::now(),
+    }
+}
+
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_are_applied_once_when_replicas_start_together() {
+    let Some(base) = postgres_url() else { return };
+    let url = fresh_postgres_database(&base).await;
+    let starts: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { PostgresStore::connect(&url).await })
+        })
+        .collect();
+    for start in starts {
+        start.await.unwrap().expect("every replica starts");
+    }
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let versions: Vec<i32> = client
+        .query(
+            "SELECT version FROM okra_schema_migrations ORDER BY version",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, vec![1], "each migration applied exactly once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_callback_on_two_replicas_at_once_is_stored_once() {
+    let Some(base) = postgres_url() else { return };
+    let url = fresh_postgres_database(&base).await;
+    let replicas = [
+        store::open(&url).await.unwrap(),
+        store::open(&url).await.unwrap(),
+    ];
+    let body = new_callback("rec-dedup", 1);
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let store = replicas[i % 2].clone();
+            let mut cb = body.clone();
+            cb.id = uuid::Uuid::now_v7().to_string();
+            tokio::spawn(async move { store.insert(cb, DAY).await.unwrap() })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    let fresh: Vec<_> = answers.iter().filter(|a| !a.duplicate).collect();
+    assert_eq!(fresh.len(), 1, "exactly one replica stores it: {answers:?}");
+    assert!(
+        answers.iter().all(|a| a.id == fresh[0].id),
+        "every duplicate answers with the first id: {answers:?}"
+    );
+    let (_, stored) = replicas[1].list("rec-dedup", &[]).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(replicas[0].backlog().await.unwrap().pending, 1);
+}
+
+/// Callbacks of one record inserted concurrently through two replicas are claimed in the order
+/// the read API lists them: a record's sequence order is its commit order, so a worker never
+/// delivers a callback while an earlier one of the same record is still being committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_inserts_of_one_record_are_delivered_in_listed_order() {
+    let Some(base) = postgres_url() else { return };
+    let url = fresh_postgres_database(&base).await;
+    let replicas = [
+        store::open(&url).await.unwrap(),
+        store::open(&url).await.unwrap(),
+    ];
+    const WRITERS: usize = 8;
+    const EACH: usize = 40;
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let store = replicas[w % 2].clone();
+            tokio::spawn(async move {
+                for i in 0..EACH {
+                    store
+                        .insert(new_callback("rec-hot", w * 1000 + i), DAY)
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    let worker = replicas[0].clone();
+    let mut delivered: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while delivered.len() < WRITERS * EACH {
+        assert!(
+            Instant::now() < deadline,
+            "only {} delivered",
+            delivered.len()
+        );
+        let lease = Duration::from_secs(30);
+        let claims = worker.claim("worker", 1, 1000, lease).await.unwrap();
+        if claims.is_empty() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            continue;
+        }
+        for claim in claims {
+            for cb in &claim.callbacks {
+                worker
+                    .finish("worker", cb, Outcome::Delivered, lease)
+                    .await
+                    .unwrap();
+                delivered.push(cb.id.clone());
+            }
+            worker.release("worker", &claim.record).await.unwrap();
+        }
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    let (_, listed) = replicas[1].list("rec-hot", &[]).await.unwrap();
+    let listed: Vec<String> = listed.into_iter().map(|cb| cb.id).collect();
+    let out_of_order = delivered
+        .iter()
+        .zip(&listed)
+        .filter(|(d, l)| d != l)
+        .count();
+    assert_eq!(
+        out_of_order, 0,
+        "delivery order differs from the listed (received) order at {out_of_order} places"
+    );
+}
+
+/// A handler that reports each call, then takes `delay` before succeeding.
+struct Probe {
+    name: &'static str,
+    delay: Duration,
+    calls: mpsc::UnboundedSender<(&'static str, String)>,
+}
+
+#[async_trait]
+impl Handler for Probe {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    async fn handle(&self, cx: &Context) -> HandlerResult {
+        let _ = self.calls.send((self.name, cx.id.clone()));
+        tokio::time::sleep(self.delay).await;
+        Ok(())
+    }
+}
+
+/// A worker whose lease ran out while its handler was still busy (a paused process, a slow
+/// network) hears so when it records the outcome, and leaves the record to the replica that
+/// took it over instead of going on with the callbacks it had claimed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_lease_was_taken_over_stops_serving_the_record() {
+    let Some(base) = postgres_url() else { return };
+    let url = fresh_postgres_database(&base).await;
+    let (store_a, store_b) = (
+        store::open(&url).await.unwrap(),
+        store::open(&url).await.unwrap(),
+    );
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        ids.push(
+            store_a
+                .insert(new_callback("rec-lease", n), DAY)
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let (tx, mut calls) = mpsc::unbounded_channel();
+    let config = |lease_ms, poll_ms| DispatchConfig {
+        lease: Duration::from_millis(lease_ms),
+        handler_timeout: Duration::from_secs(5),
+        poll_interval: Duration::from_millis(poll_ms),
+        ..DispatchConfig::default()
+    };
+    let slow = Dispatcher::new(
+        store_a,
+        Arc::new(Probe {
+            name: "slow",
+            delay: Duration::from_millis(1500),
+            calls: tx.clone(),
+        }),
+        // It does not poll again during the test, so the other replica takes the record over.
+        config(400, 10_000),
+        "replica-a".into(),
+    );
+    let fast = Dispatcher::new(
+        store_b.clone(),
+        Arc::new(Probe {
+            name: "fast",
+            delay: Duration::ZERO,
+            calls: tx,
+        }),
+        config(10_000, 50),
+        "replica-b".into(),
+    );
+    let stop = CancellationToken::new();
+    let slow_task = tokio::spawn(slow.run(stop.clone()));
+    let first = tokio::time::timeout(Duration::from_secs(5), calls.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first, ("slow", ids[0].clone()));
+    let fast_task = tokio::spawn(fast.run(stop.clone()));
+    // The slow handler ends at 1.5 s; give the slow worker time to go on if it (wrongly) would.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    stop.cancel();
+    slow_task.await.unwrap();
+    fast_task.await.unwrap();
+    let mut seen = vec![first];
+    while let Ok(call) = calls.try_recv() {
+        seen.push(call);
+    }
+    let by = |name| -> Vec<String> {
+        seen.iter()
+            .filter(|(who, _)| *who == name)
+            .map(|(_, id)| id.clone())
+            .collect()
+    };
+    assert_eq!(
+        by("slow"),
+        vec![ids[0].clone()],
+        "the worker that lost its lease must not go on to the record's later callbacks"
+    );
+    assert_eq!(
+        by("fast"),
+        ids,
+        "the new owner delivers the record in order"
+    );
+    let (_, stored) = store_b.list("rec-lease", &[]).await.unwrap();
+    assert!(stored
+        .iter()
+        .all(|cb| cb.status == store::Status::Delivered));
+    // The stale worker's outcome was still recorded, without a second decrement.
+    assert_eq!(store_b.backlog().await.unwrap().pending, 0);
+}
+
+/// Within one process the lease owner is the same for every worker, so a lease that lapsed while
+/// a handler ran would let the process claim the record again and serve it twice at once; the
+/// dispatcher leaves such a claim to the task already serving the record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_never_serves_one_record_twice_at_once_when_its_lease_lapses() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let store = store::open(&db.url).await.unwrap();
+    let mut ids = Vec::new();
+    for n in 0..2 {
+        ids.push(
+            store
+                .insert(new_callback("rec-self", n), DAY)
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let (tx, mut calls) = mpsc::unbounded_channel();
+    let dispatcher = Dispatcher::new(
+        store,
+        Arc::new(Probe {
+            name: "slow",
+            delay: Duration::from_millis(1200),
+            calls: tx,
+        }),
+        DispatchConfig {
+            lease: Duration::from_millis(200),
+            handler_timeout: Duration::from_secs(5),
+            poll_interval: Duration::from_millis(20),
+            ..DispatchConfig::default()
+        },
+        "replica-a".into(),
+    );
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(dispatcher.run(stop.clone()));
+    let mut seen = Vec::new();
+    let until = tokio::time::Instant::now() + Duration::from_millis(3000);
+    while let Ok(Some((_, id))) = tokio::time::timeout_at(until, calls.recv()).await {
+        seen.push(id);
+    }
+    stop.cancel();
+    task.await.unwrap();
+    assert_eq!(seen, ids, "each callback once, in order, one at a time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finishing_without_the_lease_reports_lease_lost() {
+    let Some(base) = postgres_url() else { return };
+    let url = fresh_postgres_database(&base).await;
+    let store = store::open(&url).await.unwrap();
+    store
+        .insert(new_callback("rec-lost", 0), DAY)
+        .await
+        .unwrap();
+    let short = Duration::from_millis(200);
+    let claim_a = store.claim("a", 10, 10, short).await.unwrap();
+    assert_eq!(claim_a.len(), 1);
+    assert!(
+        store.claim("b", 10, 10, short).await.unwrap().is_empty(),
+        "a live lease is not handed out twice"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let claim_b = store.claim("b", 10, 10, DAY).await.unwrap();
+    assert_eq!(claim_b.len(), 1, "an expired lease returns to the pool");
+    let cb = &claim_a[0].callbacks[0];
+    let err = store
+        .finish("a", cb, Outcome::Delivered, short)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::LeaseLost(_)), "{err}");
+    // The outcome was recorded; b's lease is untouched.
+    assert_eq!(
+        store.get(&cb.id).await.unwrap().unwrap().status,
+        store::Status::Delivered
+    );
+    store
+        .finish("b", &claim_b[0].callbacks[0], Outcome::Delivered, DAY)
+        .await
+        .expect("the owner keeps its lease");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Three real server processes on one database, with one killed mid-run.
+
+/// Replica processes, killed (SIGKILL) when the test ends or panics.
+struct Replicas {
+    children: Vec<Mutex<Option<Child>>>,
+    bases: Vec<String>,
+    alive: Vec<AtomicBool>,
+}
+
+impl Drop for Replicas {
+    fn drop(&mut self) {
+        for slot in &self.children {
+            if let Some(mut child) = slot.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Replicas {
+    async fn start(n: usize, database_url: &str, forward_url: &str) -> Self {
+        let mut replicas = Replicas {
+            children: Vec::new(),
+            bases: Vec::new(),
+            alive: Vec::new(),
+        };
+        let verbose = std::env::var_os("TEST_LOG").is_some();
+        for i in 0..n {
+            let port = free_port();
+            let child = Command::new(env!("CARGO_BIN_EXE_okra-callbacks"))
+                .env_clear()
+                .env("HOSTNAME", format!("replica-{i}"))
+                .env(
+                    "RUST_LOG",
+                    if verbose {
+                        "info"
+                    } else {
+                        "error,okra_callbacks=warn"
+                    },
+                )
+                .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+                .args(["--database-url", database_url])
+                .args(["--forward-url", forward_url])
+                .args(["--handler-timeout", "1s", "--forward-timeout", "1s"])
+                .args(["--database-timeout", "1s", "--lease", "3s"])
+                .args(["--database-pool-size", "8"])
+                .args(["--retry-base-delay-ms", "20", "--retry-max-delay", "200ms"])
+                .stdout(Stdio::null())
+                .stderr(if verbose {
+                    Stdio::inherit()
+                } else {
+                    Stdio::null()
+                })
+                .spawn()
+                .expect("spawn the okra-callbacks binary");
+            replicas.children.push(Mutex::new(Some(child)));
+            replicas.bases.push(format!("http://127.0.0.1:{port}"));
+            replicas.alive.push(AtomicBool::new(true));
+        }
+        let client = reqwest::Client::new();
+        for base in &replicas.bases {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let ready = client.get(format!("{base}/readyz")).send().await;
+                if ready.is_ok_and(|r| r.status() == 200) {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "{base} never became ready");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        replicas
+    }
+
+    /// SIGKILL: no draining, no lease release.
+    fn kill(&self, i: usize) {
+        self.alive[i].store(false, Ordering::SeqCst);
+        let mut child = self.children[i].lock().unwrap().take().expect("alive");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
+
+/// One handler call the sink saw, in arrival order.
+#[derive(Debug, Clone)]
+struct Delivery {
+    seq: u64,
+    id: String,
+    ok: bool,
+}
+
+/// The internal service behind `--forward-url`: logs every delivery per record, fails the first
+/// attempt of every tenth callback (so retries cross replicas too), and notes any moment two
+/// deliveries of one record were in flight at once.
+#[derive(Default)]
+struct Sink {
+    by_record: HashMap<String, Vec<Delivery>>,
+    in_flight: HashMap<String, u32>,
+    overlaps: Vec<String>,
+}
+
+type SinkLog = Arc<Mutex<Sink>>;
+
+struct InFlight(SinkLog, String);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(n) = self.0.lock().unwrap().in_flight.get_mut(&self.1) {
+            *n -= 1;
+        }
+    }
+}
+
+async fn sink_deliver(
+    State(log): State<SinkLog>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::http::StatusCode {
+    let payload: Value = serde_json::from_slice(&body).expect("forwarded bodies are JSON");
+    let record = payload["record"].as_str().unwrap().to_owned();
+    let seq = payload["seq"].as_u64().unwrap();
+    let header = |name: &str| headers[name].to_str().unwrap().to_owned();
+    let (id, attempt) = (header("x-okra-callback-id"), header("x-okra-attempt"));
+    let ok = !(seq % 10 == 3 && attempt == "1");
+    {
+        let mut sink = log.lock().unwrap();
+        let n = sink.in_flight.entry(record.clone()).or_default();
+        *n += 1;
+        if *n > 1 {
+            sink.overlaps.push(format!("{record} seq {seq}"));
+        }
+        sink.by_record
+            .entry(record.clone())
+            .or_default()
+            .push(Delivery { seq, id, ok });
+    }
+    let _guard = InFlight(log.clone(), record);
+    // Hold the call open a moment, so overlapping deliveries would be caught.
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    if ok {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR
+    }
+}
+
+async fn start_sink() -> (String, SinkLog) {
+    let log = SinkLog::default();
+    let app = Router::new()
+        .route("/deliver", post(sink_deliver))
+        .with_state(log.clone());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/deliver"), log)
+}
+
+/// POSTs one callback as Okra would: to the replica the load balancer picks (`first`), and on
+/// a connection error or 5xx to the next live one. Returns the acknowledged id.
+async fn post_round_robin(
+    client: &reqwest::Client,
+    replicas: &Replicas,
+    first: usize,
+    body: &str,
+) -> String {
+    let n = replicas.bases.len();
+    for attempt in 0..60 {
+        let i = (first + attempt) % n;
+        if !replicas.alive[i].load(Ordering::SeqCst) {
+            continue;
+        }
+        let sent = client
+            .post(format!("{}/v1/callback", replicas.bases[i]))
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await;
+        match sent {
+            Ok(r) if r.status() == 200 => {
+                let answer: Value = r.json().await.unwrap();
+                return answer["id"].as_str().unwrap().to_owned();
+            }
+            Ok(r) => assert!(
+                r.status().is_server_error(),
+                "unexpected answer {}",
+                r.status()
+            ),
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no replica acknowledged {body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_deliver_every_callback_in_order_through_a_sigkill() {
+    const REPLICAS: usize = 3;
+    const RECORDS: usize = 50;
+    const PER_RECORD: usize = 40;
+    const KILL_AFTER: usize = RECORDS * PER_RECORD / 3;
+    const VICTIM: usize = 1;
+    let Some(base) = postgres_url() else { return };
+    let started = Instant::now();
+    let url = fresh_postgres_database(&base).await;
+    // Commits need not wait for the WAL flush here: the database server is not what is killed,
+    // and 2,000 fsyncs would slow every other test sharing the disk.
+    let (admin, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let name = url.rsplit('/').next().unwrap();
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {name} SET synchronous_commit = off"
+        ))
+        .await
+        .unwrap();
+    drop(admin);
+    let (forward_url, sink) = start_sink().await;
+    let shared = Arc::new(Replicas::start(REPLICAS, &url, &forward_url).await);
+    let (db, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let acked = Arc::new(AtomicUsize::new(0));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let posters: Vec<_> = (0..RECORDS)
+        .map(|r| {
+            let (shared, acked, client) = (shared.clone(), acked.clone(), client.clone());
+            tokio::spawn(async move {
+                let record = format!("rec-{r:02}");
+                let mut ids = Vec::with_capacity(PER_RECORD);
+                for seq in 0..PER_RECORD {
+                    let body = callback(&record, "TRANSACTIONS", "PERIODIC_TRANSACTIONS", seq);
+                    ids.push(post_round_robin(&client, &shared, r + seq, &body).await);
+                    acked.fetch_add(1, Ordering::SeqCst);
+                }
+                (record, ids)
+            })
+        })
+        .collect();
+
+    // Kill one replica once a third is acknowledged, at a moment it holds live leases.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acked.load(Ordering::SeqCst) < KILL_AFTER {
+        assert!(Instant::now() < deadline, "posting stalled");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let lease_query = "SELECT count(*) FROM okra_record_queue
+         WHERE lease_owner LIKE $1 AND pending > 0
+           AND lease_until > (extract(epoch from now()) * 1000)::bigint";
+    let victim_owner = format!("replica-{VICTIM}-%");
+    let mut leases_at_kill = 0;
+    let wait_for_lease = Instant::now() + Duration::from_secs(5);
+    while leases_at_kill == 0 && Instant::now() < wait_for_lease {
+        leases_at_kill = db
+            .query_one(lease_query, &[&victim_owner])
+            .await
+            .unwrap()
+            .get::<_, i64>(0);
+    }
+    let acked_at_kill = acked.load(Ordering::SeqCst);
+    let killed_at = Instant::now();
+    shared.kill(VICTIM);
+
+    let mut acknowledged: Vec<(String, Vec<String>)> = Vec::new();
+    for poster in posters {
+        acknowledged.push(poster.await.unwrap());
+    }
+    let posted_in = started.elapsed();
+
+    // Every acknowledged callback reaches the sink, the killed replica's leases included.
+    let all_delivered = |sink: &Sink| {
+        acknowledged.iter().all(|(record, ids)| {
+            let seen = sink.by_record.get(record);
+            ids.iter().enumerate().all(|(seq, id)| {
+                seen.is_some_and(|d| d.iter().any(|d| d.ok && d.seq == seq as u64 && d.id == *id))
+            })
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !all_delivered(&sink.lock().unwrap()) {
+        assert!(
+            Instant::now() < deadline,
+            "acknowledged callbacks were not delivered within 30 s of the last POST"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let delivered_in = started.elapsed();
+    let after_kill = killed_at.elapsed();
+    let leases_left = db
+        .query_one(lease_query, &[&victim_owner])
+        .await
+        .unwrap()
+        .get::<_, i64>(0);
+
+    let (redelivered, retried) = check_deliveries(&sink.lock().unwrap(), &acknowledged);
+
+    // Any live replica answers the read API for every callback, whichever replica stored it.
+    let readers: Vec<usize> = (0..REPLICAS).filter(|i| *i != VICTIM).collect();
+    for (n, (record, ids)) in acknowledged.iter().enumerate() {
+        let base = &shared.bases[readers[n % readers.len()]];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let listed: Value = client
+                .get(format!(
+                    "{base}/v1/callback?record={record}&method=transactions"
+                ))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let callbacks = listed["callbacks"].as_array().unwrap();
+            let listed_ids: Vec<&str> = callbacks
+                .iter()
+                .map(|c| c["id"].as_str().unwrap())
+                .collect();
+            assert_eq!(listed_ids, *ids, "{record} as listed by {base}");
+            if callbacks.iter().all(|c| c["status"] == "delivered") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{record}: {listed}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    let total: usize = acknowledged.iter().map(|(_, ids)| ids.len()).sum();
+    assert_eq!(total, RECORDS * PER_RECORD);
+    assert!(
+        retried >= RECORDS * PER_RECORD / 10,
+        "every tenth callback fails once"
+    );
+    assert_eq!(leases_left, 0, "the killed replica's leases expired");
+    eprintln!(
+        "multi-replica: {total} callbacks over {RECORDS} records on {REPLICAS} replicas; \
+         replica-{VICTIM} SIGKILLed after {acked_at_kill} acks while holding {leases_at_kill} live \
+         leases; all delivered {:.1}s after the kill; redeliveries of already delivered callbacks: \
+         {redelivered}; retries after failed attempts: {retried}; posted in {:.1}s, all delivered \
+         in {:.1}s",
+        after_kill.as_secs_f64(),
+        posted_in.as_secs_f64(),
+        delivered_in.as_secs_f64(),
+    );
+}
+
+/// Checks what the sink saw against what was acknowledged; returns the redeliveries of callbacks
+/// already delivered, and the retries after failed attempts.
+fn check_deliveries(sink: &Sink, acknowledged: &[(String, Vec<String>)]) -> (usize, usize) {
+    assert!(
+        sink.overlaps.is_empty(),
+        "two deliveries of one record were in flight at once: {:?}",
+        sink.overlaps
+    );
+    let (mut redelivered, mut retried) = (0usize, 0usize);
+    for (record, ids) in acknowledged {
+        let deliveries = &sink.by_record[record];
+        // Order under at-least-once: the first call is the record's first callback; each call
+        // after is the same callback again (a retry, or a redelivery after a crash) or, once
+        // that one succeeded, the next one. Never an earlier one, never a skip.
+        assert_eq!(deliveries[0].seq, 0, "{record}: {deliveries:?}");
+        let mut done: HashSet<u64> = HashSet::new();
+        for pair in deliveries.windows(2) {
+            let (prev, next) = (&pair[0], &pair[1]);
+            if prev.ok {
+                done.insert(prev.seq);
+            }
+            let in_order =
+                next.seq == prev.seq || (next.seq == prev.seq + 1 && done.contains(&prev.seq));
+            assert!(
+                in_order,
+                "{record}: seq {} delivered after seq {} (ok: {}): {deliveries:?}",
+                next.seq, prev.seq, prev.ok
+            );
+        }
+        for d in deliveries {
+            assert_eq!(d.id, ids[d.seq as usize], "{record}: the acknowledged id");
+        }
+        let successes = deliveries.iter().filter(|d| d.ok).count();
+        redelivered += successes - ids.len();
+        retried += deliveries.iter().filter(|d| !d.ok).count();
+    }
+    (redelivered, retried)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The database goes away and comes back under a running replica.
+
+/// What the proxy between the receiver and PostgreSQL does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    /// Forwards both ways.
+    Up,
+    /// Half-dead: connections stay open but nothing passes (a network partition).
+    Stall,
+    /// Closes every connection and refuses new ones (the server is down).
+    Refuse,
+}
+
+/// A TCP proxy the test controls, between the receiver and PostgreSQL.
+struct Proxy {
+    addr: SocketAddr,
+    link: watch::Sender<Link>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.link.send_replace(Link::Refuse);
+        self.task.abort();
+    }
+}
+
+impl Proxy {
+    async fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (link, rx) = watch::channel(Link::Up);
+        let task = tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                tokio::spawn(proxy_connection(socket, upstream, rx.clone()));
+            }
+        });
+        Self { addr, link, task }
+    }
+
+    fn set(&self, link: Link) {
+        self.link.send_replace(link);
+    }
+}
+
+async fn proxy_connection(client: TcpStream, upstream: SocketAddr, mut rx: watch::Receiver<Link>) {
+    loop {
+        let link = *rx.borrow_and_update();
+        match link {
+            Link::Up => break,
+            Link::Refuse => return,
+            Link::Stall => {
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    let Ok(server) = TcpStream::connect(upstream).await else {
+        return;
+    };
+    let (client_read, client_write) = client.into_split();
+    let (server_read, server_write) = server.into_split();
+    tokio::join!(
+        pump(client_read, server_write, rx.clone()),
+        pump(server_read, client_write, rx),
+    );
+}
+
+async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut rx: watch::Receiver<Link>) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let link = *rx.borrow_and_update();
+        match link {
+            Link::Refuse => return,
+            Link::Stall => {
+                if rx.changed().await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            Link::Up => {}
+        }
+        tokio::select! {
+            read = from.read(&mut buf) => match read {
+                Ok(0) | Err(_) => {
+                    let _ = to.shutdown().await;
+                    return;
+                }
+                Ok(n) => {
+                    if to.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            },
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn error_code(response: reqwest::Response) -> (u16, String) {
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    (
+        status,
+        body["error"]["code"].as_str().unwrap_or("").to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_database_is_away_post_answers_503_and_recovers_without_restart() {
+    if postgres_url().is_none() {
+        return;
+    }
+    let mut db = TestDb::new(Backend::Postgres).await;
+    let mut url = reqwest::Url::parse(&db.url).unwrap();
+    let upstream = tokio::net::lookup_host((
+        url.host_str().unwrap().to_owned(),
+        url.port().unwrap_or(5432),
+    ))
+    .await
+    .unwrap()
+    .next()
+    .unwrap();
+    let proxy = Proxy::start(upstream).await;
+    url.set_host(Some("127.0.0.1")).unwrap();
+    url.set_port(Some(proxy.addr.port())).unwrap();
+    db.url = url.to_string();
+    let mut app = on(db)
+        .config(|c| c.database_timeout = Duration::from_secs(1))
+        .spawn()
+        .await;
+    let body = |n| callback("rec-outage", "BALANCE", "BALANCE_SUCCESS", n);
+
+    let before = app.post_ok(body(0)).await;
+    assert_eq!(app.next_seen().await.id, before["id"].as_str().unwrap());
+    assert_eq!(app.get_json("/readyz").await.0, 200);
+
+    // Half-dead: the pooled connections stay open but nothing comes back.
+    proxy.set(Link::Stall);
+    let outage = Instant::now();
+    let mut answers = Vec::new();
+    let mut slowest = Duration::ZERO;
+    for n in 1..=3 {
+        let t = Instant::now();
+        answers.push((n, error_code(app.post(body(n)).await).await));
+        slowest = slowest.max(t.elapsed());
+    }
+    assert_eq!(app.get_json("/readyz").await.0, 503, "readyz while stalled");
+    // Down: every connection cut, new ones refused.
+    proxy.set(Link::Refuse);
+    let mut n = 4;
+    let refused_until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < refused_until {
+        let t = Instant::now();
+        answers.push((n, error_code(app.post(body(n)).await).await));
+        slowest = slowest.max(t.elapsed());
+        n += 1;
+    }
+    assert_eq!(app.get_json("/readyz").await.0, 503, "readyz while down");
+    for (n, answer) in &answers {
+        assert_eq!(
+            answer,
+            &(503, "store_unavailable".to_owned()),
+            "POST #{n} during the outage"
+        );
+    }
+    assert!(
+        slowest < Duration::from_secs(4),
+        "a 503 took {slowest:?}: requests must not hang on a dead database"
+    );
+
+    // Back: the same process recovers by itself.
+    proxy.set(Link::Up);
+    let back = Instant::now();
+    let outage_lasted = back - outage;
+    let recovered = loop {
+        let response = app.post(body(1000)).await;
+        match response.status().as_u16() {
+            200 => break back.elapsed(),
+            503 => {}
+            other => panic!("unexpected {other} while recovering"),
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(15),
+            "no recovery within 15 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        app.get_json("/readyz").await.0,
+        200,
+        "readyz after recovery"
+    );
+    // What Okra retries after the 503s is acknowledged now, and every acknowledged callback
+    // is delivered.
+    let mut expected: HashSet<String> = HashSet::new();
+    for (n, _) in &answers {
+        let answer = app.post_ok(body(*n)).await;
+        expected.insert(answer["id"].as_str().unwrap().to_owned());
+    }
+    let after = app.post_ok(body(1000)).await;
+    expected.insert(after["id"].as_str().unwrap().to_owned());
+    let mut delivered = HashSet::new();
+    while !expected.is_subset(&delivered) {
+        delivered.insert(app.next_seen().await.id);
+    }
+    eprintln!(
+        "database outage: {} POSTs answered 503 store_unavailable over {:.1}s (slowest {:.2}s); \
+         first 200 {:.2}s after the database was back, without a restart",
+        answers.len(),
+        outage_lasted.as_secs_f64(),
+        slowest.as_secs_f64(),
+        recovered.as_secs_f64()
+    );
+}
