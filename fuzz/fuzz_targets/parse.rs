@@ -10,10 +10,18 @@ fuzz_target!(|data: &[u8]| {
     let Ok(envelope) = Envelope::parse(data.to_vec()) else {
         return;
     };
-    assert_eq!(envelope.raw().as_ref(), data, "the raw bytes are kept exactly");
+    assert_eq!(
+        envelope.raw().as_ref(),
+        data,
+        "the raw bytes are kept exactly"
+    );
     assert!(!envelope.record().as_str().is_empty() || data.len() > 2);
     assert!(!envelope.callback_type().is_empty());
-    let _ = (envelope.callback(), envelope.error(), envelope.fields().len());
+    let _ = (
+        envelope.callback(),
+        envelope.error(),
+        envelope.fields().len(),
+    );
     let again = Envelope::parse(envelope.raw().clone()).expect("accepted bytes parse again");
     assert_eq!(again.callback(), envelope.callback());
     assert_eq!(again.callback_type(), envelope.callback_type());

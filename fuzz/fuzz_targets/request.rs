@@ -5,10 +5,7 @@
 
 #![no_main]
 
-use std::{
-    net::SocketAddr,
-    sync::OnceLock,
-};
+use std::{net::SocketAddr, sync::OnceLock};
 
 use arbitrary::Arbitrary;
 use axum::{body::Body, extract::ConnectInfo, http::Request, Router};
@@ -20,7 +17,12 @@ const CALLBACK_TOKEN: &str = "fuzz-callback-token";
 const ADMIN_TOKEN: &str = "fuzz-admin-token";
 const HMAC_SECRET: &str = "fuzz-hmac-secret";
 const WHSEC: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
-const SECRETS: [&str; 4] = [CALLBACK_TOKEN, ADMIN_TOKEN, HMAC_SECRET, "C2FVsBQIhrscChlQIMV"];
+const SECRETS: [&str; 4] = [
+    CALLBACK_TOKEN,
+    ADMIN_TOKEN,
+    HMAC_SECRET,
+    "C2FVsBQIhrscChlQIMV",
+];
 
 const PATHS: [&str; 9] = [
     "/v1/callback",
@@ -109,7 +111,10 @@ fn setups() -> &'static [Setup] {
                             "198.51.100.0/24".parse().unwrap(),
                             "127.0.0.0/8".parse().unwrap(),
                         ];
-                        Some(Verifier::hmac_sha256(HMAC_SECRET.as_bytes(), "X-Okra-Signature").unwrap())
+                        Some(
+                            Verifier::hmac_sha256(HMAC_SECRET.as_bytes(), "X-Okra-Signature")
+                                .unwrap(),
+                        )
                     }
                     _ => {
                         config.callback_token = Some(Secret::new(CALLBACK_TOKEN));
@@ -183,16 +188,23 @@ fuzz_target!(|input: Input| {
     let text = String::from_utf8_lossy(&bytes);
     // Echoing what the client sent is fine (e.g. an unsupported content type); a secret the
     // client did not send must never come back.
-    let sent = format!("{:?} {:?} {}", input.raw_path, input.headers, String::from_utf8_lossy(&input.body));
+    let sent = format!(
+        "{:?} {:?} {}",
+        input.raw_path,
+        input.headers,
+        String::from_utf8_lossy(&input.body)
+    );
     for secret in SECRETS.iter().filter(|s| !sent.contains(**s)) {
         assert!(!text.contains(secret), "a secret was echoed: {text}");
     }
     if !status.is_success() && method != "HEAD" {
-        let body: serde_json::Value =
-            serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{status}: not JSON ({e}): {text}"));
+        let body: serde_json::Value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|e| panic!("{status}: not JSON ({e}): {text}"));
         assert!(body["error"]["code"].is_string(), "{status}: {text}");
         assert!(
-            body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
             "{status}: {text}"
         );
     }
