@@ -146,13 +146,14 @@ async fn dead_after_max_attempts_then_the_record_goes_on_and_replay_works(backen
     let dead = app
         .post_ok(callback("rec-dead", "RECORD", "ERROR", 0))
         .await;
-    app.post_ok(callback(
-        "rec-dead",
-        "RECORD",
-        "WEBHOOK_UPDATE_ACKNOWLEDGED",
-        1,
-    ))
-    .await;
+    let next = app
+        .post_ok(callback(
+            "rec-dead",
+            "RECORD",
+            "WEBHOOK_UPDATE_ACKNOWLEDGED",
+            1,
+        ))
+        .await;
     let seen = app.seen_n(4).await;
     let got: Vec<(u64, u32, &str)> = seen
         .iter()
@@ -174,6 +175,10 @@ async fn dead_after_max_attempts_then_the_record_goes_on_and_replay_works(backen
         state["last_error"].as_str().unwrap().contains("panicked"),
         "{state}"
     );
+
+    // The handler reports before the outcome is recorded: wait for it.
+    app.wait_status(next["id"].as_str().unwrap(), "delivered")
+        .await;
 
     // The record's listing shows both, oldest first.
     let (status, list) = app
