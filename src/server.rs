@@ -63,22 +63,20 @@ impl Receiver {
     pub async fn new(config: Config, handler: impl Handler) -> Result<Self, Error> {
         let config = config.resolve()?;
         let store = store::open_with(&config.database_url, &config.store_options()).await?;
-        Ok(Self::with_store(config, store, Arc::new(handler)))
+        Self::with_store(config, store, Arc::new(handler))
     }
 
     /// Uses a store opened elsewhere (e.g. shared with other code, or a custom [`Store`]).
     ///
-    /// # Panics
-    ///
-    /// If the configuration cannot be used (an unreadable secret file, an invalid signature
-    /// secret): it fails closed rather than serve without a secret it was given. Call
-    /// [`Config::resolve`] first to get that as an error.
-    pub fn with_store(config: Config, store: Arc<dyn Store>, handler: Arc<dyn Handler>) -> Self {
-        let config = config
-            .resolve()
-            .unwrap_or_else(|e| panic!("okra-callbacks cannot start: {e}"));
-        let security = Security::from_config(&config)
-            .unwrap_or_else(|e| panic!("okra-callbacks cannot start: {e}"));
+    /// Fails if the configuration cannot be used (an unreadable secret file, an invalid
+    /// signature secret): it fails closed rather than serve without a secret it was given.
+    pub fn with_store(
+        config: Config,
+        store: Arc<dyn Store>,
+        handler: Arc<dyn Handler>,
+    ) -> Result<Self, Error> {
+        let config = config.resolve()?;
+        let security = Security::from_config(&config)?;
         let owner = format!("{}-{}", hostname(), uuid::Uuid::now_v7());
         let dispatcher = Dispatcher::new(store.clone(), handler, config.dispatch(), owner);
         let state = AppState {
@@ -92,12 +90,12 @@ impl Receiver {
             metrics: None,
             security: Arc::new(security),
         };
-        Self {
+        Ok(Self {
             config,
             store,
             dispatcher,
             state,
-        }
+        })
     }
 
     /// Records metrics into `metrics` and serves them at `GET /metrics`: the global recorder

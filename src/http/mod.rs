@@ -842,7 +842,8 @@ mod tests {
             crate::Config::default(),
             Arc::new(store),
             Arc::new(crate::AllOf::new()),
-        );
+        )
+        .unwrap();
         let response = receiver
             .router()
             .oneshot(

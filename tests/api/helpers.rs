@@ -567,7 +567,7 @@ pub async fn spawn_with_store(
         script: Arc::new(|_| Action::Succeed),
         load: Default::default(),
     });
-    let receiver = Receiver::with_store(test_config(db), store, handler);
+    let receiver = Receiver::with_store(test_config(db), store, handler).expect("usable config");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(receiver.run(listener, std::future::pending()));

@@ -252,3 +252,22 @@ both_stores!(
     unknown_types_are_accepted_and_kept,
     callback_token_is_required_when_set,
 );
+
+/// A configuration that cannot be used is an error from the library, never a panic.
+#[tokio::test]
+async fn an_unusable_config_is_an_error_not_a_panic() {
+    let db = crate::helpers::TestDb::new(Backend::Sqlite).await;
+    let store = okra_callbacks::store::open(&db.url).await.unwrap();
+    let config = okra_callbacks::Config {
+        admin_token_file: Some("/nonexistent/admin-token".into()),
+        ..crate::helpers::test_config(&db)
+    };
+    let err = okra_callbacks::Receiver::with_store(
+        config,
+        store,
+        std::sync::Arc::new(okra_callbacks::LogHandler::new()),
+    )
+    .err()
+    .expect("an unreadable token file is refused");
+    assert!(err.to_string().contains("--admin-token-file"), "{err}");
+}
