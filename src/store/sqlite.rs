@@ -118,9 +118,16 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
          PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
          PRAGMA temp_store = MEMORY;
-         PRAGMA cache_size = -16000;",
+         PRAGMA cache_size = -16000;
+         PRAGMA wal_autocheckpoint = 10000;",
     )
     .map_err(config_err)?;
+    // wal_autocheckpoint: the checkpoint runs inside a commit, on the database thread, and
+    // copies every page written since the last one back into the file (with an fsync). At the
+    // default 1000 pages a group commit of ~100 callbacks (~200 pages) triggered one every ~5
+    // commits; at 10000 (a WAL of up to ~40 MB) the same hot pages — index leaves, the record
+    // queue — are copied once per many commits. Durability is unchanged: each commit is
+    // fsynced to the WAL before it is acknowledged.
     // Take the exclusive lock now, so a second receiver on the same file fails at start-up.
     conn.execute_batch("BEGIN IMMEDIATE; COMMIT;")
         .map_err(config_err)?;
