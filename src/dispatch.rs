@@ -140,7 +140,6 @@ impl Dispatcher {
         while !stop.is_cancelled() {
             while tasks.try_join_next().is_some() {}
             let free = slots.available_permits();
-            let claimed_at = tokio::time::Instant::now();
             let claimed = if free == 0 {
                 Ok(Vec::new())
             } else {
@@ -164,10 +163,8 @@ impl Dispatcher {
                         let (this, stop) = (this.clone(), stop.clone());
                         tasks.spawn(async move {
                             match this.metrics.clone() {
-                                Some(m) => {
-                                    m.scope(this.serve_record(claim, claimed_at, &stop)).await
-                                }
-                                None => this.serve_record(claim, claimed_at, &stop).await,
+                                Some(m) => m.scope(this.serve_record(claim, &stop)).await,
+                                None => this.serve_record(claim, &stop).await,
                             }
                             drop(permit);
                         });
@@ -200,13 +197,8 @@ impl Dispatcher {
 
     /// Delivers one claimed record's callbacks, then gives the record up: first here (so a
     /// claim that comes once the lease is free starts a new task), then its lease.
-    async fn serve_record(
-        &self,
-        claim: Claim,
-        claimed_at: tokio::time::Instant,
-        stop: &CancellationToken,
-    ) {
-        let holds_lease = self.deliver_claimed(&claim, claimed_at, stop).await;
+    async fn serve_record(&self, claim: Claim, stop: &CancellationToken) {
+        let holds_lease = self.deliver_claimed(&claim, stop).await;
         self.lock_serving().remove(&claim.record);
         if !holds_lease {
             return;
@@ -221,77 +213,37 @@ impl Dispatcher {
 
     /// Delivers a claim's callbacks in order, stopping at the first that must wait. Returns
     /// whether this worker still holds the record's lease.
-    ///
-    /// Outcomes are recorded together (one store write per run of callbacks, not one per
-    /// callback): when the run ends (a retry, which must be recorded before the record's next
-    /// callback is tried, ends it), and before a handler call that could otherwise run past half
-    /// the lease since it was last extended. A crash before they are recorded means the run is
-    /// delivered again: at least once.
-    async fn deliver_claimed(
-        &self,
-        claim: &Claim,
-        claimed_at: tokio::time::Instant,
-        stop: &CancellationToken,
-    ) -> bool {
-        let mut done: Vec<(&StoredCallback, Outcome)> = Vec::with_capacity(claim.callbacks.len());
-        let mut extended = claimed_at;
+    async fn deliver_claimed(&self, claim: &Claim, stop: &CancellationToken) -> bool {
         for cb in &claim.callbacks {
             if stop.is_cancelled() {
                 break;
             }
-            if !done.is_empty()
-                && extended.elapsed() + self.config.handler_timeout >= self.config.lease / 2
-            {
-                if !self.record_outcomes(&claim.record, &mut done, stop).await {
-                    return false;
-                }
-                extended = tokio::time::Instant::now();
-            }
             let outcome = self.attempt(cb).await;
             let must_wait = matches!(outcome, Outcome::Retry { .. });
-            done.push((cb, outcome));
+            let recorded = self
+                .persist(stop, || {
+                    self.store
+                        .finish(&self.owner, cb, outcome.clone(), self.config.lease)
+                })
+                .await;
+            match recorded {
+                Ok(()) => {}
+                Err(StoreError::LeaseLost(_)) => {
+                    // Another worker serves the record now; going on would deliver alongside it.
+                    tracing::warn!(id = %cb.id, record = %cb.record, "lease lost to another worker; leaving the record to it");
+                    return false;
+                }
+                Err(e) => {
+                    // The lease runs out and the callback is delivered again: at least once.
+                    tracing::warn!(id = %cb.id, error = %e, "cannot record a handler outcome");
+                    return false;
+                }
+            }
             if must_wait {
                 break;
             }
         }
-        self.record_outcomes(&claim.record, &mut done, stop).await
-    }
-
-    /// Records the outcomes gathered so far (and so extends the lease). Returns whether this
-    /// worker still holds the record's lease.
-    async fn record_outcomes(
-        &self,
-        record: &str,
-        done: &mut Vec<(&StoredCallback, Outcome)>,
-        stop: &CancellationToken,
-    ) -> bool {
-        if done.is_empty() {
-            return true;
-        }
-        let outcomes = &done[..];
-        let recorded = self
-            .persist(stop, || {
-                self.store
-                    .finish_many(&self.owner, outcomes, self.config.lease)
-            })
-            .await;
-        match recorded {
-            Ok(()) => {
-                done.clear();
-                true
-            }
-            Err(StoreError::LeaseLost(_)) => {
-                // Another worker serves the record now; going on would deliver alongside it.
-                tracing::warn!(%record, "lease lost to another worker; leaving the record to it");
-                false
-            }
-            Err(e) => {
-                // The lease runs out and the callbacks are delivered again: at least once.
-                let ids: Vec<&str> = done.iter().map(|(cb, _)| cb.id.as_str()).collect();
-                tracing::warn!(%record, ids = ?ids, error = %e, "cannot record handler outcomes");
-                false
-            }
-        }
+        true
     }
 
     /// Runs a store write, retrying while the store is unavailable, for at most half a lease

@@ -229,31 +229,6 @@ pub trait Store: Send + Sync + 'static {
         lease: Duration,
     ) -> Result<(), StoreError>;
 
-    /// Records several attempts' outcomes, in order, and extends `owner`'s lease on their
-    /// records: the same as calling [`Store::finish`] for each, which is what the default does.
-    /// A store may record them all in one transaction.
-    ///
-    /// If the lease was lost, every outcome is still recorded and the answer is
-    /// [`StoreError::LeaseLost`]. On any other error some of the outcomes may have been recorded
-    /// and others not; calling again with the same list is safe (an outcome other than a retry
-    /// only applies to a pending callback, and a retry, which ends a record's run, comes last).
-    async fn finish_many(
-        &self,
-        owner: &str,
-        outcomes: &[(&StoredCallback, Outcome)],
-        lease: Duration,
-    ) -> Result<(), StoreError> {
-        let mut lost = None;
-        for (cb, outcome) in outcomes {
-            match self.finish(owner, cb, outcome.clone(), lease).await {
-                Ok(()) => {}
-                Err(StoreError::LeaseLost(record)) => lost = Some(record),
-                Err(e) => return Err(e),
-            }
-        }
-        lost.map_or(Ok(()), |record| Err(StoreError::LeaseLost(record)))
-    }
-
     /// Gives up `owner`'s lease on a record.
     async fn release(&self, owner: &str, record: &str) -> Result<(), StoreError>;
 

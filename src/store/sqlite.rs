@@ -239,46 +239,6 @@ fn replay_one(conn: &Connection, id: &str, now: i64) -> rusqlite::Result<bool> {
     Ok(true)
 }
 
-/// Records one attempt's outcome and extends `owner`'s lease on the record.
-fn finish_one(
-    conn: &Connection,
-    owner: &str,
-    id: &str,
-    record: &str,
-    outcome: Outcome,
-    lease: Duration,
-    now: i64,
-) -> rusqlite::Result<()> {
-    let (status, error, next_at) = match outcome {
-        Outcome::Delivered => (Status::Delivered, None, None),
-        Outcome::Dead { error } => (Status::Dead, Some(error), None),
-        Outcome::Retry { at, error } => (Status::Pending, Some(error), Some(millis(at))),
-    };
-    let finished = (status != Status::Pending).then_some(now);
-    let changed = conn
-        .prepare_cached(
-            "UPDATE callbacks SET status = ?2, attempts = attempts + 1,
-               cycle_attempts = cycle_attempts + 1, last_error = ?3,
-               next_attempt_at = ?4, finished_at = ?5
-             WHERE id = ?1 AND status = 0",
-        )?
-        .execute(params![id, status.code(), error, next_at, finished])?;
-    let left = i64::from(changed > 0 && status != Status::Pending);
-    conn.prepare_cached(
-        "UPDATE record_queue SET pending = MAX(pending - ?2, 0), due_at = COALESCE(?3, due_at),
-           lease_until = CASE WHEN lease_owner = ?4 THEN ?5 ELSE lease_until END
-         WHERE record = ?1",
-    )?
-    .execute(params![
-        record,
-        left,
-        next_at,
-        owner,
-        now + duration_ms(lease)
-    ])?;
-    Ok(())
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn insert(
@@ -365,39 +325,28 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let (owner, id, record) = (owner.to_owned(), cb.id.clone(), cb.record.clone());
         self.call(move |conn| {
-            finish_one(
-                conn,
-                &owner,
-                &id,
-                &record,
-                outcome,
-                lease,
-                millis(Utc::now()),
-            )
-        })
-        .await
-    }
-
-    /// One job (one savepoint in the group transaction) for the whole list.
-    async fn finish_many(
-        &self,
-        owner: &str,
-        outcomes: &[(&StoredCallback, Outcome)],
-        lease: Duration,
-    ) -> Result<(), StoreError> {
-        if outcomes.is_empty() {
-            return Ok(());
-        }
-        let owner = owner.to_owned();
-        let outcomes: Vec<(String, String, Outcome)> = outcomes
-            .iter()
-            .map(|(cb, outcome)| (cb.id.clone(), cb.record.clone(), outcome.clone()))
-            .collect();
-        self.call(move |conn| {
             let now = millis(Utc::now());
-            for (id, record, outcome) in outcomes {
-                finish_one(conn, &owner, &id, &record, outcome, lease, now)?;
-            }
+            let (status, error, next_at) = match outcome {
+                Outcome::Delivered => (Status::Delivered, None, None),
+                Outcome::Dead { error } => (Status::Dead, Some(error), None),
+                Outcome::Retry { at, error } => (Status::Pending, Some(error), Some(millis(at))),
+            };
+            let finished = (status != Status::Pending).then_some(now);
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE callbacks SET status = ?2, attempts = attempts + 1,
+                       cycle_attempts = cycle_attempts + 1, last_error = ?3,
+                       next_attempt_at = ?4, finished_at = ?5
+                     WHERE id = ?1 AND status = 0",
+                )?
+                .execute(params![id, status.code(), error, next_at, finished])?;
+            let left = i64::from(changed > 0 && status != Status::Pending);
+            conn.prepare_cached(
+                "UPDATE record_queue SET pending = MAX(pending - ?2, 0), due_at = COALESCE(?3, due_at),
+                   lease_until = CASE WHEN lease_owner = ?4 THEN ?5 ELSE lease_until END
+                 WHERE record = ?1",
+            )?
+            .execute(params![record, left, next_at, owner, now + duration_ms(lease)])?;
             Ok(())
         })
         .await
