@@ -8,7 +8,9 @@
 //! ```
 //!
 //! `OKRA_BENCH_CALLBACKS` (default 100000) and `OKRA_BENCH_RECORDS` (default 500) size the
-//! backlog. It also reports how fast the backlog was stored through `Store::insert` with 256
+//! backlog; `OKRA_BENCH_CONCURRENCY` overrides the dispatcher's records served at once (default:
+//! the dispatcher's own). It also reports how fast the backlog was stored through
+//! `Store::insert` with 256
 //! writers (the store alone, without HTTP). See BENCHMARKS.md.
 
 use std::{
@@ -144,7 +146,11 @@ async fn main() {
         target: n as u64,
         done: Notify::new(),
     });
-    let config = DispatchConfig::default();
+    let defaults = DispatchConfig::default();
+    let config = DispatchConfig {
+        concurrency: env_usize("OKRA_BENCH_CONCURRENCY", defaults.concurrency),
+        ..defaults
+    };
     let dispatcher = Dispatcher::new(
         store.clone(),
         handler.clone(),

@@ -14,8 +14,10 @@ CREATE TABLE okra_callbacks (
     next_attempt_at BIGINT,
     finished_at     BIGINT
 );
-CREATE INDEX okra_callbacks_by_record ON okra_callbacks (record, seq);
-CREATE INDEX okra_callbacks_pending ON okra_callbacks (record, seq) WHERE status = 0;
+-- One index serves both a record's pending callbacks in order (claims: record, status = 0,
+-- by seq) and all of a record's callbacks (list; sorted by seq afterwards). Storing a callback
+-- writes one entry here, not two (a full and a pending-only (record, seq) index).
+CREATE INDEX okra_callbacks_by_record ON okra_callbacks (record, status, seq);
 CREATE INDEX okra_callbacks_by_status ON okra_callbacks (status, received_at);
 
 -- The dedup window: the last id stored for each body hash (a unique key shared by all replicas).

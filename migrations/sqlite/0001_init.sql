@@ -14,8 +14,10 @@ CREATE TABLE callbacks (
     next_attempt_at INTEGER,
     finished_at     INTEGER
 );
-CREATE INDEX callbacks_by_record ON callbacks (record, seq);
-CREATE INDEX callbacks_pending ON callbacks (record, seq) WHERE status = 0;
+-- One index serves both a record's pending callbacks in order (claims: record, status = 0,
+-- by seq) and all of a record's callbacks (list; sorted by seq afterwards). Storing a callback
+-- writes one entry here, not two (a full and a pending-only (record, seq) index).
+CREATE INDEX callbacks_by_record ON callbacks (record, status, seq);
 CREATE INDEX callbacks_by_status ON callbacks (status, received_at);
 
 -- The dedup window: the last id stored for each body hash.

@@ -108,6 +108,9 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
         })
     };
     let mut conn = Connection::open(path).map_err(config_err)?;
+    // Every statement the store runs stays prepared (the default cache holds 16, fewer than
+    // the store's statements, so a mixed load would re-parse them).
+    conn.set_prepared_statement_cache_capacity(64);
     conn.busy_timeout(Duration::from_millis(200))
         .map_err(config_err)?;
     conn.execute_batch(
@@ -115,9 +118,16 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
          PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
          PRAGMA temp_store = MEMORY;
-         PRAGMA cache_size = -16000;",
+         PRAGMA cache_size = -16000;
+         PRAGMA wal_autocheckpoint = 10000;",
     )
     .map_err(config_err)?;
+    // wal_autocheckpoint: the checkpoint runs inside a commit, on the database thread, and
+    // copies every page written since the last one back into the file (with an fsync). At the
+    // default 1000 pages a group commit of ~100 callbacks (~200 pages) triggered one every ~5
+    // commits; at 10000 (a WAL of up to ~40 MB) the same hot pages — index leaves, the record
+    // queue — are copied once per many commits. Durability is unchanged: each commit is
+    // fsynced to the WAL before it is acknowledged.
     // Take the exclusive lock now, so a second receiver on the same file fails at start-up.
     conn.execute_batch("BEGIN IMMEDIATE; COMMIT;")
         .map_err(config_err)?;
@@ -144,14 +154,12 @@ fn run(conn: Connection, mut jobs: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let begin = conn
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(|e| e.to_string());
+        let begin = run_cached(&conn, "BEGIN IMMEDIATE").map_err(|e| e.to_string());
         let replies: Vec<Reply> = match &begin {
             Ok(()) => batch.drain(..).map(|job| job(Ok(&conn))).collect(),
             Err(e) => batch.drain(..).map(|job| job(Err(e))).collect(),
         };
-        let commit = begin.and_then(|()| conn.execute_batch("COMMIT").map_err(|e| e.to_string()));
+        let commit = begin.and_then(|()| run_cached(&conn, "COMMIT").map_err(|e| e.to_string()));
         if commit.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         }
@@ -162,19 +170,28 @@ fn run(conn: Connection, mut jobs: mpsc::Receiver<Job>) {
     }
 }
 
-/// Runs one job in a savepoint, so a failing job leaves the others of its batch intact.
+/// Runs one statement without parameters through the statement cache: the savepoint
+/// statements run for every job, and were parsed anew each time.
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
+}
+
+/// Runs one job in a savepoint, so a failing job leaves the others of its batch intact (none
+/// of its writes reaches the group transaction's commit).
 fn in_savepoint<R>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> rusqlite::Result<R>,
 ) -> rusqlite::Result<R> {
-    conn.execute_batch("SAVEPOINT job")?;
+    run_cached(conn, "SAVEPOINT job")?;
     match f(conn) {
         Ok(r) => {
-            conn.execute_batch("RELEASE job")?;
+            run_cached(conn, "RELEASE job")?;
             Ok(r)
         }
         Err(e) => {
-            conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+            run_cached(conn, "ROLLBACK TO job")?;
+            run_cached(conn, "RELEASE job")?;
             Err(e)
         }
     }
