@@ -581,7 +581,7 @@ impl Store for PostgresStore {
             .timed(async {
                 let n = client
                     .execute(
-                        "DELETE FROM okra_callbacks WHERE status <> 0 AND received_at < $1",
+                        "DELETE FROM okra_callbacks WHERE status IN (1, 2) AND received_at < $1",
                         &[&before],
                     )
                     .await?;

@@ -465,7 +465,9 @@ impl Store for SqliteStore {
         let before = millis(before);
         self.call(move |conn| {
             let n = conn
-                .prepare_cached("DELETE FROM callbacks WHERE status <> 0 AND received_at < ?1")?
+                .prepare_cached(
+                    "DELETE FROM callbacks WHERE status IN (1, 2) AND received_at < ?1",
+                )?
                 .execute([before])?;
             conn.prepare_cached("DELETE FROM dedup WHERE received_at < ?1")?
                 .execute([before])?;
