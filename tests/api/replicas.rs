@@ -390,14 +390,6 @@ impl Drop for Replicas {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Replicas {
     async fn start(n: usize, database_url: &str, forward_url: &str) -> Self {
         let mut replicas = Replicas {
@@ -407,7 +399,7 @@ impl Replicas {
         };
         let verbose = std::env::var_os("TEST_LOG").is_some();
         for i in 0..n {
-            let port = free_port();
+            let port = crate::process::free_port();
             let child = Command::new(env!("CARGO_BIN_EXE_okra-callbacks"))
                 .env_clear()
                 .env("HOSTNAME", format!("replica-{i}"))
