@@ -15,6 +15,13 @@ use serde_json::Value;
 use crate::both_stores;
 use crate::helpers::{app, callback, on, Action, Backend};
 
+/// What the handler saw, as `(seq, attempt, outcome)` per call.
+fn trace(seen: &[crate::helpers::Seen]) -> Vec<(u64, u32, &'static str)> {
+    seen.iter()
+        .map(|s| (seq_of(&s.body), s.attempt, s.outcome))
+        .collect()
+}
+
 fn seq_of(body: &[u8]) -> u64 {
     serde_json::from_slice::<Value>(body).unwrap()["seq"]
         .as_u64()
@@ -114,10 +121,7 @@ async fn failures_are_retried_then_succeed_and_hold_the_record_back(backend: Bac
     ))
     .await;
     let seen = app.seen_n(4).await;
-    let got: Vec<(u64, u32, &str)> = seen
-        .iter()
-        .map(|s| (seq_of(&s.body), s.attempt, s.outcome))
-        .collect();
+    let got = trace(&seen);
     assert_eq!(
         got,
         vec![(0, 1, "fail"), (0, 2, "fail"), (0, 3, "ok"), (1, 1, "ok")]
@@ -155,10 +159,7 @@ async fn dead_after_max_attempts_then_the_record_goes_on_and_replay_works(backen
         ))
         .await;
     let seen = app.seen_n(4).await;
-    let got: Vec<(u64, u32, &str)> = seen
-        .iter()
-        .map(|s| (seq_of(&s.body), s.attempt, s.outcome))
-        .collect();
+    let got = trace(&seen);
     assert_eq!(
         got,
         vec![
