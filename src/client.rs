@@ -86,28 +86,51 @@ pub enum ClientError {
     },
 }
 
+/// A built-in sample with the type and code it carries.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// The fixture's file name, without `.json`.
+    pub name: &'static str,
+    /// Its callback type, e.g. `TRANSACTIONS`.
+    pub callback_type: String,
+    /// Its callback code, if it has one.
+    pub callback_code: Option<String>,
+    /// The JSON as Okra sends it.
+    pub body: &'static str,
+}
+
+/// Every built-in sample, each parsed once for its type and code.
+pub fn samples() -> impl Iterator<Item = Sample> {
+    SAMPLES.iter().map(|&(name, body)| {
+        let env = Envelope::parse(body.as_bytes().to_vec()).expect("samples parse");
+        Sample {
+            name,
+            callback_type: env.callback_type().to_owned(),
+            callback_code: env.callback_code().map(str::to_owned),
+            body,
+        }
+    })
+}
+
 /// Picks a built-in sample by type and (optionally) code, e.g. `TRANSACTIONS` + `PERIODIC_TRANSACTIONS`.
 pub fn sample(callback_type: &str, code: Option<&str>) -> Result<&'static str, ClientError> {
-    SAMPLES
-        .iter()
-        .map(|(_, body)| *body)
-        .find(|body| {
-            let env = Envelope::parse(body.as_bytes().to_vec()).expect("samples parse");
-            env.callback_type().eq_ignore_ascii_case(callback_type)
+    samples()
+        .find(|s| {
+            s.callback_type.eq_ignore_ascii_case(callback_type)
                 && code.is_none_or(|c| {
-                    env.callback_code()
+                    s.callback_code
+                        .as_deref()
                         .is_some_and(|x| x.eq_ignore_ascii_case(c))
                 })
         })
+        .map(|s| s.body)
         .ok_or_else(|| {
-            let known: Vec<String> = SAMPLES
-                .iter()
-                .map(|(_, body)| {
-                    let env = Envelope::parse(body.as_bytes().to_vec()).expect("samples parse");
+            let known: Vec<String> = samples()
+                .map(|s| {
                     format!(
                         "{} {}",
-                        env.callback_type(),
-                        env.callback_code().unwrap_or("")
+                        s.callback_type,
+                        s.callback_code.as_deref().unwrap_or("")
                     )
                 })
                 .collect();
@@ -195,6 +218,18 @@ mod tests {
         assert!(body.contains("\"identity\""));
         let err = sample("LOANS", None).unwrap_err().to_string();
         assert!(err.contains("TRANSACTIONS PERIODIC_TRANSACTIONS"), "{err}");
+    }
+
+    #[test]
+    fn every_sample_is_listed_with_its_type_and_code() {
+        let all: Vec<Sample> = samples().collect();
+        assert_eq!(all.len(), SAMPLES.len());
+        let find = |name: &str| all.iter().find(|s| s.name == name).unwrap();
+        let income = find("income_ready_misspelled");
+        assert_eq!(income.callback_type, "INCOME");
+        assert_eq!(income.callback_code.as_deref(), Some("PDOCUT_IS_READY"));
+        assert_eq!(find("accounts_success").callback_type, "ACCOUNTS");
+        assert!(all.iter().all(|s| s.callback_code.is_some()));
     }
 
     #[test]

@@ -178,13 +178,12 @@ async fn shutdown_signal() {
 
 async fn send(args: SendArgs) -> Result<(), String> {
     if args.list {
-        for (name, body) in client::SAMPLES {
-            let env = okra_callbacks::Envelope::parse(body.as_bytes().to_vec())
-                .map_err(|e| e.to_string())?;
+        for sample in client::samples() {
             println!(
-                "{name:<36} --type {} --code {}",
-                env.callback_type(),
-                env.callback_code().unwrap_or("")
+                "{:<36} --type {} --code {}",
+                sample.name,
+                sample.callback_type,
+                sample.callback_code.as_deref().unwrap_or("")
             );
         }
         return Ok(());
