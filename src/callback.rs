@@ -556,6 +556,10 @@ fn required_str<'a>(
     for name in names {
         match obj.get(name) {
             None | Some(Value::Null) => continue,
+            // A NUL cannot be stored as text (PostgreSQL refuses it), nor is it part of any id.
+            Some(Value::String(s)) if s.contains('\0') => {
+                return Err((name, "a string with a NUL character"))
+            }
             Some(Value::String(s)) if !s.trim().is_empty() => return Ok(Some(s)),
             Some(Value::String(_)) => return Err((name, "an empty string")),
             Some(other) => return Err((name, json_kind(other))),
@@ -619,11 +623,12 @@ impl Envelope {
         let kind = required_str(&fields, ["callback_type", "method"])
             .map_err(|(field, found)| ParseError::InvalidType { field, found })?
             .ok_or(ParseError::MissingType)?;
-        // The code is optional; an oddly typed one counts as absent rather than rejecting.
+        // The code is optional; an oddly typed one (or one holding a NUL) counts as absent
+        // rather than rejecting: the body keeps it.
         let code = ["callback_code", "code"]
             .iter()
             .find_map(|k| fields.get(*k).and_then(Value::as_str))
-            .filter(|c| !c.is_empty());
+            .filter(|c| !c.is_empty() && !c.contains('\0'));
         let callback = Callback::from_parts(kind, code, &fields);
         let callback_type = match callback.kind() {
             Some(k) => k.as_str().to_owned(),
@@ -943,6 +948,20 @@ mod tests {
                 ParseError::InvalidRecord {
                     field: "recordId",
                     found: "an empty string",
+                },
+            ),
+            (
+                br#"{"callback_type":"AUTH","record":"r\u0000"}"#,
+                ParseError::InvalidRecord {
+                    field: "record",
+                    found: "a string with a NUL character",
+                },
+            ),
+            (
+                br#"{"record":"r","method":"AUTH\u0000"}"#,
+                ParseError::InvalidType {
+                    field: "method",
+                    found: "a string with a NUL character",
                 },
             ),
             (br#"{"record":"r"}"#, ParseError::MissingType),

@@ -18,13 +18,22 @@
 //! TCP keepalives find dead ones while idle, and the pool reconnects by itself once the
 //! database is back.
 
-use std::{future::Future, str::FromStr, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    future::Future,
+    str::FromStr,
+    sync::Arc,
+    time::Duration,
+};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
-use tokio::time::error::Elapsed;
-use tokio_postgres::{Error as PgError, NoTls, Row};
+use tokio::{
+    sync::{mpsc, oneshot, Semaphore},
+    time::error::Elapsed,
+};
+use tokio_postgres::{types::ToSql, Error as PgError, NoTls, Row};
 
 use super::{
     duration_ms, from_millis, millis, Backlog, Claim, Inserted, NewCallback, Outcome, Status,
@@ -44,13 +53,33 @@ const COLUMNS: &str = "id, record, callback_type, callback_code, body, received_
 /// The database's clock in unix milliseconds, for every lease and due-time decision.
 const NOW_MS: &str = "(extract(epoch from statement_timestamp()) * 1000)::bigint";
 
-/// The PostgreSQL store. Cheap to clone; clones share one connection pool.
+/// The most callbacks one insert transaction stores.
+const MAX_INSERT_BATCH: usize = 512;
+
+/// The PostgreSQL store. Cheap to clone; clones share the connections and the insert queue.
 #[derive(Clone)]
 pub struct PostgresStore {
+    /// Everything but storing callbacks: the dispatcher, reads, replays, health checks.
+    db: Db,
+    /// Callbacks waiting to be stored; see [`gather_inserts`].
+    inserts: mpsc::Sender<InsertJob>,
+}
+
+/// The connection pool and the bound on each operation.
+#[derive(Clone)]
+struct Db {
     /// The connections, shared by the HTTP handlers and the dispatcher.
     pool: Pool,
     /// How long one operation may take before the store counts as unavailable.
     timeout: Duration,
+}
+
+/// One callback to store, and where its answer goes.
+struct InsertJob {
+    cb: NewCallback,
+    hash: [u8; 32],
+    dedup_window: Duration,
+    reply: oneshot::Sender<Result<Inserted, StoreError>>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -110,26 +139,71 @@ impl PostgresStore {
         if config.get_application_name().is_none() {
             config.application_name("okra-callbacks");
         }
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(options.max_connections.max(1))
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(timeout))
-            .create_timeout(Some(timeout))
-            .recycle_timeout(Some(timeout))
-            .build()
-            .map_err(|e| StoreError::Config(e.to_string()))?;
-        let store = Self { pool, timeout };
-        store.migrate().await?;
-        Ok(store)
+        let pool = |size: usize| {
+            let manager = Manager::from_config(
+                config.clone(),
+                NoTls,
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            );
+            Pool::builder(manager)
+                .max_size(size.max(1))
+                .runtime(Runtime::Tokio1)
+                .wait_timeout(Some(timeout))
+                .create_timeout(Some(timeout))
+                .recycle_timeout(Some(timeout))
+                .build()
+                .map_err(|e| StoreError::Config(e.to_string()))
+        };
+        // A quarter of the connections belong to storing callbacks, so acknowledging Okra
+        // never waits behind the dispatcher's work; each carries one insert transaction at a
+        // time, holding every callback that arrived while the others were committing.
+        let for_inserts = (options.max_connections / 4).max(1);
+        let db = Db {
+            pool: pool(options.max_connections.saturating_sub(for_inserts))?,
+            timeout,
+        };
+        db.migrate().await?;
+        let insert_db = Db {
+            pool: pool(for_inserts)?,
+            timeout,
+        };
+        let (inserts, queue) = mpsc::channel(4 * MAX_INSERT_BATCH);
+        tokio::spawn(gather_inserts(insert_db, queue, for_inserts));
+        Ok(Self { db, inserts })
     }
+}
 
+/// Group commit: stores the callbacks that arrive while earlier transactions are in flight
+/// together, in one transaction (one WAL flush, a handful of round trips) instead of one each.
+/// At most `in_flight` transactions run at once; whatever queues up meanwhile goes into the
+/// next. Ends when every [`PostgresStore`] clone is gone.
+async fn gather_inserts(db: Db, mut queue: mpsc::Receiver<InsertJob>, in_flight: usize) {
+    let slots = Arc::new(Semaphore::new(in_flight));
+    while let Some(first) = queue.recv().await {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_INSERT_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let db = db.clone();
+        tokio::spawn(async move {
+            let t0 = std::time::Instant::now();
+            let n = batch.len();
+            db.insert_jobs(batch).await;
+            tracing::warn!(n, us = t0.elapsed().as_micros() as u64, "BATCHDBG");
+            drop(slot);
+        });
+    }
+}
+
+impl Db {
     async fn client(&self) -> Result<Object, StoreError> {
         self.pool
             .get()
@@ -214,6 +288,217 @@ impl PostgresStore {
             }
         }
     }
+
+    /// Stores a batch and answers each job. Jobs with different dedup windows (callers of
+    /// the library may mix them) go in separate transactions. When a transaction fails on
+    /// something the database refused (rather than on the connection or the clock), its jobs
+    /// are tried one by one, so one bad callback cannot fail the others.
+    async fn insert_jobs(&self, jobs: Vec<InsertJob>) {
+        let mut by_window: BTreeMap<Duration, Vec<InsertJob>> = BTreeMap::new();
+        for job in jobs {
+            by_window.entry(job.dedup_window).or_default().push(job);
+        }
+        for (window, jobs) in by_window {
+            match self.insert_batch(&jobs, window).await {
+                Ok(answers) => {
+                    for (job, answer) in jobs.into_iter().zip(answers) {
+                        let _ = job.reply.send(answer);
+                    }
+                }
+                Err(BatchFailed { refused: true, .. }) if jobs.len() > 1 => {
+                    for job in jobs {
+                        let answer =
+                            match self.insert_batch(std::slice::from_ref(&job), window).await {
+                                Ok(mut answers) => answers.pop().expect("one answer per job"),
+                                Err(failed) => Err(failed.error),
+                            };
+                        let _ = job.reply.send(answer);
+                    }
+                }
+                Err(failed) => {
+                    let message = failed.error.to_string();
+                    for job in jobs {
+                        let _ = job
+                            .reply
+                            .send(Err(StoreError::Unavailable(message.clone())));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stores `jobs` in one statement — one round trip, one transaction — answering in their
+    /// order.
+    ///
+    /// Lock order, which keeps concurrent batches (and replicas) free of deadlocks: first every
+    /// dedup key, in hash order; then every record's queue row, in record order; only then are
+    /// the callbacks inserted, so their `seq` is drawn under the queue-row locks and within a
+    /// record sequence order is commit order. (`q` aggregates all of `d`'s output before its
+    /// first row; `c` is gated by a one-time filter on `q`, so it inserts nothing until `q` has
+    /// run to completion.) The same body always names the same record, so two batches meet on
+    /// a dedup key only when both already take the record's row in the same order.
+    async fn insert_batch(
+        &self,
+        jobs: &[InsertJob],
+        window: Duration,
+    ) -> Result<Vec<Result<Inserted, StoreError>>, BatchFailed> {
+        // The same body twice in one batch: the first stands for both.
+        let mut first_of: HashMap<[u8; 32], usize> = HashMap::with_capacity(jobs.len());
+        let mut leaders: Vec<usize> = Vec::with_capacity(jobs.len());
+        for (i, job) in jobs.iter().enumerate() {
+            first_of.entry(job.hash).or_insert_with(|| {
+                leaders.push(i);
+                i
+            });
+        }
+        let column = |f: fn(&NewCallback) -> &str| -> Vec<&str> {
+            leaders.iter().map(|&i| f(&jobs[i].cb)).collect()
+        };
+        let hashes: Vec<&[u8]> = leaders.iter().map(|&i| &jobs[i].hash[..]).collect();
+        let ids = column(|cb| &cb.id);
+        let records = column(|cb| &cb.record);
+        let types = column(|cb| &cb.callback_type);
+        let codes: Vec<Option<&str>> = leaders
+            .iter()
+            .map(|&i| jobs[i].cb.callback_code.as_deref())
+            .collect();
+        let bodies: Vec<&[u8]> = leaders.iter().map(|&i| &jobs[i].cb.body[..]).collect();
+        let times: Vec<i64> = leaders
+            .iter()
+            .map(|&i| millis(jobs[i].cb.received_at))
+            .collect();
+        let window = duration_ms(window);
+        let params: [&(dyn ToSql + Sync); 8] = [
+            &hashes, &ids, &records, &types, &codes, &bodies, &times, &window,
+        ];
+        let sql = format!(
+            "WITH input AS (
+               SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                    $6::bytea[], $7::bigint[])
+                 WITH ORDINALITY AS t(hash, id, record, callback_type, callback_code, body,
+                                      received_at, n)
+             ), d AS (
+               INSERT INTO okra_dedup (hash, id, received_at)
+               SELECT hash, id, received_at FROM input ORDER BY hash
+               ON CONFLICT (hash) DO UPDATE SET id = EXCLUDED.id, received_at = EXCLUDED.received_at
+                 WHERE okra_dedup.received_at <= EXCLUDED.received_at - $8
+               RETURNING hash
+             ), fresh AS (
+               SELECT input.* FROM input JOIN d USING (hash)
+             ), q AS (
+               INSERT INTO okra_record_queue (record, pending, due_at)
+               SELECT record, count(*)::int, {NOW_MS} FROM fresh GROUP BY record ORDER BY record
+               ON CONFLICT (record) DO UPDATE
+                 SET pending = okra_record_queue.pending + EXCLUDED.pending,
+                     due_at = CASE WHEN okra_record_queue.pending = 0 THEN EXCLUDED.due_at
+                                   ELSE okra_record_queue.due_at END
+               RETURNING 1
+             ), c AS (
+               INSERT INTO okra_callbacks
+                 (id, record, callback_type, callback_code, body, received_at, next_attempt_at)
+               SELECT id, record, callback_type, callback_code, body, received_at, received_at
+               FROM fresh WHERE (SELECT count(*) FROM q) > 0 ORDER BY n
+               RETURNING 1
+             )
+             SELECT hash FROM d"
+        );
+        let client = self.client().await.map_err(BatchFailed::connection)?;
+        let result = self
+            .timed(async {
+                let stmt = client.prepare_cached(&sql).await?;
+                let fresh: HashSet<Vec<u8>> = client
+                    .query(&stmt, &params)
+                    .await?
+                    .iter()
+                    .map(|row| row.get(0))
+                    .collect();
+                let stored: HashSet<usize> = leaders
+                    .iter()
+                    .copied()
+                    .filter(|&i| fresh.contains(&jobs[i].hash[..]))
+                    .collect();
+                // Duplicates: read the first delivery's id in a new statement, whose snapshot
+                // sees a concurrent transaction's commit that the conflict waited for.
+                let duplicates: Vec<&[u8]> = leaders
+                    .iter()
+                    .filter(|&&i| !stored.contains(&i))
+                    .map(|&i| &jobs[i].hash[..])
+                    .collect();
+                let mut first_ids: HashMap<Vec<u8>, String> = HashMap::new();
+                if !duplicates.is_empty() {
+                    for row in client
+                        .query(
+                            "SELECT hash, id FROM okra_dedup WHERE hash = ANY($1)",
+                            &[&duplicates],
+                        )
+                        .await?
+                    {
+                        first_ids.insert(row.get(0), row.get(1));
+                    }
+                }
+                Ok((stored, first_ids))
+            })
+            .await;
+        let (stored, first_ids) = self.settle_batch(client, result)?;
+        Ok(jobs
+            .iter()
+            .enumerate()
+            .map(|(i, job)| {
+                let leader = first_of[&job.hash];
+                if leader == i && stored.contains(&i) {
+                    Ok(Inserted {
+                        id: job.cb.id.clone(),
+                        duplicate: false,
+                    })
+                } else if stored.contains(&leader) {
+                    Ok(Inserted {
+                        id: jobs[leader].cb.id.clone(),
+                        duplicate: true,
+                    })
+                } else {
+                    match first_ids.get(&job.hash[..]) {
+                        Some(id) => Ok(Inserted {
+                            id: id.clone(),
+                            duplicate: true,
+                        }),
+                        None => Err(StoreError::Unavailable(
+                            "the dedup key was pruned while this callback was being stored; try again"
+                                .into(),
+                        )),
+                    }
+                }
+            })
+            .collect())
+    }
+
+    /// Like [`Db::settle`], telling apart what the database refused (worth trying the jobs one
+    /// by one) from a lost connection or a timeout (not worth it: each would wait as long).
+    fn settle_batch<T>(
+        &self,
+        client: Object,
+        result: Result<Result<T, PgError>, Elapsed>,
+    ) -> Result<T, BatchFailed> {
+        let refused = matches!(&result, Ok(Err(e)) if e.code().is_some());
+        self.settle(client, result)
+            .map_err(|error| BatchFailed { refused, error })
+    }
+}
+
+/// Why an insert transaction failed.
+struct BatchFailed {
+    /// The database refused a statement (a constraint, bad data, a deadlock): the connection
+    /// is fine, and the jobs may succeed one by one.
+    refused: bool,
+    error: StoreError,
+}
+
+impl BatchFailed {
+    fn connection(error: StoreError) -> Self {
+        Self {
+            refused: false,
+            error,
+        }
+    }
 }
 
 #[async_trait]
@@ -223,77 +508,16 @@ impl Store for PostgresStore {
         cb: NewCallback,
         dedup_window: Duration,
     ) -> Result<Inserted, StoreError> {
-        let client = self.client().await?;
-        let hash = cb.body_hash().to_vec();
-        let now = millis(cb.received_at);
-        let cutoff = now.saturating_sub(duration_ms(dedup_window));
-        let body: &[u8] = &cb.body;
-        // One statement, so one round trip and one atomic commit: claim the dedup key (unless
-        // it is fresh), count the callback in its record's queue — which locks the queue row —
-        // and only then store the callback, so its `seq` is drawn under that lock and a
-        // record's sequence order is its commit order.
-        let sql = format!(
-            "WITH d AS (
-               INSERT INTO okra_dedup (hash, id, received_at) VALUES ($1, $2, $6)
-               ON CONFLICT (hash) DO UPDATE SET id = EXCLUDED.id, received_at = EXCLUDED.received_at
-                 WHERE okra_dedup.received_at <= $7
-               RETURNING id
-             ), q AS (
-               INSERT INTO okra_record_queue (record, pending, due_at) SELECT $3, 1, {NOW_MS} FROM d
-               ON CONFLICT (record) DO UPDATE SET pending = okra_record_queue.pending + 1,
-                 due_at = CASE WHEN okra_record_queue.pending = 0 THEN EXCLUDED.due_at
-                               ELSE okra_record_queue.due_at END
-               RETURNING record
-             ), c AS (
-               INSERT INTO okra_callbacks (id, record, callback_type, callback_code, body, received_at, next_attempt_at)
-               SELECT $2, q.record, $4, $5, $8, $6, $6 FROM q
-               RETURNING 1
-             )
-             SELECT (SELECT count(*) FROM c)"
-        );
-        let result = self
-            .timed(async {
-                let stmt = client.prepare_cached(&sql).await?;
-                let inserted: i64 = client
-                    .query_one(
-                        &stmt,
-                        &[
-                            &hash,
-                            &cb.id,
-                            &cb.record,
-                            &cb.callback_type,
-                            &cb.callback_code,
-                            &now,
-                            &cutoff,
-                            &body,
-                        ],
-                    )
-                    .await?
-                    .get(0);
-                if inserted > 0 {
-                    return Ok(None);
-                }
-                // A fresh key: read it in a new statement, whose snapshot sees the other
-                // transaction's commit that the conflict waited for.
-                let first = client
-                    .query_opt("SELECT id FROM okra_dedup WHERE hash = $1", &[&hash])
-                    .await?;
-                Ok(Some(first.map(|row| row.get::<_, String>(0))))
-            })
-            .await;
-        match self.settle(client, result)? {
-            None => Ok(Inserted {
-                id: cb.id,
-                duplicate: false,
-            }),
-            Some(Some(id)) => Ok(Inserted {
-                id,
-                duplicate: true,
-            }),
-            Some(None) => Err(StoreError::Unavailable(
-                "the dedup key was pruned while this callback was being stored; try again".into(),
-            )),
-        }
+        let (reply, answer) = oneshot::channel();
+        let job = InsertJob {
+            hash: cb.body_hash(),
+            cb,
+            dedup_window,
+            reply,
+        };
+        let stopped = || StoreError::Unavailable("the store's insert queue has stopped".into());
+        self.inserts.send(job).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 
     async fn claim(
@@ -303,7 +527,7 @@ impl Store for PostgresStore {
         per_record: usize,
         lease: Duration,
     ) -> Result<Vec<Claim>, StoreError> {
-        let client = self.client().await?;
+        let client = self.db.client().await?;
         let lease_sql = format!(
             "WITH c AS (
                SELECT record FROM okra_record_queue
@@ -317,6 +541,7 @@ impl Store for PostgresStore {
              RETURNING q.record"
         );
         let result = self
+            .db
             .timed(async {
                 let records: Vec<String> = client
                     .query(
@@ -344,7 +569,7 @@ impl Store for PostgresStore {
                 Ok((records, rows))
             })
             .await;
-        let (records, rows) = self.settle(client, result)?;
+        let (records, rows) = self.db.settle(client, result)?;
         let mut claims: Vec<Claim> = records
             .into_iter()
             .map(|record| Claim {
@@ -368,7 +593,7 @@ impl Store for PostgresStore {
         outcome: Outcome,
         lease: Duration,
     ) -> Result<(), StoreError> {
-        let client = self.client().await?;
+        let client = self.db.client().await?;
         let now = Utc::now();
         let (status, error, next_at) = match outcome {
             Outcome::Delivered => (Status::Delivered, None, None),
@@ -399,6 +624,7 @@ impl Store for PostgresStore {
              RETURNING lease_owner IS NOT DISTINCT FROM $7"
         );
         let result = self
+            .db
             .timed(async {
                 let row = client
                     .query_opt(
@@ -420,7 +646,7 @@ impl Store for PostgresStore {
                 Ok(row.is_some_and(|r| r.get::<_, bool>(0)))
             })
             .await;
-        if self.settle(client, result)? {
+        if self.db.settle(client, result)? {
             Ok(())
         } else {
             Err(StoreError::LeaseLost(cb.record.clone()))
@@ -428,34 +654,36 @@ impl Store for PostgresStore {
     }
 
     async fn release(&self, owner: &str, record: &str) -> Result<(), StoreError> {
-        let client = self.client().await?;
+        let client = self.db.client().await?;
         let result = self
+            .db
             .timed(client.execute(
                 "UPDATE okra_record_queue SET lease_owner = NULL, lease_until = NULL
                  WHERE record = $1 AND lease_owner = $2",
                 &[&record, &owner],
             ))
             .await;
-        self.settle(client, result).map(drop)
+        self.db.settle(client, result).map(drop)
     }
 
     async fn release_all(&self, owner: &str) -> Result<(), StoreError> {
-        let client = self.client().await?;
+        let client = self.db.client().await?;
         let result = self
+            .db
             .timed(client.execute(
                 "UPDATE okra_record_queue SET lease_owner = NULL, lease_until = NULL
                  WHERE lease_owner = $1",
                 &[&owner],
             ))
             .await;
-        self.settle(client, result).map(drop)
+        self.db.settle(client, result).map(drop)
     }
 
     async fn get(&self, id: &str) -> Result<Option<StoredCallback>, StoreError> {
-        let client = self.client().await?;
+        let client = self.db.client().await?;
         let sql = format!("SELECT {COLUMNS} FROM okra_callbacks WHERE id = $1");
-        let result = self.timed(client.query_opt(&sql, &[&id])).await;
-        Ok(self.settle(client, result)?.as_ref().map(from_row))
+        let result = self.db.timed(client.query_opt(&sql, &[&id])).await;
+        Ok(self.db.settle(client, result)?.as_ref().map(from_row))
     }
 
     async fn list(
@@ -463,7 +691,7 @@ impl Store for PostgresStore {
         record: &str,
         callback_types: &[&str],
     ) -> Result<(bool, Vec<StoredCallback>), StoreError> {
-        let client = self.client().await?;
+        let client = self.db.client().await?;
         let types: Vec<String> = callback_types.iter().map(|t| t.to_string()).collect();
         let sql = format!(
             "SELECT {COLUMNS} FROM okra_callbacks
@@ -471,6 +699,7 @@ impl Store for PostgresStore {
              ORDER BY seq"
         );
         let result = self
+            .db
             .timed(async {
                 let exists: bool = client
                     .query_one(
@@ -486,12 +715,12 @@ impl Store for PostgresStore {
                 Ok((true, rows))
             })
             .await;
-        let (exists, rows) = self.settle(client, result)?;
+        let (exists, rows) = self.db.settle(client, result)?;
         Ok((exists, rows.iter().map(from_row).collect()))
     }
 
     async fn replay(&self, id: &str) -> Result<bool, StoreError> {
-        let mut client = self.client().await?;
+        let mut client = self.db.client().await?;
         let now = millis(Utc::now());
         let queue_sql = format!(
             "INSERT INTO okra_record_queue (record, pending, due_at) VALUES ($1, $2, {NOW_MS})
@@ -499,6 +728,7 @@ impl Store for PostgresStore {
                due_at = LEAST(okra_record_queue.due_at, EXCLUDED.due_at)"
         );
         let result = self
+            .db
             .timed(async {
                 let tx = client.transaction().await?;
                 let Some(row) = tx
@@ -524,18 +754,20 @@ impl Store for PostgresStore {
                 Ok(true)
             })
             .await;
-        self.settle(client, result)
+        self.db.settle(client, result)
     }
 
     async fn replay_dead(&self) -> Result<u64, StoreError> {
-        let client = self.client().await?;
+        let client = self.db.client().await?;
         let result = self
+            .db
             .timed(client.query(
                 "SELECT id FROM okra_callbacks WHERE status = 2 ORDER BY seq",
                 &[],
             ))
             .await;
         let ids: Vec<String> = self
+            .db
             .settle(client, result)?
             .iter()
             .map(|r| r.get(0))
@@ -548,17 +780,18 @@ impl Store for PostgresStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let client = self.client().await?;
+        let client = self.db.client().await?;
         // Readiness checks give up after 2 s; answer before that, so a silent connection is
         // settled (closed) here rather than dropped back into the pool by the caller's timeout.
-        let limit = self.timeout.min(Duration::from_millis(1500));
+        let limit = self.db.timeout.min(Duration::from_millis(1500));
         let result = tokio::time::timeout(limit, client.query_one("SELECT 1", &[])).await;
-        self.settle(client, result).map(drop)
+        self.db.settle(client, result).map(drop)
     }
 
     async fn backlog(&self) -> Result<Backlog, StoreError> {
-        let client = self.client().await?;
+        let client = self.db.client().await?;
         let result = self
+            .db
             .timed(client.query_one(
                 "SELECT (SELECT count(*) FROM okra_callbacks WHERE status = 0),
                         (SELECT count(*) FROM okra_callbacks WHERE status = 2),
@@ -566,7 +799,7 @@ impl Store for PostgresStore {
                 &[],
             ))
             .await;
-        let row = self.settle(client, result)?;
+        let row = self.db.settle(client, result)?;
         Ok(Backlog {
             pending: row.get::<_, i64>(0).try_into().unwrap_or(0),
             dead: row.get::<_, i64>(1).try_into().unwrap_or(0),
@@ -575,9 +808,10 @@ impl Store for PostgresStore {
     }
 
     async fn prune(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        let client = self.client().await?;
+        let client = self.db.client().await?;
         let before = millis(before);
         let result = self
+            .db
             .timed(async {
                 let n = client
                     .execute(
@@ -591,6 +825,6 @@ impl Store for PostgresStore {
                 Ok(n)
             })
             .await;
-        self.settle(client, result)
+        self.db.settle(client, result)
     }
 }

@@ -233,7 +233,94 @@ async fn the_backlog_and_retention(backend: Backend) {
     assert!(!store.list("nobody", &[]).await.unwrap().0);
 }
 
+/// Many callbacks stored at once — the same body several times among them — come out as one
+/// stored callback per body, every copy answered with that callback's id, and each record's
+/// queue counting exactly its callbacks. PostgreSQL stores concurrent callbacks together in one
+/// transaction; this is what that must not change.
+async fn concurrent_inserts_store_each_body_once(backend: Backend) {
+    let (_db, store) = open(backend).await;
+    let mut calls = Vec::new();
+    for copy in 0..3 {
+        for record in 0..40 {
+            for n in 0..5 {
+                let mut cb = new_cb(
+                    &format!("c{copy}-r{record}-n{n}"),
+                    &format!("r{record}"),
+                    chrono::Duration::zero(),
+                );
+                cb.body = format!(r#"{{"callback_type":"BALANCE","record":"r{record}","n":{n}}}"#)
+                    .into_bytes()
+                    .into();
+                let store = store.clone();
+                calls.push(async move {
+                    (
+                        cb.body.clone(),
+                        cb.id.clone(),
+                        store.insert(cb, WINDOW).await.unwrap(),
+                    )
+                });
+            }
+        }
+    }
+    let answers = futures::future::join_all(calls).await;
+    let mut by_body: std::collections::HashMap<_, Vec<_>> = std::collections::HashMap::new();
+    for (body, own_id, inserted) in answers {
+        by_body.entry(body).or_default().push((own_id, inserted));
+    }
+    assert_eq!(by_body.len(), 200);
+    for (body, copies) in &by_body {
+        let firsts: Vec<_> = copies.iter().filter(|(_, i)| !i.duplicate).collect();
+        assert_eq!(
+            firsts.len(),
+            1,
+            "one first delivery of {body:?}: {copies:?}"
+        );
+        let (own_id, first) = firsts[0];
+        assert_eq!(&first.id, own_id);
+        for (_, copy) in copies {
+            assert_eq!(copy.id, first.id, "every copy names the stored callback");
+        }
+    }
+    assert_eq!(store.backlog().await.unwrap().pending, 200);
+    let claims = store.claim("w", 100, 100, LEASE).await.unwrap();
+    assert_eq!(claims.len(), 40);
+    for claim in &claims {
+        assert_eq!(claim.callbacks.len(), 5, "record {}", claim.record);
+        let (_, listed) = store.list(&claim.record, &[]).await.unwrap();
+        let claimed: Vec<_> = claim.callbacks.iter().map(|c| &c.id).collect();
+        let listed: Vec<_> = listed.iter().map(|c| &c.id).collect();
+        assert_eq!(claimed, listed, "claims and the listing agree on the order");
+    }
+}
+
+/// A callback the database refuses (PostgreSQL cannot store a NUL in text; the HTTP layer
+/// rejects such ids, but the library can be handed one) fails alone: the callbacks stored
+/// alongside it succeed.
+async fn a_refused_callback_does_not_fail_its_neighbours(backend: Backend) {
+    let (_db, store) = open(backend).await;
+    let mut calls = Vec::new();
+    for i in 0..50 {
+        let store = store.clone();
+        let record = if i == 25 {
+            "bad\0record".to_owned()
+        } else {
+            format!("ok{i}")
+        };
+        let cb = new_cb(&format!("n{i}"), &record, chrono::Duration::zero());
+        calls.push(async move { (i, store.insert(cb, WINDOW).await) });
+    }
+    for (i, result) in futures::future::join_all(calls).await {
+        if i != 25 {
+            let inserted = result.unwrap_or_else(|e| panic!("callback {i} failed: {e}"));
+            assert!(!inserted.duplicate);
+            assert!(store.get(&format!("n{i}")).await.unwrap().is_some());
+        }
+    }
+}
+
 both_stores!(
+    concurrent_inserts_store_each_body_once,
+    a_refused_callback_does_not_fail_its_neighbours,
     a_leased_record_is_not_claimed_again_until_released_or_expired,
     a_retry_holds_the_record_until_due_and_counts_attempts,
     the_backlog_and_retention,
