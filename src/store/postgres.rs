@@ -63,6 +63,8 @@ pub struct PostgresStore {
     db: Db,
     /// Callbacks waiting to be stored; see [`gather_inserts`].
     inserts: mpsc::Sender<InsertJob>,
+    /// Handler outcomes waiting to be recorded; see [`gather_finishes`].
+    finishes: mpsc::Sender<FinishJob>,
 }
 
 /// The connection pool and the bound on each operation.
@@ -72,6 +74,16 @@ struct Db {
     pool: Pool,
     /// How long one operation may take before the store counts as unavailable.
     timeout: Duration,
+}
+
+/// One handler outcome to record, and where the answer goes.
+struct FinishJob {
+    owner: String,
+    id: String,
+    record: String,
+    outcome: Outcome,
+    lease: Duration,
+    reply: oneshot::Sender<Result<(), StoreError>>,
 }
 
 /// One callback to store, and where its answer goes.
@@ -171,7 +183,14 @@ impl PostgresStore {
         };
         let (inserts, queue) = mpsc::channel(4 * MAX_INSERT_BATCH);
         tokio::spawn(gather_inserts(insert_db, queue, for_inserts));
-        Ok(Self { db, inserts })
+        let (finishes, queue) = mpsc::channel(4 * MAX_INSERT_BATCH);
+        let for_finishes = (options.max_connections / 4).max(1);
+        tokio::spawn(gather_finishes(db.clone(), queue, for_finishes));
+        Ok(Self {
+            db,
+            inserts,
+            finishes,
+        })
     }
 }
 
@@ -198,6 +217,53 @@ async fn gather_inserts(db: Db, mut queue: mpsc::Receiver<InsertJob>, in_flight:
             let n = batch.len();
             db.insert_jobs(batch).await;
             tracing::warn!(n, us = t0.elapsed().as_micros() as u64, "BATCHDBG");
+            drop(slot);
+        });
+    }
+}
+
+/// Group commit for handler outcomes, like [`gather_inserts`]: the outcomes of different
+/// records recorded together in one statement. Each caller still hears back only once its
+/// outcome is committed, so a record's next callback is never handed over before the previous
+/// one's outcome is durable. A batch never holds two outcomes of one record (the second waits
+/// for the next batch), so each is applied to the record's queue row on its own.
+async fn gather_finishes(db: Db, mut queue: mpsc::Receiver<FinishJob>, in_flight: usize) {
+    let slots = Arc::new(Semaphore::new(in_flight));
+    let mut held: Vec<FinishJob> = Vec::new();
+    loop {
+        if held.is_empty() {
+            match queue.recv().await {
+                Some(job) => held.push(job),
+                None => return,
+            }
+        }
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let mut records = HashSet::new();
+        let mut batch = Vec::new();
+        let mut later = Vec::new();
+        let mut place = |job: FinishJob| {
+            if batch.len() < MAX_INSERT_BATCH && records.insert(job.record.clone()) {
+                batch.push(job);
+            } else {
+                later.push(job);
+            }
+        };
+        for job in std::mem::take(&mut held) {
+            place(job);
+        }
+        // Take what has arrived, up to a batch's worth (jobs held for later count too).
+        for _ in 0..MAX_INSERT_BATCH {
+            match queue.try_recv() {
+                Ok(job) => place(job),
+                Err(_) => break,
+            }
+        }
+        held = later;
+        let db = db.clone();
+        tokio::spawn(async move {
+            db.finish_jobs(batch).await;
             drop(slot);
         });
     }
@@ -471,6 +537,144 @@ impl Db {
             .collect())
     }
 
+    /// Records a batch of outcomes (of distinct records) and answers each; like
+    /// [`Db::insert_jobs`], jobs are tried one by one when the database refuses the batch.
+    async fn finish_jobs(&self, jobs: Vec<FinishJob>) {
+        match self.finish_batch(&jobs).await {
+            Ok(answers) => {
+                for (job, answer) in jobs.into_iter().zip(answers) {
+                    let _ = job.reply.send(answer);
+                }
+            }
+            Err(BatchFailed { refused: true, .. }) if jobs.len() > 1 => {
+                for job in jobs {
+                    let answer = match self.finish_batch(std::slice::from_ref(&job)).await {
+                        Ok(mut answers) => answers.pop().expect("one answer per job"),
+                        Err(failed) => Err(failed.error),
+                    };
+                    let _ = job.reply.send(answer);
+                }
+            }
+            Err(failed) => {
+                let message = failed.error.to_string();
+                for job in jobs {
+                    let _ = job
+                        .reply
+                        .send(Err(StoreError::Unavailable(message.clone())));
+                }
+            }
+        }
+    }
+
+    /// Records `jobs`' outcomes in one statement. The outcome is recorded whoever holds the
+    /// lease (the handler did run); the lease and the record's due time are only touched by
+    /// their owner, and a job whose worker no longer owns the lease hears
+    /// [`StoreError::LeaseLost`].
+    ///
+    /// Lock order, as for inserts: the records' queue rows first, in record order (`lk`; `u` is
+    /// gated by a one-time filter on it), then the callbacks' rows.
+    async fn finish_batch(
+        &self,
+        jobs: &[FinishJob],
+    ) -> Result<Vec<Result<(), StoreError>>, BatchFailed> {
+        let now = Utc::now();
+        let mut ids = Vec::with_capacity(jobs.len());
+        let mut records = Vec::with_capacity(jobs.len());
+        let mut owners = Vec::with_capacity(jobs.len());
+        let mut statuses = Vec::with_capacity(jobs.len());
+        let mut errors = Vec::with_capacity(jobs.len());
+        let mut next_ats = Vec::with_capacity(jobs.len());
+        let mut finished_ats = Vec::with_capacity(jobs.len());
+        let mut leaves = Vec::with_capacity(jobs.len());
+        let mut retry_ins = Vec::with_capacity(jobs.len());
+        let mut leases = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let (status, error, next_at) = match &job.outcome {
+                Outcome::Delivered => (Status::Delivered, None, None),
+                Outcome::Dead { error } => (Status::Dead, Some(error.as_str()), None),
+                Outcome::Retry { at, error } => (Status::Pending, Some(error.as_str()), Some(*at)),
+            };
+            ids.push(job.id.as_str());
+            records.push(job.record.as_str());
+            owners.push(job.owner.as_str());
+            statuses.push(status.code());
+            errors.push(error);
+            // The retry is due after the same delay by the database's clock.
+            retry_ins.push(next_at.map(|at| (at - now).num_milliseconds().max(0)));
+            next_ats.push(next_at.map(millis));
+            finished_ats.push((status != Status::Pending).then_some(millis(now)));
+            leaves.push(status != Status::Pending);
+            leases.push(duration_ms(job.lease));
+        }
+        let params: [&(dyn ToSql + Sync); 10] = [
+            &ids,
+            &records,
+            &owners,
+            &statuses,
+            &errors,
+            &next_ats,
+            &finished_ats,
+            &leaves,
+            &retry_ins,
+            &leases,
+        ];
+        let sql = format!(
+            "WITH input AS (
+               SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::smallint[],
+                                    $5::text[], $6::bigint[], $7::bigint[], $8::bool[],
+                                    $9::bigint[], $10::bigint[])
+                 WITH ORDINALITY AS t(id, record, owner, status, error, next_at, finished_at,
+                                      leaves, retry_in, lease, n)
+             ), lk AS (
+               SELECT record FROM okra_record_queue WHERE record IN (SELECT record FROM input)
+               ORDER BY record FOR UPDATE
+             ), u AS (
+               UPDATE okra_callbacks c SET status = i.status, attempts = c.attempts + 1,
+                 cycle_attempts = c.cycle_attempts + 1, last_error = i.error,
+                 next_attempt_at = i.next_at, finished_at = i.finished_at
+               FROM input i
+               WHERE c.id = i.id AND c.status = 0 AND (SELECT count(*) FROM lk) >= 0
+               RETURNING c.id
+             )
+             UPDATE okra_record_queue r SET
+               pending = GREATEST(r.pending - CASE WHEN i.leaves AND i.id IN (SELECT id FROM u)
+                                                   THEN 1 ELSE 0 END, 0),
+               due_at = CASE WHEN r.lease_owner = i.owner AND i.retry_in IS NOT NULL
+                             THEN {NOW_MS} + i.retry_in ELSE r.due_at END,
+               lease_until = CASE WHEN r.lease_owner = i.owner THEN {NOW_MS} + i.lease
+                                  ELSE r.lease_until END
+             FROM input i WHERE r.record = i.record
+             RETURNING i.n, r.lease_owner IS NOT DISTINCT FROM i.owner"
+        );
+        let client = self.client().await.map_err(BatchFailed::connection)?;
+        let result = self
+            .timed(async {
+                let stmt = client.prepare_cached(&sql).await?;
+                let rows = client.query(&stmt, &params).await?;
+                let mut owned = vec![false; jobs.len()];
+                for row in rows {
+                    let n: i64 = row.get(0);
+                    if let Some(slot) = usize::try_from(n - 1).ok().and_then(|i| owned.get_mut(i)) {
+                        *slot = row.get(1);
+                    }
+                }
+                Ok(owned)
+            })
+            .await;
+        let owned = self.settle_batch(client, result)?;
+        Ok(jobs
+            .iter()
+            .zip(owned)
+            .map(|(job, owned)| {
+                if owned {
+                    Ok(())
+                } else {
+                    Err(StoreError::LeaseLost(job.record.clone()))
+                }
+            })
+            .collect())
+    }
+
     /// Like [`Db::settle`], telling apart what the database refused (worth trying the jobs one
     /// by one) from a lost connection or a timeout (not worth it: each would wait as long).
     fn settle_batch<T>(
@@ -593,64 +797,18 @@ impl Store for PostgresStore {
         outcome: Outcome,
         lease: Duration,
     ) -> Result<(), StoreError> {
-        let client = self.db.client().await?;
-        let now = Utc::now();
-        let (status, error, next_at) = match outcome {
-            Outcome::Delivered => (Status::Delivered, None, None),
-            Outcome::Dead { error } => (Status::Dead, Some(error), None),
-            Outcome::Retry { at, error } => (Status::Pending, Some(error), Some(at)),
+        let (reply, answer) = oneshot::channel();
+        let job = FinishJob {
+            owner: owner.to_owned(),
+            id: cb.id.clone(),
+            record: cb.record.clone(),
+            outcome,
+            lease,
+            reply,
         };
-        let finished = (status != Status::Pending).then_some(millis(now));
-        let leaves = status != Status::Pending;
-        // The retry is due after the same delay by the database's clock.
-        let retry_in = next_at.map(|at| (at - now).num_milliseconds().max(0));
-        let next_at = next_at.map(millis);
-        // The outcome is recorded whoever holds the lease (the handler did run); the lease and
-        // the record's due time are only touched by their owner.
-        let sql = format!(
-            "WITH u AS (
-               UPDATE okra_callbacks SET status = $2, attempts = attempts + 1,
-                 cycle_attempts = cycle_attempts + 1, last_error = $3,
-                 next_attempt_at = $4, finished_at = $5
-               WHERE id = $1 AND status = 0
-               RETURNING 1
-             )
-             UPDATE okra_record_queue SET
-               pending = GREATEST(pending - CASE WHEN $6 AND EXISTS (SELECT 1 FROM u) THEN 1 ELSE 0 END, 0),
-               due_at = CASE WHEN lease_owner = $7 AND $10::bigint IS NOT NULL
-                             THEN {NOW_MS} + $10::bigint ELSE due_at END,
-               lease_until = CASE WHEN lease_owner = $7 THEN {NOW_MS} + $8 ELSE lease_until END
-             WHERE record = $9
-             RETURNING lease_owner IS NOT DISTINCT FROM $7"
-        );
-        let result = self
-            .db
-            .timed(async {
-                let row = client
-                    .query_opt(
-                        &sql,
-                        &[
-                            &cb.id,
-                            &status.code(),
-                            &error,
-                            &next_at,
-                            &finished,
-                            &leaves,
-                            &owner,
-                            &duration_ms(lease),
-                            &cb.record,
-                            &retry_in,
-                        ],
-                    )
-                    .await?;
-                Ok(row.is_some_and(|r| r.get::<_, bool>(0)))
-            })
-            .await;
-        if self.db.settle(client, result)? {
-            Ok(())
-        } else {
-            Err(StoreError::LeaseLost(cb.record.clone()))
-        }
+        let stopped = || StoreError::Unavailable("the store's outcome queue has stopped".into());
+        self.finishes.send(job).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 
     async fn release(&self, owner: &str, record: &str) -> Result<(), StoreError> {
@@ -731,17 +889,29 @@ impl Store for PostgresStore {
             .db
             .timed(async {
                 let tx = client.transaction().await?;
+                // Lock order, as everywhere: the record's queue row, then the callback's row.
+                let Some(row) = tx
+                    .query_opt("SELECT record FROM okra_callbacks WHERE id = $1", &[&id])
+                    .await?
+                else {
+                    return Ok(false);
+                };
+                let record: String = row.get(0);
+                tx.execute(
+                    "SELECT 1 FROM okra_record_queue WHERE record = $1 FOR UPDATE",
+                    &[&record],
+                )
+                .await?;
                 let Some(row) = tx
                     .query_opt(
-                        "SELECT record, status FROM okra_callbacks WHERE id = $1 FOR UPDATE",
+                        "SELECT status FROM okra_callbacks WHERE id = $1 FOR UPDATE",
                         &[&id],
                     )
                     .await?
                 else {
                     return Ok(false);
                 };
-                let record: String = row.get(0);
-                let status: i16 = row.get(1);
+                let status: i16 = row.get(0);
                 tx.execute(
                     "UPDATE okra_callbacks SET status = 0, cycle_attempts = 0, next_attempt_at = $2,
                        finished_at = NULL WHERE id = $1",
