@@ -13,6 +13,13 @@
 //! - **Ownership.** [`Store::finish`] tells a worker whose lease was taken over
 //!   ([`StoreError::LeaseLost`]), so it stops instead of delivering alongside the new owner.
 //!
+//! Writes are group-committed: callbacks that arrive while others are being stored go into
+//! the next insert statement together (one round trip, one WAL flush for all of them), and
+//! handler outcomes of different records likewise. Every caller still hears back only after
+//! its own write committed. All writers take row locks in one order — dedup keys, then the
+//! records' queue rows (sorted), then callback rows — so concurrent batches cannot deadlock;
+//! should the database refuse a batch anyway, its jobs are retried one by one.
+//!
 //! While the database is unreachable every call fails within the configured timeout with
 //! [`StoreError::Unavailable`]: connections that stop answering are closed rather than reused,
 //! TCP keepalives find dead ones while idle, and the pool reconnects by itself once the
@@ -371,7 +378,11 @@ impl Db {
                         let _ = job.reply.send(answer);
                     }
                 }
-                Err(BatchFailed { refused: true, .. }) if jobs.len() > 1 => {
+                Err(BatchFailed {
+                    refused: true,
+                    error,
+                }) if jobs.len() > 1 => {
+                    tracing::warn!(%error, jobs = jobs.len(), "the database refused a batch of callbacks; storing them one by one");
                     for job in jobs {
                         let answer =
                             match self.insert_batch(std::slice::from_ref(&job), window).await {
@@ -546,7 +557,11 @@ impl Db {
                     let _ = job.reply.send(answer);
                 }
             }
-            Err(BatchFailed { refused: true, .. }) if jobs.len() > 1 => {
+            Err(BatchFailed {
+                refused: true,
+                error,
+            }) if jobs.len() > 1 => {
+                tracing::warn!(%error, jobs = jobs.len(), "the database refused a batch of outcomes; recording them one by one");
                 for job in jobs {
                     let answer = match self.finish_batch(std::slice::from_ref(&job)).await {
                         Ok(mut answers) => answers.pop().expect("one answer per job"),
