@@ -23,7 +23,7 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// The store could not do what was asked. Callers answer 503 and try again later.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot be reached or refused the operation (connection lost, disk full, …).
     #[error("the store is unavailable: {0}")]

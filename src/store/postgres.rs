@@ -60,18 +60,20 @@ const COLUMNS: &str = "id, record, callback_type, callback_code, body, received_
 /// The database's clock in unix milliseconds, for every lease and due-time decision.
 const NOW_MS: &str = "(extract(epoch from statement_timestamp()) * 1000)::bigint";
 
-/// The most callbacks one insert transaction stores.
-const MAX_INSERT_BATCH: usize = 512;
+/// The most writes one group commit carries.
+const MAX_BATCH: usize = 512;
 
 /// The PostgreSQL store. Cheap to clone; clones share the connections and the insert queue.
 #[derive(Clone)]
 pub struct PostgresStore {
     /// Everything but storing callbacks: the dispatcher, reads, replays, health checks.
     db: Db,
-    /// Callbacks waiting to be stored; see [`gather_inserts`].
+    /// Callbacks waiting to be stored; see [`gather`].
     inserts: mpsc::Sender<InsertJob>,
-    /// Handler outcomes waiting to be recorded; see [`gather_finishes`].
+    /// Handler outcomes waiting to be recorded.
     finishes: mpsc::Sender<FinishJob>,
+    /// Record leases waiting to be given back.
+    releases: mpsc::Sender<ReleaseJob>,
 }
 
 /// The connection pool and the bound on each operation.
@@ -90,6 +92,13 @@ struct FinishJob {
     record: String,
     outcome: Outcome,
     lease: Duration,
+    reply: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// One record lease to give back, and where the answer goes.
+struct ReleaseJob {
+    owner: String,
+    record: String,
     reply: oneshot::Sender<Result<(), StoreError>>,
 }
 
@@ -188,55 +197,78 @@ impl PostgresStore {
             pool: pool(for_inserts)?,
             timeout,
         };
-        let (inserts, queue) = mpsc::channel(4 * MAX_INSERT_BATCH);
-        tokio::spawn(gather_inserts(insert_db, queue, for_inserts));
-        let (finishes, queue) = mpsc::channel(4 * MAX_INSERT_BATCH);
-        let for_finishes = (options.max_connections / 4).max(1);
-        tokio::spawn(gather_finishes(db.clone(), queue, for_finishes));
+        let (inserts, queue) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(gather(
+            insert_db,
+            queue,
+            for_inserts,
+            |db, jobs| async move { db.insert_jobs(jobs).await },
+        ));
+        // The dispatcher's writes: outcomes and releases, each a quarter of the pool at most.
+        let for_dispatch = (options.max_connections / 4).max(1);
+        let (finishes, queue) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(gather(
+            db.clone(),
+            queue,
+            for_dispatch,
+            |db, jobs| async move { db.finish_jobs(jobs).await },
+        ));
+        let (releases, queue) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(gather(
+            db.clone(),
+            queue,
+            for_dispatch,
+            |db, jobs| async move { db.release_jobs(jobs).await },
+        ));
         Ok(Self {
             db,
             inserts,
             finishes,
+            releases,
         })
     }
 }
 
-/// Group commit: stores the callbacks that arrive while earlier transactions are in flight
-/// together, in one transaction (one WAL flush, a handful of round trips) instead of one each.
-/// At most `in_flight` transactions run at once; whatever queues up meanwhile goes into the
-/// next. Ends when every [`PostgresStore`] clone is gone.
-async fn gather_inserts(db: Db, mut queue: mpsc::Receiver<InsertJob>, in_flight: usize) {
-    let slots = Arc::new(Semaphore::new(in_flight));
-    while let Some(first) = queue.recv().await {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let mut batch = vec![first];
-        while batch.len() < MAX_INSERT_BATCH {
-            match queue.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        let db = db.clone();
-        tokio::spawn(async move {
-            let t0 = std::time::Instant::now();
-            let n = batch.len();
-            db.insert_jobs(batch).await;
-            tracing::warn!(n, us = t0.elapsed().as_micros() as u64, "BATCHDBG");
-            drop(slot);
-        });
+/// A write that can be group-committed with others of its kind.
+trait Batched: Send + 'static {
+    /// The record whose queue row the write updates as a whole, when two writes of one record
+    /// cannot share a statement (the second then waits for the next batch).
+    fn exclusive_record(&self) -> Option<&str>;
+}
+
+impl Batched for InsertJob {
+    fn exclusive_record(&self) -> Option<&str> {
+        // Inserts of one record are counted together, and equal bodies answered together.
+        None
     }
 }
 
-/// Group commit for handler outcomes, like [`gather_inserts`]: the outcomes of different
-/// records recorded together in one statement. Each caller still hears back only once its
-/// outcome is committed, so a record's next callback is never handed over before the previous
-/// one's outcome is durable. A batch never holds two outcomes of one record (the second waits
-/// for the next batch), so each is applied to the record's queue row on its own.
-async fn gather_finishes(db: Db, mut queue: mpsc::Receiver<FinishJob>, in_flight: usize) {
+impl Batched for FinishJob {
+    fn exclusive_record(&self) -> Option<&str> {
+        Some(&self.record)
+    }
+}
+
+impl Batched for ReleaseJob {
+    fn exclusive_record(&self) -> Option<&str> {
+        Some(&self.record)
+    }
+}
+
+/// Group commit: writes that arrive while earlier batches are being committed go together
+/// into the next one — one statement, one round trip, one WAL flush — instead of one
+/// transaction each. At most `in_flight` batches run at once; whatever queues up meanwhile
+/// goes into the next, so batches grow with the load. Each caller still hears back only once
+/// its own batch committed: a record's next callback is never handed over before the previous
+/// one's outcome is durable. Ends when every [`PostgresStore`] clone is gone.
+async fn gather<J, F, Fut>(db: Db, mut queue: mpsc::Receiver<J>, in_flight: usize, run: F)
+where
+    J: Batched,
+    F: Fn(Db, Vec<J>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let slots = Arc::new(Semaphore::new(in_flight));
-    let mut held: Vec<FinishJob> = Vec::new();
+    let mut held: Vec<J> = Vec::new();
     loop {
         if held.is_empty() {
             match queue.recv().await {
@@ -250,8 +282,12 @@ async fn gather_finishes(db: Db, mut queue: mpsc::Receiver<FinishJob>, in_flight
         let mut records = HashSet::new();
         let mut batch = Vec::new();
         let mut later = Vec::new();
-        let mut place = |job: FinishJob| {
-            if batch.len() < MAX_INSERT_BATCH && records.insert(job.record.clone()) {
+        let mut place = |job: J| {
+            let fits = batch.len() < MAX_BATCH
+                && job
+                    .exclusive_record()
+                    .is_none_or(|record| records.insert(record.to_owned()));
+            if fits {
                 batch.push(job);
             } else {
                 later.push(job);
@@ -261,16 +297,16 @@ async fn gather_finishes(db: Db, mut queue: mpsc::Receiver<FinishJob>, in_flight
             place(job);
         }
         // Take what has arrived, up to a batch's worth (jobs held for later count too).
-        for _ in 0..MAX_INSERT_BATCH {
+        for _ in 0..MAX_BATCH {
             match queue.try_recv() {
                 Ok(job) => place(job),
                 Err(_) => break,
             }
         }
         held = later;
-        let db = db.clone();
+        let work = run(db.clone(), batch);
         tokio::spawn(async move {
-            db.finish_jobs(batch).await;
+            work.await;
             drop(slot);
         });
     }
@@ -393,11 +429,9 @@ impl Db {
                     }
                 }
                 Err(failed) => {
-                    let message = failed.error.to_string();
+                    let error = failed.error;
                     for job in jobs {
-                        let _ = job
-                            .reply
-                            .send(Err(StoreError::Unavailable(message.clone())));
+                        let _ = job.reply.send(Err(error.clone()));
                     }
                 }
             }
@@ -571,11 +605,9 @@ impl Db {
                 }
             }
             Err(failed) => {
-                let message = failed.error.to_string();
+                let error = failed.error;
                 for job in jobs {
-                    let _ = job
-                        .reply
-                        .send(Err(StoreError::Unavailable(message.clone())));
+                    let _ = job.reply.send(Err(error.clone()));
                 }
             }
         }
@@ -688,6 +720,48 @@ impl Db {
                 }
             })
             .collect())
+    }
+
+    /// Gives back a batch of leases (of distinct records) in one statement, queue rows locked
+    /// in record order like every other writer. A lease another worker holds by now is left
+    /// alone.
+    async fn release_jobs(&self, jobs: Vec<ReleaseJob>) {
+        let records: Vec<&str> = jobs.iter().map(|j| j.record.as_str()).collect();
+        let owners: Vec<&str> = jobs.iter().map(|j| j.owner.as_str()).collect();
+        let client = match self.client().await {
+            Ok(client) => client,
+            Err(e) => {
+                let error = e;
+                for job in jobs {
+                    let _ = job.reply.send(Err(error.clone()));
+                }
+                return;
+            }
+        };
+        let result = self
+            .timed(async {
+                let stmt = client
+                    .prepare_cached(
+                        "WITH input AS (
+                           SELECT * FROM unnest($1::text[], $2::text[]) AS t(record, owner)
+                         ), lk AS (
+                           SELECT record FROM okra_record_queue
+                           WHERE record IN (SELECT record FROM input)
+                           ORDER BY record FOR UPDATE
+                         )
+                         UPDATE okra_record_queue q SET lease_owner = NULL, lease_until = NULL
+                         FROM input i
+                         WHERE q.record = i.record AND q.lease_owner = i.owner
+                           AND (SELECT count(*) FROM lk) >= 0",
+                    )
+                    .await?;
+                client.execute(&stmt, &[&records, &owners]).await
+            })
+            .await;
+        let answer = self.settle(client, result).map(drop);
+        for job in jobs {
+            let _ = job.reply.send(answer.clone());
+        }
     }
 
     /// Like [`Db::settle`], telling apart what the database refused (worth trying the jobs one
@@ -827,16 +901,15 @@ impl Store for PostgresStore {
     }
 
     async fn release(&self, owner: &str, record: &str) -> Result<(), StoreError> {
-        let client = self.db.client().await?;
-        let result = self
-            .db
-            .timed(client.execute(
-                "UPDATE okra_record_queue SET lease_owner = NULL, lease_until = NULL
-                 WHERE record = $1 AND lease_owner = $2",
-                &[&record, &owner],
-            ))
-            .await;
-        self.db.settle(client, result).map(drop)
+        let (reply, answer) = oneshot::channel();
+        let job = ReleaseJob {
+            owner: owner.to_owned(),
+            record: record.to_owned(),
+            reply,
+        };
+        let stopped = || StoreError::Unavailable("the store's release queue has stopped".into());
+        self.releases.send(job).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 
     async fn release_all(&self, owner: &str) -> Result<(), StoreError> {
