@@ -7,6 +7,8 @@
 #   OKRA_BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test scripts/bench-ingest.sh
 #
 # Knobs (environment): ROUNDS=3 DURATION=10 CONNECTIONS=64 THREADS=2 RECORDS=500.
+# COMPARE_BIN=path/to/another/okra-callbacks adds that binary (say, a build of an earlier
+# commit) as a third contender, alternated with the other two: "compare" in the output.
 # Needs wrk (Debian: apt-get install -y wrk) and curl; psql for the PostgreSQL mode.
 # Prints one line per run, then medians: requests/s, p50/p99 latency, idle and peak RSS.
 set -euo pipefail
@@ -26,6 +28,7 @@ command -v curl >/dev/null || { echo "curl is missing: apt-get install -y curl" 
 cargo build --release --quiet --bin okra-callbacks --example bare_axum
 BIN=target/release/okra-callbacks
 BARE=target/release/examples/bare_axum
+COMPARE_BIN=${COMPARE_BIN:-}
 
 work=$(mktemp -d)
 pid=
@@ -69,18 +72,20 @@ run_one() {
       pid=$!
       wait_port "$port"
       ;;
-    receiver)
+    receiver | compare)
       port=$RECV_PORT
+      local bin=$BIN
+      [[ $name == compare ]] && bin=$COMPARE_BIN
       local db_url
       if [[ -n $PG_BASE ]]; then
-        local db="okra_bench_${round}_$$"
+        local db="okra_bench_${name}_${round}_$$"
         psql "$PG_BASE" -qc "CREATE DATABASE $db" >/dev/null
         pg_dbs+=("$db")
         db_url="${PG_BASE%/*}/$db"
       else
-        db_url="sqlite://$work/round$round.db"
+        db_url="sqlite://$work/$name-round$round.db"
       fi
-      "$BIN" serve --listen "127.0.0.1:$port" --database-url "$db_url" 2>"$work/receiver.log" &
+      "$bin" serve --listen "127.0.0.1:$port" --database-url "$db_url" 2>"$work/$name.log" &
       pid=$!
       wait_http "http://127.0.0.1:$port/readyz"
       ;;
@@ -94,7 +99,7 @@ run_one() {
     -s scripts/wrk-callbacks.lua "$url" -- "$name-$round-$$" "$RECORDS" | grep '^RESULT')
   local peak stored=""
   peak=$(status_kb "$pid" VmHWM)
-  if [[ $name == receiver ]]; then
+  if [[ $name != bare ]]; then
     # What the receiver says it stored must match what wrk saw acknowledged.
     stored=$(curl -fs "http://127.0.0.1:$port/metrics" |
       awk '/^okra_callbacks_received_total\{.*outcome="stored"/ { s += $NF } END { printf "%d", s }')
@@ -110,7 +115,8 @@ echo "# ingest: $(nproc) cores, $(uname -sr), wrk -t$THREADS -c$CONNECTIONS -d${
 results="$work/results"
 for round in $(seq 1 "$ROUNDS"); do
   # ABBA order, so drift in the machine's load does not favour one side.
-  if (( round % 2 )); then order="bare receiver"; else order="receiver bare"; fi
+  contenders="bare receiver${COMPARE_BIN:+ compare}"
+  if (( round % 2 )); then order=$contenders; else order=$(echo "$contenders" | tr ' ' '\n' | tac | tr '\n' ' '); fi
   for name in $order; do
     run_one "$name" "$round" | tee -a "$results"
   done
@@ -120,10 +126,14 @@ median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]
 field() { grep "^$1 " "$results" | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k { print $2 }' | median; }
 
 echo "# medians over $ROUNDS rounds"
-for name in bare receiver; do
+for name in bare receiver${COMPARE_BIN:+ compare}; do
   printf '%-8s rps=%s p50_ms=%s p99_ms=%s idle_rss_mb=%.1f peak_rss_mb=%.1f\n' "$name" \
     "$(field "$name" rps)" "$(field "$name" p50_ms)" "$(field "$name" p99_ms)" \
     "$(echo "$(field "$name" idle_rss_kb) / 1024" | bc -l)" \
     "$(echo "$(field "$name" peak_rss_kb) / 1024" | bc -l)"
 done
 printf 'ratio receiver/bare rps = %.3f\n' "$(echo "$(field receiver rps) / $(field bare rps)" | bc -l)"
+if [[ -n $COMPARE_BIN ]]; then
+  printf 'ratio compare/bare rps = %.3f\n' "$(echo "$(field compare rps) / $(field bare rps)" | bc -l)"
+  printf 'ratio receiver/compare rps = %.3f\n' "$(echo "$(field receiver rps) / $(field compare rps)" | bc -l)"
+fi
