@@ -132,6 +132,14 @@ async fn bad_requests_get_the_contract_errors(backend: Backend) {
             422,
             "invalid_callback",
         ),
+        (
+            // PostgreSQL cannot store a NUL in text: refused up front, not a 503 retried forever.
+            app.client
+                .post(app.url("/v1/callback"))
+                .body(r#"{"record":"r\u0000x","method":"AUTH"}"#),
+            422,
+            "invalid_callback",
+        ),
         (app.client.get(app.url("/v1/nowhere")), 404, "not_found"),
         (
             app.client.delete(app.url("/v1/callback")),
