@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::callback::Envelope;
+use crate::{callback::Envelope, signature::Verifier};
 
 /// Okra's documented example payloads and production-shaped ones, by file name.
 pub const SAMPLES: &[(&str, &str)] = &[
@@ -180,16 +180,27 @@ async fn answer(
     }
 }
 
-/// POSTs `body` to a receiver's `/v1/callback` as Okra would; returns the answer's body.
-pub async fn send(url: &str, body: String, token: Option<&str>) -> Result<String, ClientError> {
+/// POSTs `body` to a receiver's `/v1/callback` as Okra would — with a bearer token and a
+/// signature when given — and returns the answer's body.
+pub async fn send(
+    url: &str,
+    body: String,
+    token: Option<&str>,
+    signer: Option<&Verifier>,
+) -> Result<String, ClientError> {
     let mut request = client(Duration::from_secs(30))
         .post(url)
-        .header("Content-Type", "application/json")
-        .body(body);
+        .header("Content-Type", "application/json");
+    if let Some(signer) = signer {
+        let id = format!("msg_{}", uuid::Uuid::now_v7().simple());
+        for (name, value) in signer.sign(&id, chrono::Utc::now().timestamp(), body.as_bytes()) {
+            request = request.header(name, value);
+        }
+    }
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
-    answer(url, request.send().await).await
+    answer(url, request.body(body).send().await).await
 }
 
 /// POSTs to a replay endpoint of a running receiver.

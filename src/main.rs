@@ -4,7 +4,10 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Args, Parser, Subcommand};
 use okra_callbacks::{
-    client, config::Config, telemetry, AllOf, ForwardHandler, LogHandler, Receiver,
+    client,
+    config::Config,
+    signature::{self, Verifier},
+    telemetry, AllOf, ForwardHandler, LogHandler, Receiver,
 };
 
 #[derive(Parser)]
@@ -59,6 +62,21 @@ struct SendArgs {
     /// Send `Authorization: Bearer <token>`.
     #[arg(long, env = "OKRA_CALLBACK_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Sign the body with HMAC-SHA256 under this secret, as a receiver started with the same
+    /// `--hmac-secret` expects.
+    #[arg(long, env = "OKRA_HMAC_SECRET", hide_env_values = true)]
+    hmac_secret: Option<String>,
+    /// The header carrying the HMAC signature.
+    #[arg(long, env = "OKRA_HMAC_HEADER", default_value = signature::DEFAULT_HMAC_HEADER)]
+    hmac_header: String,
+    /// Sign the body the Standard Webhooks way with this `whsec_…` secret.
+    #[arg(
+        long,
+        env = "OKRA_WEBHOOK_SECRET",
+        hide_env_values = true,
+        conflicts_with = "hmac_secret"
+    )]
+    webhook_secret: Option<String>,
     /// List the built-in samples and exit.
     #[arg(long)]
     list: bool,
@@ -202,7 +220,14 @@ async fn send(args: SendArgs) -> Result<(), String> {
         Some(record) => client::with_record(&body, record).map_err(|e| e.to_string())?,
         None => body,
     };
-    let answer = client::send(&args.url, body, args.token.as_deref())
+    let signer = match (&args.hmac_secret, &args.webhook_secret) {
+        (Some(secret), _) => Some(Verifier::hmac_sha256(secret.as_bytes(), &args.hmac_header)),
+        (None, Some(secret)) => Some(Verifier::standard_webhooks(secret)),
+        (None, None) => None,
+    }
+    .transpose()
+    .map_err(|e| e.to_string())?;
+    let answer = client::send(&args.url, body, args.token.as_deref(), signer.as_ref())
         .await
         .map_err(|e| e.to_string())?;
     println!("{answer}");

@@ -930,6 +930,51 @@ fn tokens_stay_out_of_the_logs_even_at_trace_with_bodies_on() {
     }
 }
 
+/// `okra-callbacks send` signs as the receiver expects, with either scheme, so a deployment
+/// that checks signatures can be tried end to end; a wrong secret is refused.
+#[tokio::test]
+async fn the_send_client_signs_callbacks_both_ways() {
+    let hmac = "hmac-shared-secret-2";
+    for (secret, signer, wrong) in [
+        (
+            (Some(hmac), None),
+            Verifier::hmac_sha256(hmac.as_bytes(), "X-Okra-Signature").unwrap(),
+            Verifier::hmac_sha256(b"another-secret", "X-Okra-Signature").unwrap(),
+        ),
+        (
+            (None, Some(WHSEC)),
+            Verifier::standard_webhooks(WHSEC).unwrap(),
+            Verifier::standard_webhooks("whsec_QW5vdGhlciBzZWNyZXQgb2YgMzIgYnl0ZXMhISE=").unwrap(),
+        ),
+    ] {
+        let app = app(Backend::Sqlite)
+            .await
+            .config(|c| {
+                c.hmac_secret = secret.0.map(Secret::new);
+                c.webhook_secret = secret.1.map(Secret::new);
+            })
+            .spawn()
+            .await;
+        let url = app.url("/v1/callback");
+        let body = callback("r-send-signed", "AUTH", "AUTH_SUCCESS", 0);
+        let answer = okra_callbacks::client::send(&url, body.clone(), None, Some(&signer))
+            .await
+            .unwrap_or_else(|e| panic!("{} signature refused: {e}", signer.scheme()));
+        assert!(answer.contains("\"duplicate\":false"), "{answer}");
+        for refused in [None, Some(&wrong)] {
+            let err = okra_callbacks::client::send(&url, body.clone(), None, refused)
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("invalid_signature"),
+                "{}: {err}",
+                signer.scheme()
+            );
+        }
+    }
+}
+
 both_stores!(
     admin_token_is_required_on_every_read_and_replay_endpoint,
     admin_token_from_a_file_guards_the_http_api,
