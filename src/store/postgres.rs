@@ -36,6 +36,7 @@ use std::{
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use futures::future::BoxFuture;
 use tokio::{
     sync::{mpsc, oneshot, Semaphore},
     time::error::Elapsed,
@@ -198,28 +199,13 @@ impl PostgresStore {
             timeout,
         };
         let (inserts, queue) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(gather(
-            insert_db,
-            queue,
-            for_inserts,
-            |db, jobs| async move { db.insert_jobs(jobs).await },
-        ));
+        tokio::spawn(gather(insert_db, queue, for_inserts));
         // The dispatcher's writes: outcomes and releases, each a quarter of the pool at most.
         let for_dispatch = (options.max_connections / 4).max(1);
         let (finishes, queue) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(gather(
-            db.clone(),
-            queue,
-            for_dispatch,
-            |db, jobs| async move { db.finish_jobs(jobs).await },
-        ));
+        tokio::spawn(gather(db.clone(), queue, for_dispatch));
         let (releases, queue) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(gather(
-            db.clone(),
-            queue,
-            for_dispatch,
-            |db, jobs| async move { db.release_jobs(jobs).await },
-        ));
+        tokio::spawn(gather(db.clone(), queue, for_dispatch));
         Ok(Self {
             db,
             inserts,
@@ -230,28 +216,94 @@ impl PostgresStore {
 }
 
 /// A write that can be group-committed with others of its kind.
-trait Batched: Send + 'static {
+trait Batched: Sized + Send + 'static {
+    /// What the caller hears back.
+    type Answer: Send;
+    /// What a batch of these does, for logs ("storing callbacks").
+    const WHAT: &'static str;
+
     /// The record whose queue row the write updates as a whole, when two writes of one record
     /// cannot share a statement (the second then waits for the next batch).
     fn exclusive_record(&self) -> Option<&str>;
+
+    /// Runs a batch in one statement, answering in the jobs' order.
+    fn run<'a>(db: &'a Db, jobs: &'a [Self]) -> BoxFuture<'a, BatchResult<Self::Answer>>;
+
+    /// Sends the caller its answer.
+    fn answer(self, answer: Result<Self::Answer, StoreError>);
+
+    /// Runs a gathered batch and answers every job.
+    fn settle_all(db: Db, jobs: Vec<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async move { answer_batch(&db, jobs).await })
+    }
 }
 
+/// Each job's answer, or why the whole batch failed.
+type BatchResult<T> = Result<Vec<Result<T, StoreError>>, BatchFailed>;
+
 impl Batched for InsertJob {
+    type Answer = Inserted;
+    const WHAT: &'static str = "storing callbacks";
+
     fn exclusive_record(&self) -> Option<&str> {
         // Inserts of one record are counted together, and equal bodies answered together.
         None
     }
+
+    fn run<'a>(db: &'a Db, jobs: &'a [Self]) -> BoxFuture<'a, BatchResult<Inserted>> {
+        Box::pin(db.insert_batch(jobs))
+    }
+
+    /// Jobs with different dedup windows (callers of the library may mix them) go in
+    /// separate statements.
+    fn settle_all(db: Db, jobs: Vec<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            let mut by_window: BTreeMap<Duration, Vec<InsertJob>> = BTreeMap::new();
+            for job in jobs {
+                by_window.entry(job.dedup_window).or_default().push(job);
+            }
+            for jobs in by_window.into_values() {
+                answer_batch(&db, jobs).await;
+            }
+        })
+    }
+
+    fn answer(self, answer: Result<Inserted, StoreError>) {
+        let _ = self.reply.send(answer);
+    }
 }
 
 impl Batched for FinishJob {
+    type Answer = ();
+    const WHAT: &'static str = "recording outcomes";
+
     fn exclusive_record(&self) -> Option<&str> {
         Some(&self.record)
+    }
+
+    fn run<'a>(db: &'a Db, jobs: &'a [Self]) -> BoxFuture<'a, BatchResult<()>> {
+        Box::pin(db.finish_batch(jobs))
+    }
+
+    fn answer(self, answer: Result<(), StoreError>) {
+        let _ = self.reply.send(answer);
     }
 }
 
 impl Batched for ReleaseJob {
+    type Answer = ();
+    const WHAT: &'static str = "releasing leases";
+
     fn exclusive_record(&self) -> Option<&str> {
         Some(&self.record)
+    }
+
+    fn run<'a>(db: &'a Db, jobs: &'a [Self]) -> BoxFuture<'a, BatchResult<()>> {
+        Box::pin(db.release_batch(jobs))
+    }
+
+    fn answer(self, answer: Result<(), StoreError>) {
+        let _ = self.reply.send(answer);
     }
 }
 
@@ -261,12 +313,7 @@ impl Batched for ReleaseJob {
 /// goes into the next, so batches grow with the load. Each caller still hears back only once
 /// its own batch committed: a record's next callback is never handed over before the previous
 /// one's outcome is durable. Ends when every [`PostgresStore`] clone is gone.
-async fn gather<J, F, Fut>(db: Db, mut queue: mpsc::Receiver<J>, in_flight: usize, run: F)
-where
-    J: Batched,
-    F: Fn(Db, Vec<J>) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
+async fn gather<J: Batched>(db: Db, mut queue: mpsc::Receiver<J>, in_flight: usize) {
     let slots = Arc::new(Semaphore::new(in_flight));
     let mut held: Vec<J> = Vec::new();
     loop {
@@ -304,7 +351,7 @@ where
             }
         }
         held = later;
-        let work = run(db.clone(), batch);
+        let work = J::settle_all(db.clone(), batch);
         tokio::spawn(async move {
             work.await;
             drop(slot);
@@ -398,46 +445,6 @@ impl Db {
         }
     }
 
-    /// Stores a batch and answers each job. Jobs with different dedup windows (callers of
-    /// the library may mix them) go in separate transactions. When a transaction fails on
-    /// something the database refused (rather than on the connection or the clock), its jobs
-    /// are tried one by one, so one bad callback cannot fail the others.
-    async fn insert_jobs(&self, jobs: Vec<InsertJob>) {
-        let mut by_window: BTreeMap<Duration, Vec<InsertJob>> = BTreeMap::new();
-        for job in jobs {
-            by_window.entry(job.dedup_window).or_default().push(job);
-        }
-        for (window, jobs) in by_window {
-            match self.insert_batch(&jobs, window).await {
-                Ok(answers) => {
-                    for (job, answer) in jobs.into_iter().zip(answers) {
-                        let _ = job.reply.send(answer);
-                    }
-                }
-                Err(BatchFailed {
-                    refused: true,
-                    error,
-                }) if jobs.len() > 1 => {
-                    tracing::warn!(%error, jobs = jobs.len(), "the database refused a batch of callbacks; storing them one by one");
-                    for job in jobs {
-                        let answer =
-                            match self.insert_batch(std::slice::from_ref(&job), window).await {
-                                Ok(mut answers) => answers.pop().expect("one answer per job"),
-                                Err(failed) => Err(failed.error),
-                            };
-                        let _ = job.reply.send(answer);
-                    }
-                }
-                Err(failed) => {
-                    let error = failed.error;
-                    for job in jobs {
-                        let _ = job.reply.send(Err(error.clone()));
-                    }
-                }
-            }
-        }
-    }
-
     /// Stores `jobs` in one statement — one round trip, one transaction — answering in their
     /// order.
     ///
@@ -448,11 +455,8 @@ impl Db {
     /// first row; `c` is gated by a one-time filter on `q`, so it inserts nothing until `q` has
     /// run to completion.) The same body always names the same record, so two batches meet on
     /// a dedup key only when both already take the record's row in the same order.
-    async fn insert_batch(
-        &self,
-        jobs: &[InsertJob],
-        window: Duration,
-    ) -> Result<Vec<Result<Inserted, StoreError>>, BatchFailed> {
+    async fn insert_batch(&self, jobs: &[InsertJob]) -> BatchResult<Inserted> {
+        let window = jobs.first().map_or(Duration::ZERO, |job| job.dedup_window);
         // The same body twice in one batch: the first stands for both.
         let mut first_of: HashMap<[u8; 32], usize> = HashMap::with_capacity(jobs.len());
         let mut leaders: Vec<usize> = Vec::with_capacity(jobs.len());
@@ -582,37 +586,6 @@ impl Db {
             .collect())
     }
 
-    /// Records a batch of outcomes (of distinct records) and answers each; like
-    /// [`Db::insert_jobs`], jobs are tried one by one when the database refuses the batch.
-    async fn finish_jobs(&self, jobs: Vec<FinishJob>) {
-        match self.finish_batch(&jobs).await {
-            Ok(answers) => {
-                for (job, answer) in jobs.into_iter().zip(answers) {
-                    let _ = job.reply.send(answer);
-                }
-            }
-            Err(BatchFailed {
-                refused: true,
-                error,
-            }) if jobs.len() > 1 => {
-                tracing::warn!(%error, jobs = jobs.len(), "the database refused a batch of outcomes; recording them one by one");
-                for job in jobs {
-                    let answer = match self.finish_batch(std::slice::from_ref(&job)).await {
-                        Ok(mut answers) => answers.pop().expect("one answer per job"),
-                        Err(failed) => Err(failed.error),
-                    };
-                    let _ = job.reply.send(answer);
-                }
-            }
-            Err(failed) => {
-                let error = failed.error;
-                for job in jobs {
-                    let _ = job.reply.send(Err(error.clone()));
-                }
-            }
-        }
-    }
-
     /// Records `jobs`' outcomes in one statement. The outcome is recorded whoever holds the
     /// lease (the handler did run); the lease and the record's due time are only touched by
     /// their owner, and a job whose worker no longer owns the lease hears
@@ -620,10 +593,7 @@ impl Db {
     ///
     /// Lock order, as for inserts: the records' queue rows first, in record order (`lk`; `u` is
     /// gated by a one-time filter on it), then the callbacks' rows.
-    async fn finish_batch(
-        &self,
-        jobs: &[FinishJob],
-    ) -> Result<Vec<Result<(), StoreError>>, BatchFailed> {
+    async fn finish_batch(&self, jobs: &[FinishJob]) -> BatchResult<()> {
         let now = Utc::now();
         let mut ids = Vec::with_capacity(jobs.len());
         let mut records = Vec::with_capacity(jobs.len());
@@ -725,19 +695,13 @@ impl Db {
     /// Gives back a batch of leases (of distinct records) in one statement, queue rows locked
     /// in record order like every other writer. A lease another worker holds by now is left
     /// alone.
-    async fn release_jobs(&self, jobs: Vec<ReleaseJob>) {
+    /// Gives back a batch of leases (of distinct records) in one statement, queue rows locked
+    /// in record order like every other writer. A lease another worker holds by now is left
+    /// alone.
+    async fn release_batch(&self, jobs: &[ReleaseJob]) -> BatchResult<()> {
         let records: Vec<&str> = jobs.iter().map(|j| j.record.as_str()).collect();
         let owners: Vec<&str> = jobs.iter().map(|j| j.owner.as_str()).collect();
-        let client = match self.client().await {
-            Ok(client) => client,
-            Err(e) => {
-                let error = e;
-                for job in jobs {
-                    let _ = job.reply.send(Err(error.clone()));
-                }
-                return;
-            }
-        };
+        let client = self.client().await.map_err(BatchFailed::connection)?;
         let result = self
             .timed(async {
                 let stmt = client
@@ -758,10 +722,8 @@ impl Db {
                 client.execute(&stmt, &[&records, &owners]).await
             })
             .await;
-        let answer = self.settle(client, result).map(drop);
-        for job in jobs {
-            let _ = job.reply.send(answer.clone());
-        }
+        self.settle_batch(client, result)?;
+        Ok(jobs.iter().map(|_| Ok(())).collect())
     }
 
     /// Like [`Db::settle`], telling apart what the database refused (worth trying the jobs one
@@ -777,7 +739,38 @@ impl Db {
     }
 }
 
-/// Why an insert transaction failed.
+/// Runs one batch and answers each of its jobs. When the database refuses the batch (rather
+/// than the connection or the clock failing), the jobs are run one by one, so one bad job
+/// cannot fail the others; otherwise every job hears the batch's error.
+async fn answer_batch<J: Batched>(db: &Db, jobs: Vec<J>) {
+    match J::run(db, &jobs).await {
+        Ok(answers) => {
+            for (job, answer) in jobs.into_iter().zip(answers) {
+                job.answer(answer);
+            }
+        }
+        Err(BatchFailed {
+            refused: true,
+            error,
+        }) if jobs.len() > 1 => {
+            tracing::warn!(%error, jobs = jobs.len(), "the database refused a batch {}; trying its jobs one by one", J::WHAT);
+            for job in jobs {
+                let answer = match J::run(db, std::slice::from_ref(&job)).await {
+                    Ok(mut answers) => answers.pop().expect("one answer per job"),
+                    Err(failed) => Err(failed.error),
+                };
+                job.answer(answer);
+            }
+        }
+        Err(failed) => {
+            for job in jobs {
+                job.answer(Err(failed.error.clone()));
+            }
+        }
+    }
+}
+
+/// Why a batch failed.
 struct BatchFailed {
     /// The database refused a statement (a constraint, bad data, a deadlock): the connection
     /// is fine, and the jobs may succeed one by one.
