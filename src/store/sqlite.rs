@@ -21,15 +21,69 @@ use super::{
 /// The most operations one transaction gathers.
 const MAX_BATCH: usize = 1024;
 
-/// Sends a job's result to its caller once the transaction's fate is known.
-type Reply = Box<dyn FnOnce(Result<(), &str>) + Send>;
-/// One operation; gets the connection, or the reason the transaction could not begin.
-type Job = Box<dyn FnOnce(Result<&Connection, &str>) -> Reply + Send>;
+/// One operation of a group transaction. It may run twice: once in the fast pass (no savepoint)
+/// and, if some operation of the batch failed there, again in the slow pass after a rollback.
+trait Op: Send {
+    /// Runs the operation on the open transaction, keeping its result for [`Op::answer`].
+    fn run(&mut self, conn: &Connection) -> rusqlite::Result<()>;
+    /// Fails the operation without running it (the transaction could not begin).
+    fn fail(&mut self, error: &str);
+    /// Answers the caller once the transaction's fate is known.
+    fn answer(self: Box<Self>, commit: Result<(), &str>);
+}
+
+/// A queued operation.
+type Job = Box<dyn Op>;
+
+/// An operation built by [`SqliteStore::call`]: the closure, its last result and its caller.
+struct Call<F, R> {
+    f: F,
+    result: Option<Result<R, String>>,
+    reply: oneshot::Sender<Result<R, StoreError>>,
+}
+
+impl<F, R> Op for Call<F, R>
+where
+    F: FnMut(&Connection) -> rusqlite::Result<R> + Send,
+    R: Send,
+{
+    fn run(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        match (self.f)(conn) {
+            Ok(r) => {
+                self.result = Some(Ok(r));
+                Ok(())
+            }
+            Err(e) => {
+                self.result = Some(Err(e.to_string()));
+                Err(e)
+            }
+        }
+    }
+
+    fn fail(&mut self, error: &str) {
+        self.result = Some(Err(error.to_owned()));
+    }
+
+    fn answer(self: Box<Self>, commit: Result<(), &str>) {
+        let out = match (self.result, commit) {
+            (Some(Ok(r)), Ok(())) => Ok(r),
+            (Some(Err(e)), _) => Err(StoreError::Unavailable(e)),
+            (Some(Ok(_)), Err(e)) => Err(StoreError::Unavailable(e.to_owned())),
+            (None, _) => Err(StoreError::Unavailable(
+                "the operation did not run".to_owned(),
+            )),
+        };
+        let _ = self.reply.send(out);
+    }
+}
 
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(include_str!(
-        "../../migrations/sqlite/0001_init.sql"
-    ))])
+    Migrations::new(vec![
+        M::up(include_str!("../../migrations/sqlite/0001_init.sql")),
+        M::up(include_str!(
+            "../../migrations/sqlite/0002_fewer_index_writes.sql"
+        )),
+    ])
 }
 
 /// The embedded SQLite store. See the module docs for its durability.
@@ -55,25 +109,17 @@ impl SqliteStore {
     }
 
     /// Runs `f` inside the next group transaction; answers once that transaction committed.
+    /// `f` may run twice (see [`run`]), so it must not consume what it captured.
     async fn call<R, F>(&self, f: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
-        F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
+        F: FnMut(&Connection) -> rusqlite::Result<R> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            let result = match conn {
-                Ok(conn) => in_savepoint(conn, f).map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_owned()),
-            };
-            Box::new(move |commit: Result<(), &str>| {
-                let out = match (result, commit) {
-                    (Ok(r), Ok(())) => Ok(r),
-                    (Err(e), _) => Err(StoreError::Unavailable(e)),
-                    (Ok(_), Err(e)) => Err(StoreError::Unavailable(e.to_owned())),
-                };
-                let _ = tx.send(out);
-            })
+        let job: Job = Box::new(Call {
+            f,
+            result: None,
+            reply: tx,
         });
         self.jobs
             .send(job)
@@ -144,8 +190,13 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
 }
 
 /// The database thread: gathers queued jobs into one transaction, commits, then answers them.
+///
+/// The jobs first run one after the other without savepoints (a savepoint copies every page a
+/// job touches into the sub-journal). Should one fail, its writes may be half done, so the whole
+/// transaction is rolled back and the batch runs again, each job in its own savepoint: a failing
+/// job then leaves the others of its batch intact, as if it had been alone.
 fn run(conn: Connection, mut jobs: mpsc::Receiver<Job>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = jobs.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -154,47 +205,69 @@ fn run(conn: Connection, mut jobs: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let begin = run_cached(&conn, "BEGIN IMMEDIATE").map_err(|e| e.to_string());
-        let replies: Vec<Reply> = match &begin {
-            Ok(()) => batch.drain(..).map(|job| job(Ok(&conn))).collect(),
-            Err(e) => batch.drain(..).map(|job| job(Err(e))).collect(),
-        };
-        let commit = begin.and_then(|()| run_cached(&conn, "COMMIT").map_err(|e| e.to_string()));
-        if commit.is_err() {
+        let commit = run_batch(&conn, &mut batch);
+        if commit.is_err() && !conn.is_autocommit() {
             let _ = conn.execute_batch("ROLLBACK");
         }
         let commit = commit.as_ref().map(|_| ()).map_err(String::as_str);
-        for reply in replies {
-            reply(commit);
+        for job in batch.drain(..) {
+            job.answer(commit);
         }
     }
 }
 
-/// Runs one statement without parameters through the statement cache: the savepoint
-/// statements run for every job, and were parsed anew each time.
+/// Runs a batch in one transaction and commits it (see [`run`]).
+fn run_batch(conn: &Connection, batch: &mut [Job]) -> Result<(), String> {
+    let begin = |batch: &mut [Job]| {
+        run_cached(conn, "BEGIN IMMEDIATE").map_err(|e| {
+            let e = e.to_string();
+            for job in batch.iter_mut() {
+                job.fail(&e);
+            }
+            e
+        })
+    };
+    begin(batch)?;
+    if batch.iter_mut().any(|job| job.run(conn).is_err()) {
+        // Some job failed partway: start again, each job in a savepoint.
+        if !conn.is_autocommit() {
+            run_cached(conn, "ROLLBACK").map_err(|e| e.to_string())?;
+        }
+        begin(batch)?;
+        for i in 0..batch.len() {
+            if conn.is_autocommit() {
+                // SQLite rolled the whole transaction back (e.g. disk full, I/O error).
+                let e = "the transaction was rolled back by the database";
+                for job in &mut batch[i..] {
+                    job.fail(e);
+                }
+                return Err(e.to_owned());
+            }
+            in_savepoint(conn, &mut batch[i]).map_err(|e| e.to_string())?;
+        }
+    }
+    run_cached(conn, "COMMIT").map_err(|e| e.to_string())
+}
+
+/// Runs one statement without parameters through the statement cache: the transaction
+/// statements run for every batch, and were parsed anew each time.
 fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([])?;
     Ok(())
 }
 
 /// Runs one job in a savepoint, so a failing job leaves the others of its batch intact (none
-/// of its writes reaches the group transaction's commit).
-fn in_savepoint<R>(
-    conn: &Connection,
-    f: impl FnOnce(&Connection) -> rusqlite::Result<R>,
-) -> rusqlite::Result<R> {
+/// of its writes reaches the group transaction's commit). Fails only if the savepoint
+/// statements themselves fail; the job's own error is kept for its answer.
+fn in_savepoint(conn: &Connection, job: &mut Job) -> rusqlite::Result<()> {
     run_cached(conn, "SAVEPOINT job")?;
-    match f(conn) {
-        Ok(r) => {
-            run_cached(conn, "RELEASE job")?;
-            Ok(r)
-        }
-        Err(e) => {
-            run_cached(conn, "ROLLBACK TO job")?;
-            run_cached(conn, "RELEASE job")?;
-            Err(e)
-        }
+    if job.run(conn).is_err() && !conn.is_autocommit() {
+        run_cached(conn, "ROLLBACK TO job")?;
     }
+    if !conn.is_autocommit() {
+        run_cached(conn, "RELEASE job")?;
+    }
+    Ok(())
 }
 
 const COLUMNS: &str = "id, record, callback_type, callback_code, body, received_at, status, \
@@ -274,7 +347,7 @@ impl Store for SqliteStore {
                    due_at = CASE WHEN pending = 0 THEN excluded.due_at ELSE due_at END",
             )?
             .execute(params![cb.record, now])?;
-            Ok(Inserted { id: cb.id, duplicate: false })
+            Ok(Inserted { id: cb.id.clone(), duplicate: false })
         })
         .await
     }
@@ -326,10 +399,10 @@ impl Store for SqliteStore {
         let (owner, id, record) = (owner.to_owned(), cb.id.clone(), cb.record.clone());
         self.call(move |conn| {
             let now = millis(Utc::now());
-            let (status, error, next_at) = match outcome {
+            let (status, error, next_at) = match &outcome {
                 Outcome::Delivered => (Status::Delivered, None, None),
                 Outcome::Dead { error } => (Status::Dead, Some(error), None),
-                Outcome::Retry { at, error } => (Status::Pending, Some(error), Some(millis(at))),
+                Outcome::Retry { at, error } => (Status::Pending, Some(error), Some(millis(*at))),
             };
             let finished = (status != Status::Pending).then_some(now);
             let changed = conn
@@ -370,7 +443,7 @@ impl Store for SqliteStore {
         self.call(move |conn| {
             conn.execute(
                 "UPDATE record_queue SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?1",
-                [owner],
+                [&owner],
             )?;
             Ok(())
         })
@@ -381,7 +454,7 @@ impl Store for SqliteStore {
         let id = id.to_owned();
         self.call(move |conn| {
             conn.prepare_cached(&format!("SELECT {COLUMNS} FROM callbacks WHERE id = ?1"))?
-                .query_row([id], from_row)
+                .query_row([&id], from_row)
                 .optional()
         })
         .await
@@ -427,7 +500,9 @@ impl Store for SqliteStore {
         self.call(move |conn| {
             let now = millis(Utc::now());
             let ids: Vec<String> = conn
-                .prepare_cached("SELECT id FROM callbacks WHERE status = 2 ORDER BY seq")?
+                .prepare_cached(
+                    "SELECT id FROM callbacks WHERE status <> 1 AND status = 2 ORDER BY seq",
+                )?
                 .query_map([], |r| r.get(0))?
                 .collect::<Result<_, _>>()?;
             for id in &ids {
@@ -445,16 +520,19 @@ impl Store for SqliteStore {
 
     async fn backlog(&self) -> Result<Backlog, StoreError> {
         self.call(|conn| {
-            let count = |status: i16| -> rusqlite::Result<u64> {
-                conn.prepare_cached("SELECT COUNT(*) FROM callbacks WHERE status = ?1")?
-                    .query_row([status], |r| r.get(0))
+            // `status <> 1` repeats the partial index's condition, so the planner uses
+            // `callbacks_unfinished` (it does not infer it from `status = 0`).
+            let count = |sql: &str| -> rusqlite::Result<u64> {
+                conn.prepare_cached(sql)?.query_row([], |r| r.get(0))
             };
             let oldest: Option<i64> = conn
-                .prepare_cached("SELECT MIN(received_at) FROM callbacks WHERE status = 0")?
+                .prepare_cached(
+                    "SELECT MIN(received_at) FROM callbacks WHERE status <> 1 AND status = 0",
+                )?
                 .query_row([], |r| r.get(0))?;
             Ok(Backlog {
-                pending: count(Status::Pending.code())?,
-                dead: count(Status::Dead.code())?,
+                pending: count("SELECT COUNT(*) FROM callbacks WHERE status <> 1 AND status = 0")?,
+                dead: count("SELECT COUNT(*) FROM callbacks WHERE status <> 1 AND status = 2")?,
                 oldest_pending_at: oldest.map(from_millis),
             })
         })
@@ -464,11 +542,22 @@ impl Store for SqliteStore {
     async fn prune(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let before = millis(before);
         self.call(move |conn| {
+            // `seq` follows the received order, so the callbacks received before `before` are
+            // (nearly all) those below the first `seq` received since: found by reading the
+            // table from its start, which visits only rows about to be deleted (and pending
+            // ones). A straggler received just before `before` but stored after a later one
+            // goes at the next prune; nothing received since `before` is deleted.
+            let bound: Option<i64> = conn
+                .prepare_cached(
+                    "SELECT seq FROM callbacks WHERE received_at >= ?1 ORDER BY seq LIMIT 1",
+                )?
+                .query_row([before], |r| r.get(0))
+                .optional()?;
             let n = conn
                 .prepare_cached(
-                    "DELETE FROM callbacks WHERE status IN (1, 2) AND received_at < ?1",
+                    "DELETE FROM callbacks WHERE seq < ?2 AND status IN (1, 2) AND received_at < ?1",
                 )?
-                .execute([before])?;
+                .execute(params![before, bound.unwrap_or(i64::MAX)])?;
             conn.prepare_cached("DELETE FROM dedup WHERE received_at < ?1")?
                 .execute([before])?;
             Ok(n as u64)
