@@ -312,6 +312,69 @@ fn replay_one(conn: &Connection, id: &str, now: i64) -> rusqlite::Result<bool> {
     Ok(true)
 }
 
+/// Up to `limit` of a record's pending callbacks, oldest first.
+fn pending_of(
+    conn: &Connection,
+    record: &str,
+    limit: usize,
+) -> rusqlite::Result<Vec<StoredCallback>> {
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM callbacks WHERE record = ?1 AND status = 0 ORDER BY seq LIMIT ?2"
+    ))?
+    .query_map(params![record, limit as i64], from_row)?
+    .collect()
+}
+
+/// Records one attempt's outcome and extends `owner`'s lease on the record.
+fn record_outcome(
+    conn: &Connection,
+    owner: &str,
+    id: &str,
+    record: &str,
+    outcome: &Outcome,
+    lease: Duration,
+    now: i64,
+) -> rusqlite::Result<()> {
+    let (status, error, next_at) = match outcome {
+        Outcome::Delivered => (Status::Delivered, None, None),
+        Outcome::Dead { error } => (Status::Dead, Some(error), None),
+        Outcome::Retry { at, error } => (Status::Pending, Some(error), Some(millis(*at))),
+    };
+    let finished = (status != Status::Pending).then_some(now);
+    let changed = conn
+        .prepare_cached(
+            "UPDATE callbacks SET status = ?2, attempts = attempts + 1,
+               cycle_attempts = cycle_attempts + 1, last_error = ?3,
+               next_attempt_at = ?4, finished_at = ?5
+             WHERE id = ?1 AND status = 0",
+        )?
+        .execute(params![id, status.code(), error, next_at, finished])?;
+    let left = i64::from(changed > 0 && status != Status::Pending);
+    conn.prepare_cached(
+        "UPDATE record_queue SET pending = MAX(pending - ?2, 0), due_at = COALESCE(?3, due_at),
+           lease_until = CASE WHEN lease_owner = ?4 THEN ?5 ELSE lease_until END
+         WHERE record = ?1",
+    )?
+    .execute(params![
+        record,
+        left,
+        next_at,
+        owner,
+        now + duration_ms(lease)
+    ])?;
+    Ok(())
+}
+
+/// Gives up `owner`'s lease on a record (nothing if another worker holds it).
+fn release_lease(conn: &Connection, owner: &str, record: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE record_queue SET lease_owner = NULL, lease_until = NULL
+         WHERE record = ?1 AND lease_owner = ?2",
+    )?
+    .execute(params![record, owner])?;
+    Ok(())
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn insert(
@@ -373,15 +436,10 @@ impl Store for SqliteStore {
             let mut lease_stmt = conn.prepare_cached(
                 "UPDATE record_queue SET lease_owner = ?2, lease_until = ?3 WHERE record = ?1",
             )?;
-            let mut pending_stmt = conn.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM callbacks WHERE record = ?1 AND status = 0 ORDER BY seq LIMIT ?2"
-            ))?;
             let mut claims = Vec::with_capacity(records.len());
             for record in records {
                 lease_stmt.execute(params![record, owner, now + duration_ms(lease)])?;
-                let callbacks = pending_stmt
-                    .query_map(params![record, per_record as i64], from_row)?
-                    .collect::<Result<Vec<_>, _>>()?;
+                let callbacks = pending_of(conn, &record, per_record)?;
                 claims.push(Claim { record, callbacks });
             }
             Ok(claims)
@@ -398,44 +456,59 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let (owner, id, record) = (owner.to_owned(), cb.id.clone(), cb.record.clone());
         self.call(move |conn| {
+            record_outcome(
+                conn,
+                &owner,
+                &id,
+                &record,
+                &outcome,
+                lease,
+                millis(Utc::now()),
+            )
+        })
+        .await
+    }
+
+    async fn finish_last(
+        &self,
+        owner: &str,
+        cb: &StoredCallback,
+        outcome: Outcome,
+        lease: Duration,
+        per_record: usize,
+    ) -> Result<Option<Vec<StoredCallback>>, StoreError> {
+        let (owner, id, record) = (owner.to_owned(), cb.id.clone(), cb.record.clone());
+        self.call(move |conn| {
             let now = millis(Utc::now());
-            let (status, error, next_at) = match &outcome {
-                Outcome::Delivered => (Status::Delivered, None, None),
-                Outcome::Dead { error } => (Status::Dead, Some(error), None),
-                Outcome::Retry { at, error } => (Status::Pending, Some(error), Some(millis(*at))),
+            record_outcome(conn, &owner, &id, &record, &outcome, lease, now)?;
+            let next = if matches!(outcome, Outcome::Retry { .. }) {
+                Vec::new()
+            } else {
+                // What a claim would hand over: the record is due, so its pending callbacks.
+                let due: bool = conn
+                    .prepare_cached(
+                        "SELECT EXISTS (SELECT 1 FROM record_queue
+                         WHERE record = ?1 AND pending > 0 AND due_at <= ?2 AND lease_owner = ?3)",
+                    )?
+                    .query_row(params![record, now, owner], |r| r.get(0))?;
+                if due {
+                    pending_of(conn, &record, per_record)?
+                } else {
+                    Vec::new()
+                }
             };
-            let finished = (status != Status::Pending).then_some(now);
-            let changed = conn
-                .prepare_cached(
-                    "UPDATE callbacks SET status = ?2, attempts = attempts + 1,
-                       cycle_attempts = cycle_attempts + 1, last_error = ?3,
-                       next_attempt_at = ?4, finished_at = ?5
-                     WHERE id = ?1 AND status = 0",
-                )?
-                .execute(params![id, status.code(), error, next_at, finished])?;
-            let left = i64::from(changed > 0 && status != Status::Pending);
-            conn.prepare_cached(
-                "UPDATE record_queue SET pending = MAX(pending - ?2, 0), due_at = COALESCE(?3, due_at),
-                   lease_until = CASE WHEN lease_owner = ?4 THEN ?5 ELSE lease_until END
-                 WHERE record = ?1",
-            )?
-            .execute(params![record, left, next_at, owner, now + duration_ms(lease)])?;
-            Ok(())
+            if next.is_empty() {
+                release_lease(conn, &owner, &record)?;
+            }
+            Ok(Some(next))
         })
         .await
     }
 
     async fn release(&self, owner: &str, record: &str) -> Result<(), StoreError> {
         let (owner, record) = (owner.to_owned(), record.to_owned());
-        self.call(move |conn| {
-            conn.prepare_cached(
-                "UPDATE record_queue SET lease_owner = NULL, lease_until = NULL
-                 WHERE record = ?1 AND lease_owner = ?2",
-            )?
-            .execute(params![record, owner])?;
-            Ok(())
-        })
-        .await
+        self.call(move |conn| release_lease(conn, &owner, &record))
+            .await
     }
 
     async fn release_all(&self, owner: &str) -> Result<(), StoreError> {
