@@ -198,65 +198,119 @@ impl Dispatcher {
     /// Delivers one claimed record's callbacks, then gives the record up: first here (so a
     /// claim that comes once the lease is free starts a new task), then its lease.
     async fn serve_record(&self, claim: Claim, stop: &CancellationToken) {
-        let holds_lease = self.deliver_claimed(&claim, stop).await;
-        self.lock_serving().remove(&claim.record);
+        let record = claim.record.clone();
+        let holds_lease = self.deliver_claimed(claim, stop).await;
         if !holds_lease {
             return;
         }
+        self.lock_serving().remove(&record);
         let released = self
-            .persist(stop, || self.store.release(&self.owner, &claim.record))
+            .persist(stop, || self.store.release(&self.owner, &record))
             .await;
         if let Err(e) = released {
-            tracing::warn!(record = %claim.record, error = %e, "cannot release a record lease; it expires by itself");
+            tracing::warn!(record = %record, error = %e, "cannot release a record lease; it expires by itself");
         }
     }
 
-    /// Delivers a claim's callbacks in order, stopping at the first that must wait. Returns
-    /// whether this worker still holds the record's lease.
-    async fn deliver_claimed(&self, claim: &Claim, stop: &CancellationToken) -> bool {
-        for cb in &claim.callbacks {
-            if stop.is_cancelled() {
-                break;
-            }
-            let outcome = self.attempt(cb).await;
-            let must_wait = matches!(outcome, Outcome::Retry { .. });
-            let recorded = self
-                .persist(stop, || {
-                    self.store
-                        .finish(&self.owner, cb, outcome.clone(), self.config.lease)
-                })
-                .await;
-            match recorded {
-                Ok(()) => {}
-                Err(StoreError::LeaseLost(_)) => {
-                    // Another worker serves the record now; going on would deliver alongside it.
-                    tracing::warn!(id = %cb.id, record = %cb.record, "lease lost to another worker; leaving the record to it");
-                    return false;
+    /// Delivers a claim's callbacks in order, stopping at the first that must wait, and goes on
+    /// with the record's next callbacks when the store hands them over with the last outcome
+    /// ([`Store::finish_last`]). Returns whether this worker still holds the record's lease and
+    /// is still in `serving` (then the caller gives both up); otherwise it has left `serving`.
+    async fn deliver_claimed(&self, claim: Claim, stop: &CancellationToken) -> bool {
+        let Claim {
+            record,
+            mut callbacks,
+        } = claim;
+        loop {
+            let last = callbacks.len().saturating_sub(1);
+            let mut next = None;
+            for (i, cb) in callbacks.iter().enumerate() {
+                if stop.is_cancelled() {
+                    return true;
                 }
-                Err(e) => {
-                    // The lease runs out and the callback is delivered again: at least once.
-                    tracing::warn!(id = %cb.id, error = %e, "cannot record a handler outcome");
-                    return false;
+                let outcome = self.attempt(cb).await;
+                let must_wait = matches!(outcome, Outcome::Retry { .. });
+                if must_wait || i == last {
+                    // Leave `serving` first: once the store has released the lease, a claim
+                    // from this process may take the record again and must start a new task.
+                    // Nobody else can claim it before this write commits (the lease is held).
+                    self.lock_serving().remove(&record);
+                    let recorded = self
+                        .persist(stop, || {
+                            self.store.finish_last(
+                                &self.owner,
+                                cb,
+                                outcome.clone(),
+                                self.config.lease,
+                                self.config.batch,
+                            )
+                        })
+                        .await;
+                    let more = match recorded {
+                        Ok(more) => more,
+                        Err(e) => {
+                            self.outcome_not_recorded(cb, &e);
+                            return false;
+                        }
+                    };
+                    // Back in `serving`, unless a claim of this process started another task
+                    // on the record meanwhile (possible only if the lease had lapsed): that
+                    // task serves it now.
+                    if more.as_ref().is_some_and(Vec::is_empty)
+                        || !self.lock_serving().insert(record.clone())
+                    {
+                        // The store released the lease (or the other task holds it).
+                        return false;
+                    }
+                    // `None`: the store only recorded the outcome; the caller releases.
+                    next = more;
+                } else {
+                    let recorded = self
+                        .persist(stop, || {
+                            self.store
+                                .finish(&self.owner, cb, outcome.clone(), self.config.lease)
+                        })
+                        .await;
+                    if let Err(e) = recorded {
+                        self.outcome_not_recorded(cb, &e);
+                        self.lock_serving().remove(&record);
+                        return false;
+                    }
+                }
+                if must_wait {
+                    break;
                 }
             }
-            if must_wait {
-                break;
+            match next {
+                Some(more) => callbacks = more,
+                None => return true,
             }
         }
-        true
+    }
+
+    /// Logs why a handler outcome could not be recorded; the worker then leaves the record.
+    fn outcome_not_recorded(&self, cb: &StoredCallback, e: &StoreError) {
+        match e {
+            // Another worker serves the record now; going on would deliver alongside it.
+            StoreError::LeaseLost(_) => {
+                tracing::warn!(id = %cb.id, record = %cb.record, "lease lost to another worker; leaving the record to it")
+            }
+            // The lease runs out and the callback is delivered again: at least once.
+            e => tracing::warn!(id = %cb.id, error = %e, "cannot record a handler outcome"),
+        }
     }
 
     /// Runs a store write, retrying while the store is unavailable, for at most half a lease
     /// (the lease still protects the record meanwhile). A short database outage then costs
     /// neither a redelivery nor a record held back until its lease expires.
-    async fn persist<F, Fut>(
+    async fn persist<T, F, Fut>(
         &self,
         stop: &CancellationToken,
         mut write: F,
-    ) -> Result<(), StoreError>
+    ) -> Result<T, StoreError>
     where
         F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<(), StoreError>>,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
     {
         let deadline = tokio::time::Instant::now() + self.config.lease / 2;
         let mut pause = Duration::from_millis(100);

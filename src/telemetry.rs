@@ -8,7 +8,7 @@
 //! Every metric name the crate emits is a constant in [`names`], so dashboards and tests spell
 //! them the same way.
 
-use std::{future::Future, sync::Arc};
+use std::{future::Future, io::IsTerminal, sync::Arc};
 
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
@@ -184,8 +184,14 @@ pub fn init_tracing(format: LogFormat) {
         .with(filter)
         .with(otel::layer());
     let result = match format {
+        // Colours only on a terminal: escape codes in a log file or a container's log
+        // stream are noise to whatever reads it (and were 40% of each line's bytes).
         LogFormat::Text => registry
-            .with(fmt::layer().with_writer(std::io::stderr))
+            .with(
+                fmt::layer()
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_writer(std::io::stderr),
+            )
             .try_init(),
         LogFormat::Json => registry
             .with(

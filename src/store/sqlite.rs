@@ -21,15 +21,69 @@ use super::{
 /// The most operations one transaction gathers.
 const MAX_BATCH: usize = 1024;
 
-/// Sends a job's result to its caller once the transaction's fate is known.
-type Reply = Box<dyn FnOnce(Result<(), &str>) + Send>;
-/// One operation; gets the connection, or the reason the transaction could not begin.
-type Job = Box<dyn FnOnce(Result<&Connection, &str>) -> Reply + Send>;
+/// One operation of a group transaction. It may run twice: once in the fast pass (no savepoint)
+/// and, if some operation of the batch failed there, again in the slow pass after a rollback.
+trait Op: Send {
+    /// Runs the operation on the open transaction, keeping its result for [`Op::answer`].
+    fn run(&mut self, conn: &Connection) -> rusqlite::Result<()>;
+    /// Fails the operation without running it (the transaction could not begin).
+    fn fail(&mut self, error: &str);
+    /// Answers the caller once the transaction's fate is known.
+    fn answer(self: Box<Self>, commit: Result<(), &str>);
+}
+
+/// A queued operation.
+type Job = Box<dyn Op>;
+
+/// An operation built by [`SqliteStore::call`]: the closure, its last result and its caller.
+struct Call<F, R> {
+    f: F,
+    result: Option<Result<R, String>>,
+    reply: oneshot::Sender<Result<R, StoreError>>,
+}
+
+impl<F, R> Op for Call<F, R>
+where
+    F: FnMut(&Connection) -> rusqlite::Result<R> + Send,
+    R: Send,
+{
+    fn run(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        match (self.f)(conn) {
+            Ok(r) => {
+                self.result = Some(Ok(r));
+                Ok(())
+            }
+            Err(e) => {
+                self.result = Some(Err(e.to_string()));
+                Err(e)
+            }
+        }
+    }
+
+    fn fail(&mut self, error: &str) {
+        self.result = Some(Err(error.to_owned()));
+    }
+
+    fn answer(self: Box<Self>, commit: Result<(), &str>) {
+        let out = match (self.result, commit) {
+            (Some(Ok(r)), Ok(())) => Ok(r),
+            (Some(Err(e)), _) => Err(StoreError::Unavailable(e)),
+            (Some(Ok(_)), Err(e)) => Err(StoreError::Unavailable(e.to_owned())),
+            (None, _) => Err(StoreError::Unavailable(
+                "the operation did not run".to_owned(),
+            )),
+        };
+        let _ = self.reply.send(out);
+    }
+}
 
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(include_str!(
-        "../../migrations/sqlite/0001_init.sql"
-    ))])
+    Migrations::new(vec![
+        M::up(include_str!("../../migrations/sqlite/0001_init.sql")),
+        M::up(include_str!(
+            "../../migrations/sqlite/0002_fewer_index_writes.sql"
+        )),
+    ])
 }
 
 /// The embedded SQLite store. See the module docs for its durability.
@@ -55,25 +109,17 @@ impl SqliteStore {
     }
 
     /// Runs `f` inside the next group transaction; answers once that transaction committed.
+    /// `f` may run twice (see [`run`]), so it must not consume what it captured.
     async fn call<R, F>(&self, f: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
-        F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
+        F: FnMut(&Connection) -> rusqlite::Result<R> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            let result = match conn {
-                Ok(conn) => in_savepoint(conn, f).map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_owned()),
-            };
-            Box::new(move |commit: Result<(), &str>| {
-                let out = match (result, commit) {
-                    (Ok(r), Ok(())) => Ok(r),
-                    (Err(e), _) => Err(StoreError::Unavailable(e)),
-                    (Ok(_), Err(e)) => Err(StoreError::Unavailable(e.to_owned())),
-                };
-                let _ = tx.send(out);
-            })
+        let job: Job = Box::new(Call {
+            f,
+            result: None,
+            reply: tx,
         });
         self.jobs
             .send(job)
@@ -144,8 +190,13 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
 }
 
 /// The database thread: gathers queued jobs into one transaction, commits, then answers them.
+///
+/// The jobs first run one after the other without savepoints (a savepoint copies every page a
+/// job touches into the sub-journal). Should one fail, its writes may be half done, so the whole
+/// transaction is rolled back and the batch runs again, each job in its own savepoint: a failing
+/// job then leaves the others of its batch intact, as if it had been alone.
 fn run(conn: Connection, mut jobs: mpsc::Receiver<Job>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = jobs.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -154,47 +205,69 @@ fn run(conn: Connection, mut jobs: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let begin = run_cached(&conn, "BEGIN IMMEDIATE").map_err(|e| e.to_string());
-        let replies: Vec<Reply> = match &begin {
-            Ok(()) => batch.drain(..).map(|job| job(Ok(&conn))).collect(),
-            Err(e) => batch.drain(..).map(|job| job(Err(e))).collect(),
-        };
-        let commit = begin.and_then(|()| run_cached(&conn, "COMMIT").map_err(|e| e.to_string()));
-        if commit.is_err() {
+        let commit = run_batch(&conn, &mut batch);
+        if commit.is_err() && !conn.is_autocommit() {
             let _ = conn.execute_batch("ROLLBACK");
         }
         let commit = commit.as_ref().map(|_| ()).map_err(String::as_str);
-        for reply in replies {
-            reply(commit);
+        for job in batch.drain(..) {
+            job.answer(commit);
         }
     }
 }
 
-/// Runs one statement without parameters through the statement cache: the savepoint
-/// statements run for every job, and were parsed anew each time.
+/// Runs a batch in one transaction and commits it (see [`run`]).
+fn run_batch(conn: &Connection, batch: &mut [Job]) -> Result<(), String> {
+    let begin = |batch: &mut [Job]| {
+        run_cached(conn, "BEGIN IMMEDIATE").map_err(|e| {
+            let e = e.to_string();
+            for job in batch.iter_mut() {
+                job.fail(&e);
+            }
+            e
+        })
+    };
+    begin(batch)?;
+    if batch.iter_mut().any(|job| job.run(conn).is_err()) {
+        // Some job failed partway: start again, each job in a savepoint.
+        if !conn.is_autocommit() {
+            run_cached(conn, "ROLLBACK").map_err(|e| e.to_string())?;
+        }
+        begin(batch)?;
+        for i in 0..batch.len() {
+            if conn.is_autocommit() {
+                // SQLite rolled the whole transaction back (e.g. disk full, I/O error).
+                let e = "the transaction was rolled back by the database";
+                for job in &mut batch[i..] {
+                    job.fail(e);
+                }
+                return Err(e.to_owned());
+            }
+            in_savepoint(conn, &mut batch[i]).map_err(|e| e.to_string())?;
+        }
+    }
+    run_cached(conn, "COMMIT").map_err(|e| e.to_string())
+}
+
+/// Runs one statement without parameters through the statement cache: the transaction
+/// statements run for every batch, and were parsed anew each time.
 fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([])?;
     Ok(())
 }
 
 /// Runs one job in a savepoint, so a failing job leaves the others of its batch intact (none
-/// of its writes reaches the group transaction's commit).
-fn in_savepoint<R>(
-    conn: &Connection,
-    f: impl FnOnce(&Connection) -> rusqlite::Result<R>,
-) -> rusqlite::Result<R> {
+/// of its writes reaches the group transaction's commit). Fails only if the savepoint
+/// statements themselves fail; the job's own error is kept for its answer.
+fn in_savepoint(conn: &Connection, job: &mut Job) -> rusqlite::Result<()> {
     run_cached(conn, "SAVEPOINT job")?;
-    match f(conn) {
-        Ok(r) => {
-            run_cached(conn, "RELEASE job")?;
-            Ok(r)
-        }
-        Err(e) => {
-            run_cached(conn, "ROLLBACK TO job")?;
-            run_cached(conn, "RELEASE job")?;
-            Err(e)
-        }
+    if job.run(conn).is_err() && !conn.is_autocommit() {
+        run_cached(conn, "ROLLBACK TO job")?;
     }
+    if !conn.is_autocommit() {
+        run_cached(conn, "RELEASE job")?;
+    }
+    Ok(())
 }
 
 const COLUMNS: &str = "id, record, callback_type, callback_code, body, received_at, status, \
@@ -239,6 +312,69 @@ fn replay_one(conn: &Connection, id: &str, now: i64) -> rusqlite::Result<bool> {
     Ok(true)
 }
 
+/// Up to `limit` of a record's pending callbacks, oldest first.
+fn pending_of(
+    conn: &Connection,
+    record: &str,
+    limit: usize,
+) -> rusqlite::Result<Vec<StoredCallback>> {
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM callbacks WHERE record = ?1 AND status = 0 ORDER BY seq LIMIT ?2"
+    ))?
+    .query_map(params![record, limit as i64], from_row)?
+    .collect()
+}
+
+/// Records one attempt's outcome and extends `owner`'s lease on the record.
+fn record_outcome(
+    conn: &Connection,
+    owner: &str,
+    id: &str,
+    record: &str,
+    outcome: &Outcome,
+    lease: Duration,
+    now: i64,
+) -> rusqlite::Result<()> {
+    let (status, error, next_at) = match outcome {
+        Outcome::Delivered => (Status::Delivered, None, None),
+        Outcome::Dead { error } => (Status::Dead, Some(error), None),
+        Outcome::Retry { at, error } => (Status::Pending, Some(error), Some(millis(*at))),
+    };
+    let finished = (status != Status::Pending).then_some(now);
+    let changed = conn
+        .prepare_cached(
+            "UPDATE callbacks SET status = ?2, attempts = attempts + 1,
+               cycle_attempts = cycle_attempts + 1, last_error = ?3,
+               next_attempt_at = ?4, finished_at = ?5
+             WHERE id = ?1 AND status = 0",
+        )?
+        .execute(params![id, status.code(), error, next_at, finished])?;
+    let left = i64::from(changed > 0 && status != Status::Pending);
+    conn.prepare_cached(
+        "UPDATE record_queue SET pending = MAX(pending - ?2, 0), due_at = COALESCE(?3, due_at),
+           lease_until = CASE WHEN lease_owner = ?4 THEN ?5 ELSE lease_until END
+         WHERE record = ?1",
+    )?
+    .execute(params![
+        record,
+        left,
+        next_at,
+        owner,
+        now + duration_ms(lease)
+    ])?;
+    Ok(())
+}
+
+/// Gives up `owner`'s lease on a record (nothing if another worker holds it).
+fn release_lease(conn: &Connection, owner: &str, record: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE record_queue SET lease_owner = NULL, lease_until = NULL
+         WHERE record = ?1 AND lease_owner = ?2",
+    )?
+    .execute(params![record, owner])?;
+    Ok(())
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn insert(
@@ -274,7 +410,7 @@ impl Store for SqliteStore {
                    due_at = CASE WHEN pending = 0 THEN excluded.due_at ELSE due_at END",
             )?
             .execute(params![cb.record, now])?;
-            Ok(Inserted { id: cb.id, duplicate: false })
+            Ok(Inserted { id: cb.id.clone(), duplicate: false })
         })
         .await
     }
@@ -300,15 +436,10 @@ impl Store for SqliteStore {
             let mut lease_stmt = conn.prepare_cached(
                 "UPDATE record_queue SET lease_owner = ?2, lease_until = ?3 WHERE record = ?1",
             )?;
-            let mut pending_stmt = conn.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM callbacks WHERE record = ?1 AND status = 0 ORDER BY seq LIMIT ?2"
-            ))?;
             let mut claims = Vec::with_capacity(records.len());
             for record in records {
                 lease_stmt.execute(params![record, owner, now + duration_ms(lease)])?;
-                let callbacks = pending_stmt
-                    .query_map(params![record, per_record as i64], from_row)?
-                    .collect::<Result<Vec<_>, _>>()?;
+                let callbacks = pending_of(conn, &record, per_record)?;
                 claims.push(Claim { record, callbacks });
             }
             Ok(claims)
@@ -325,44 +456,59 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let (owner, id, record) = (owner.to_owned(), cb.id.clone(), cb.record.clone());
         self.call(move |conn| {
+            record_outcome(
+                conn,
+                &owner,
+                &id,
+                &record,
+                &outcome,
+                lease,
+                millis(Utc::now()),
+            )
+        })
+        .await
+    }
+
+    async fn finish_last(
+        &self,
+        owner: &str,
+        cb: &StoredCallback,
+        outcome: Outcome,
+        lease: Duration,
+        per_record: usize,
+    ) -> Result<Option<Vec<StoredCallback>>, StoreError> {
+        let (owner, id, record) = (owner.to_owned(), cb.id.clone(), cb.record.clone());
+        self.call(move |conn| {
             let now = millis(Utc::now());
-            let (status, error, next_at) = match outcome {
-                Outcome::Delivered => (Status::Delivered, None, None),
-                Outcome::Dead { error } => (Status::Dead, Some(error), None),
-                Outcome::Retry { at, error } => (Status::Pending, Some(error), Some(millis(at))),
+            record_outcome(conn, &owner, &id, &record, &outcome, lease, now)?;
+            let next = if matches!(outcome, Outcome::Retry { .. }) {
+                Vec::new()
+            } else {
+                // What a claim would hand over: the record is due, so its pending callbacks.
+                let due: bool = conn
+                    .prepare_cached(
+                        "SELECT EXISTS (SELECT 1 FROM record_queue
+                         WHERE record = ?1 AND pending > 0 AND due_at <= ?2 AND lease_owner = ?3)",
+                    )?
+                    .query_row(params![record, now, owner], |r| r.get(0))?;
+                if due {
+                    pending_of(conn, &record, per_record)?
+                } else {
+                    Vec::new()
+                }
             };
-            let finished = (status != Status::Pending).then_some(now);
-            let changed = conn
-                .prepare_cached(
-                    "UPDATE callbacks SET status = ?2, attempts = attempts + 1,
-                       cycle_attempts = cycle_attempts + 1, last_error = ?3,
-                       next_attempt_at = ?4, finished_at = ?5
-                     WHERE id = ?1 AND status = 0",
-                )?
-                .execute(params![id, status.code(), error, next_at, finished])?;
-            let left = i64::from(changed > 0 && status != Status::Pending);
-            conn.prepare_cached(
-                "UPDATE record_queue SET pending = MAX(pending - ?2, 0), due_at = COALESCE(?3, due_at),
-                   lease_until = CASE WHEN lease_owner = ?4 THEN ?5 ELSE lease_until END
-                 WHERE record = ?1",
-            )?
-            .execute(params![record, left, next_at, owner, now + duration_ms(lease)])?;
-            Ok(())
+            if next.is_empty() {
+                release_lease(conn, &owner, &record)?;
+            }
+            Ok(Some(next))
         })
         .await
     }
 
     async fn release(&self, owner: &str, record: &str) -> Result<(), StoreError> {
         let (owner, record) = (owner.to_owned(), record.to_owned());
-        self.call(move |conn| {
-            conn.prepare_cached(
-                "UPDATE record_queue SET lease_owner = NULL, lease_until = NULL
-                 WHERE record = ?1 AND lease_owner = ?2",
-            )?
-            .execute(params![record, owner])?;
-            Ok(())
-        })
-        .await
+        self.call(move |conn| release_lease(conn, &owner, &record))
+            .await
     }
 
     async fn release_all(&self, owner: &str) -> Result<(), StoreError> {
@@ -370,7 +516,7 @@ impl Store for SqliteStore {
         self.call(move |conn| {
             conn.execute(
                 "UPDATE record_queue SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?1",
-                [owner],
+                [&owner],
             )?;
             Ok(())
         })
@@ -381,7 +527,7 @@ impl Store for SqliteStore {
         let id = id.to_owned();
         self.call(move |conn| {
             conn.prepare_cached(&format!("SELECT {COLUMNS} FROM callbacks WHERE id = ?1"))?
-                .query_row([id], from_row)
+                .query_row([&id], from_row)
                 .optional()
         })
         .await
@@ -427,7 +573,9 @@ impl Store for SqliteStore {
         self.call(move |conn| {
             let now = millis(Utc::now());
             let ids: Vec<String> = conn
-                .prepare_cached("SELECT id FROM callbacks WHERE status = 2 ORDER BY seq")?
+                .prepare_cached(
+                    "SELECT id FROM callbacks WHERE status <> 1 AND status = 2 ORDER BY seq",
+                )?
                 .query_map([], |r| r.get(0))?
                 .collect::<Result<_, _>>()?;
             for id in &ids {
@@ -445,16 +593,19 @@ impl Store for SqliteStore {
 
     async fn backlog(&self) -> Result<Backlog, StoreError> {
         self.call(|conn| {
-            let count = |status: i16| -> rusqlite::Result<u64> {
-                conn.prepare_cached("SELECT COUNT(*) FROM callbacks WHERE status = ?1")?
-                    .query_row([status], |r| r.get(0))
+            // `status <> 1` repeats the partial index's condition, so the planner uses
+            // `callbacks_unfinished` (it does not infer it from `status = 0`).
+            let count = |sql: &str| -> rusqlite::Result<u64> {
+                conn.prepare_cached(sql)?.query_row([], |r| r.get(0))
             };
             let oldest: Option<i64> = conn
-                .prepare_cached("SELECT MIN(received_at) FROM callbacks WHERE status = 0")?
+                .prepare_cached(
+                    "SELECT MIN(received_at) FROM callbacks WHERE status <> 1 AND status = 0",
+                )?
                 .query_row([], |r| r.get(0))?;
             Ok(Backlog {
-                pending: count(Status::Pending.code())?,
-                dead: count(Status::Dead.code())?,
+                pending: count("SELECT COUNT(*) FROM callbacks WHERE status <> 1 AND status = 0")?,
+                dead: count("SELECT COUNT(*) FROM callbacks WHERE status <> 1 AND status = 2")?,
                 oldest_pending_at: oldest.map(from_millis),
             })
         })
@@ -464,11 +615,22 @@ impl Store for SqliteStore {
     async fn prune(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let before = millis(before);
         self.call(move |conn| {
+            // `seq` follows the received order, so the callbacks received before `before` are
+            // (nearly all) those below the first `seq` received since: found by reading the
+            // table from its start, which visits only rows about to be deleted (and pending
+            // ones). A straggler received just before `before` but stored after a later one
+            // goes at the next prune; nothing received since `before` is deleted.
+            let bound: Option<i64> = conn
+                .prepare_cached(
+                    "SELECT seq FROM callbacks WHERE received_at >= ?1 ORDER BY seq LIMIT 1",
+                )?
+                .query_row([before], |r| r.get(0))
+                .optional()?;
             let n = conn
                 .prepare_cached(
-                    "DELETE FROM callbacks WHERE status IN (1, 2) AND received_at < ?1",
+                    "DELETE FROM callbacks WHERE seq < ?2 AND status IN (1, 2) AND received_at < ?1",
                 )?
-                .execute([before])?;
+                .execute(params![before, bound.unwrap_or(i64::MAX)])?;
             conn.prepare_cached("DELETE FROM dedup WHERE received_at < ?1")?
                 .execute([before])?;
             Ok(n as u64)
@@ -593,5 +755,99 @@ mod tests {
                 duplicate: true
             }
         );
+    }
+
+    #[tokio::test]
+    async fn finish_last_hands_over_the_next_callbacks_or_releases() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("x.db")).await.unwrap();
+        let window = Duration::from_secs(60);
+        let lease = Duration::from_secs(60);
+        for i in 0..3 {
+            store
+                .insert(
+                    new_cb(&format!("a{i}"), "a", &format!("{{\"n\":{i}}}")),
+                    window,
+                )
+                .await
+                .unwrap();
+        }
+        let claim = store.claim("w1", 10, 1, lease).await.unwrap();
+        let a0 = claim[0].callbacks[0].clone();
+        assert_eq!(a0.id, "a0");
+        // More are pending: they come with the outcome, and the lease is kept.
+        let more = store
+            .finish_last("w1", &a0, Outcome::Delivered, lease, 5)
+            .await
+            .unwrap()
+            .unwrap();
+        let ids: Vec<_> = more.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["a1", "a2"]);
+        assert!(store.claim("w2", 10, 5, lease).await.unwrap().is_empty());
+        store
+            .finish("w1", &more[0], Outcome::Delivered, lease)
+            .await
+            .unwrap();
+        // Nothing left: the lease is given up, so the next callback is claimable at once.
+        let none = store
+            .finish_last("w1", &more[1], Outcome::Delivered, lease, 5)
+            .await
+            .unwrap();
+        assert!(none.unwrap().is_empty());
+        store
+            .insert(new_cb("a3", "a", "{\"n\":3}"), window)
+            .await
+            .unwrap();
+        let claim = store.claim("w2", 10, 5, lease).await.unwrap();
+        let a3 = claim[0].callbacks[0].clone();
+        assert_eq!(a3.id, "a3");
+        // A retry releases the record too, and it waits until the retry is due.
+        let at = Utc::now() + chrono::Duration::hours(1);
+        let retry = Outcome::Retry {
+            at,
+            error: "later".into(),
+        };
+        let none = store.finish_last("w2", &a3, retry, lease, 5).await.unwrap();
+        assert!(none.unwrap().is_empty());
+        assert!(store.claim("w3", 10, 5, lease).await.unwrap().is_empty());
+        let a3 = store.get("a3").await.unwrap().unwrap();
+        assert_eq!((a3.status, a3.attempts), (Status::Pending, 1));
+        let delivered = store.get("a2").await.unwrap().unwrap();
+        assert_eq!(delivered.status, Status::Delivered);
+    }
+
+    #[tokio::test]
+    async fn a_failing_job_leaves_the_rest_of_its_batch_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("x.db")).await.unwrap();
+        let window = Duration::from_secs(60);
+        store
+            .insert(new_cb("taken", "r", "{\"n\":-1}"), window)
+            .await
+            .unwrap();
+        // Sent together, so they share group transactions; one reuses a stored id and fails
+        // (the UNIQUE constraint), which sends its batch through the savepoint path.
+        let tasks: Vec<_> = (0..50)
+            .map(|i| {
+                let store = store.clone();
+                let id = if i == 25 {
+                    "taken".to_owned()
+                } else {
+                    format!("id{i}")
+                };
+                tokio::spawn(async move {
+                    store
+                        .insert(new_cb(&id, "r", &format!("{{\"n\":{i}}}")), window)
+                        .await
+                })
+            })
+            .collect();
+        for (i, t) in tasks.into_iter().enumerate() {
+            let result = t.await.unwrap();
+            assert_eq!(result.is_err(), i == 25, "{i}: {result:?}");
+        }
+        let (_, list) = store.list("r", &[]).await.unwrap();
+        assert_eq!(list.len(), 50);
+        assert_eq!(store.backlog().await.unwrap().pending, 50);
     }
 }
