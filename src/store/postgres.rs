@@ -93,7 +93,10 @@ struct FinishJob {
     record: String,
     outcome: Outcome,
     lease: Duration,
-    reply: oneshot::Sender<Result<(), StoreError>>,
+    /// [`Store::finish_last`]: settle the record too, handing over up to this many more of its
+    /// callbacks (or giving the lease up).
+    last: Option<usize>,
+    reply: oneshot::Sender<Result<Option<Vec<StoredCallback>>, StoreError>>,
 }
 
 /// One record lease to give back, and where the answer goes.
@@ -130,6 +133,26 @@ fn from_row(row: &Row) -> StoredCallback {
         next_attempt_at: row.get::<_, Option<i64>>(10).map(from_millis),
         finished_at: row.get::<_, Option<i64>>(11).map(from_millis),
     }
+}
+
+/// Up to `per_record` pending callbacks of each of `records`, oldest first.
+async fn pending_of<R: AsRef<str> + ToSql + Sync>(
+    client: &Object,
+    records: &[R],
+    per_record: usize,
+) -> Result<Vec<StoredCallback>, PgError> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM (
+                   SELECT *, row_number() OVER (PARTITION BY record ORDER BY seq) AS rn
+                   FROM okra_callbacks WHERE record = ANY($1) AND status = 0
+                 ) t WHERE rn <= $2 ORDER BY record, seq"
+            ),
+            &[&records, &(per_record as i64)],
+        )
+        .await?;
+    Ok(rows.iter().map(from_row).collect())
 }
 
 impl PostgresStore {
@@ -274,18 +297,18 @@ impl Batched for InsertJob {
 }
 
 impl Batched for FinishJob {
-    type Answer = ();
+    type Answer = Option<Vec<StoredCallback>>;
     const WHAT: &'static str = "recording outcomes";
 
     fn exclusive_record(&self) -> Option<&str> {
         Some(&self.record)
     }
 
-    fn run<'a>(db: &'a Db, jobs: &'a [Self]) -> BoxFuture<'a, BatchResult<()>> {
+    fn run<'a>(db: &'a Db, jobs: &'a [Self]) -> BoxFuture<'a, BatchResult<Self::Answer>> {
         Box::pin(db.finish_batch(jobs))
     }
 
-    fn answer(self, answer: Result<(), StoreError>) {
+    fn answer(self, answer: Result<Self::Answer, StoreError>) {
         let _ = self.reply.send(answer);
     }
 }
@@ -591,9 +614,16 @@ impl Db {
     /// their owner, and a job whose worker no longer owns the lease hears
     /// [`StoreError::LeaseLost`].
     ///
+    /// A [`Store::finish_last`] job also settles the record in the same statement: when it was
+    /// not a retry and more of the record's callbacks are due, the lease is extended and they
+    /// are read and handed over (after the commit, so the outcome is durable first); otherwise
+    /// the lease is given up — `lease_until` cleared, which makes the record claimable, while
+    /// `lease_owner` stays, so the answer can still tell the owner apart (a `RETURNING` clause
+    /// sees only the new row).
+    ///
     /// Lock order, as for inserts: the records' queue rows first, in record order (`lk`; `u` is
     /// gated by a one-time filter on it), then the callbacks' rows.
-    async fn finish_batch(&self, jobs: &[FinishJob]) -> BatchResult<()> {
+    async fn finish_batch(&self, jobs: &[FinishJob]) -> BatchResult<Option<Vec<StoredCallback>>> {
         let now = Utc::now();
         let mut ids = Vec::with_capacity(jobs.len());
         let mut records = Vec::with_capacity(jobs.len());
@@ -605,6 +635,7 @@ impl Db {
         let mut leaves = Vec::with_capacity(jobs.len());
         let mut retry_ins = Vec::with_capacity(jobs.len());
         let mut leases = Vec::with_capacity(jobs.len());
+        let mut lasts = Vec::with_capacity(jobs.len());
         for job in jobs {
             let (status, error, next_at) = match &job.outcome {
                 Outcome::Delivered => (Status::Delivered, None, None),
@@ -622,8 +653,9 @@ impl Db {
             finished_ats.push((status != Status::Pending).then_some(millis(now)));
             leaves.push(status != Status::Pending);
             leases.push(duration_ms(job.lease));
+            lasts.push(job.last.is_some());
         }
-        let params: [&(dyn ToSql + Sync); 10] = [
+        let params: [&(dyn ToSql + Sync); 11] = [
             &ids,
             &records,
             &owners,
@@ -634,14 +666,19 @@ impl Db {
             &leaves,
             &retry_ins,
             &leases,
+            &lasts,
         ];
+        // Every value of the queue row is read from the row being updated (`r`), never from a
+        // copy taken earlier in the statement: the row is re-read after its lock is granted,
+        // so a count an insert committed meanwhile is not lost.
+        const LEAVES: &str = "CASE WHEN i.leaves AND i.id IN (SELECT id FROM u) THEN 1 ELSE 0 END";
         let sql = format!(
             "WITH input AS (
                SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::smallint[],
                                     $5::text[], $6::bigint[], $7::bigint[], $8::bool[],
-                                    $9::bigint[], $10::bigint[])
+                                    $9::bigint[], $10::bigint[], $11::bool[])
                  WITH ORDINALITY AS t(id, record, owner, status, error, next_at, finished_at,
-                                      leaves, retry_in, lease, n)
+                                      leaves, retry_in, lease, last, n)
              ), lk AS (
                SELECT record FROM okra_record_queue WHERE record IN (SELECT record FROM input)
                ORDER BY record FOR UPDATE
@@ -654,53 +691,97 @@ impl Db {
                RETURNING c.id
              )
              UPDATE okra_record_queue r SET
-               pending = GREATEST(r.pending - CASE WHEN i.leaves AND i.id IN (SELECT id FROM u)
-                                                   THEN 1 ELSE 0 END, 0),
+               pending = GREATEST(r.pending - {LEAVES}, 0),
                due_at = CASE WHEN r.lease_owner = i.owner AND i.retry_in IS NOT NULL
                              THEN {NOW_MS} + i.retry_in ELSE r.due_at END,
-               lease_until = CASE WHEN r.lease_owner = i.owner THEN {NOW_MS} + i.lease
-                                  ELSE r.lease_until END
+               lease_until = CASE
+                 WHEN r.lease_owner IS DISTINCT FROM i.owner THEN r.lease_until
+                 WHEN i.last AND NOT (i.retry_in IS NULL AND r.due_at <= {NOW_MS}
+                                      AND r.pending - {LEAVES} > 0) THEN NULL
+                 ELSE {NOW_MS} + i.lease END
              FROM input i WHERE r.record = i.record
-             RETURNING i.n, r.lease_owner IS NOT DISTINCT FROM i.owner"
+             RETURNING i.n, r.lease_owner IS NOT DISTINCT FROM i.owner,
+                       i.last AND r.lease_until IS NOT NULL"
         );
         let client = self.client().await.map_err(BatchFailed::connection)?;
         let result = self
             .timed(async {
                 let stmt = client.prepare_cached(&sql).await?;
                 let rows = client.query(&stmt, &params).await?;
-                let mut owned = vec![false; jobs.len()];
+                let mut settled = vec![(false, false); jobs.len()];
                 for row in rows {
                     let n: i64 = row.get(0);
-                    if let Some(slot) = usize::try_from(n - 1).ok().and_then(|i| owned.get_mut(i)) {
-                        *slot = row.get(1);
+                    if let Some(slot) = usize::try_from(n - 1).ok().and_then(|i| settled.get_mut(i))
+                    {
+                        *slot = (row.get(1), row.get(2));
                     }
                 }
-                Ok(owned)
+                // The callbacks handed over with a kept lease: read after the commit.
+                let kept: Vec<&str> = jobs
+                    .iter()
+                    .zip(&settled)
+                    .filter(|(_, (owned, kept))| *owned && *kept)
+                    .map(|(job, _)| job.record.as_str())
+                    .collect();
+                let most = jobs.iter().filter_map(|j| j.last).max().unwrap_or(0);
+                let next = if kept.is_empty() {
+                    Vec::new()
+                } else {
+                    pending_of(&client, &kept, most).await?
+                };
+                Ok((settled, next))
             })
             .await;
-        let owned = self.settle_batch(client, result)?;
-        Ok(jobs
-            .iter()
-            .zip(owned)
-            .map(|(job, owned)| {
-                if owned {
-                    Ok(())
-                } else {
-                    Err(StoreError::LeaseLost(job.record.clone()))
+        let (settled, mut next) = self.settle_batch(client, result)?;
+        let mut answers = Vec::with_capacity(jobs.len());
+        let (mut emptied, mut emptied_owners) = (Vec::new(), Vec::new());
+        for (job, (owned, kept)) in jobs.iter().zip(settled) {
+            if !owned {
+                answers.push(Err(StoreError::LeaseLost(job.record.clone())));
+                continue;
+            }
+            let Some(per_record) = job.last else {
+                answers.push(Ok(None));
+                continue;
+            };
+            let mut mine: Vec<StoredCallback> = Vec::new();
+            if kept {
+                next.retain(|cb| {
+                    if cb.record == job.record && mine.len() < per_record {
+                        mine.push(cb.clone());
+                        false
+                    } else {
+                        true
+                    }
+                });
+                if mine.is_empty() {
+                    // The count promised more than there was: give the lease up after all.
+                    emptied.push(job.record.as_str());
+                    emptied_owners.push(job.owner.as_str());
                 }
-            })
-            .collect())
+            }
+            answers.push(Ok(Some(mine)));
+        }
+        if !emptied.is_empty() {
+            if let Err(e) = self.release_leases(&emptied, &emptied_owners).await {
+                tracing::warn!(error = %e.error, "cannot release record leases; they expire by themselves");
+            }
+        }
+        Ok(answers)
     }
 
-    /// Gives back a batch of leases (of distinct records) in one statement, queue rows locked
-    /// in record order like every other writer. A lease another worker holds by now is left
-    /// alone.
     /// Gives back a batch of leases (of distinct records) in one statement, queue rows locked
     /// in record order like every other writer. A lease another worker holds by now is left
     /// alone.
     async fn release_batch(&self, jobs: &[ReleaseJob]) -> BatchResult<()> {
         let records: Vec<&str> = jobs.iter().map(|j| j.record.as_str()).collect();
         let owners: Vec<&str> = jobs.iter().map(|j| j.owner.as_str()).collect();
+        self.release_leases(&records, &owners).await?;
+        Ok(jobs.iter().map(|_| Ok(())).collect())
+    }
+
+    /// Gives up `owners[i]`'s lease on `records[i]`, for each `i`.
+    async fn release_leases(&self, records: &[&str], owners: &[&str]) -> Result<(), BatchFailed> {
         let client = self.client().await.map_err(BatchFailed::connection)?;
         let result = self
             .timed(async {
@@ -722,8 +803,7 @@ impl Db {
                 client.execute(&stmt, &[&records, &owners]).await
             })
             .await;
-        self.settle_batch(client, result)?;
-        Ok(jobs.iter().map(|_| Ok(())).collect())
+        self.settle_batch(client, result).map(drop)
     }
 
     /// Like [`Db::settle`], telling apart what the database refused (worth trying the jobs one
@@ -841,21 +921,11 @@ impl Store for PostgresStore {
                 if records.is_empty() {
                     return Ok((records, Vec::new()));
                 }
-                let rows = client
-                    .query(
-                        &format!(
-                            "SELECT {COLUMNS} FROM (
-                               SELECT *, row_number() OVER (PARTITION BY record ORDER BY seq) AS rn
-                               FROM okra_callbacks WHERE record = ANY($1) AND status = 0
-                             ) t WHERE rn <= $2 ORDER BY record, seq"
-                        ),
-                        &[&records, &(per_record as i64)],
-                    )
-                    .await?;
-                Ok((records, rows))
+                let pending = pending_of(&client, &records, per_record).await?;
+                Ok((records, pending))
             })
             .await;
-        let (records, rows) = self.db.settle(client, result)?;
+        let (records, pending) = self.db.settle(client, result)?;
         let mut claims: Vec<Claim> = records
             .into_iter()
             .map(|record| Claim {
@@ -863,8 +933,7 @@ impl Store for PostgresStore {
                 callbacks: Vec::new(),
             })
             .collect();
-        for row in &rows {
-            let cb = from_row(row);
+        for cb in pending {
             if let Some(claim) = claims.iter_mut().find(|c| c.record == cb.record) {
                 claim.callbacks.push(cb);
             }
@@ -886,6 +955,30 @@ impl Store for PostgresStore {
             record: cb.record.clone(),
             outcome,
             lease,
+            last: None,
+            reply,
+        };
+        let stopped = || StoreError::Unavailable("the store's outcome queue has stopped".into());
+        self.finishes.send(job).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?.map(drop)
+    }
+
+    async fn finish_last(
+        &self,
+        owner: &str,
+        cb: &StoredCallback,
+        outcome: Outcome,
+        lease: Duration,
+        per_record: usize,
+    ) -> Result<Option<Vec<StoredCallback>>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let job = FinishJob {
+            owner: owner.to_owned(),
+            id: cb.id.clone(),
+            record: cb.record.clone(),
+            outcome,
+            lease,
+            last: Some(per_record.max(1)),
             reply,
         };
         let stopped = || StoreError::Unavailable("the store's outcome queue has stopped".into());

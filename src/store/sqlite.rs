@@ -758,65 +758,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn finish_last_hands_over_the_next_callbacks_or_releases() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path().join("x.db")).await.unwrap();
-        let window = Duration::from_secs(60);
-        let lease = Duration::from_secs(60);
-        for i in 0..3 {
-            store
-                .insert(
-                    new_cb(&format!("a{i}"), "a", &format!("{{\"n\":{i}}}")),
-                    window,
-                )
-                .await
-                .unwrap();
-        }
-        let claim = store.claim("w1", 10, 1, lease).await.unwrap();
-        let a0 = claim[0].callbacks[0].clone();
-        assert_eq!(a0.id, "a0");
-        // More are pending: they come with the outcome, and the lease is kept.
-        let more = store
-            .finish_last("w1", &a0, Outcome::Delivered, lease, 5)
-            .await
-            .unwrap()
-            .unwrap();
-        let ids: Vec<_> = more.iter().map(|c| c.id.as_str()).collect();
-        assert_eq!(ids, ["a1", "a2"]);
-        assert!(store.claim("w2", 10, 5, lease).await.unwrap().is_empty());
-        store
-            .finish("w1", &more[0], Outcome::Delivered, lease)
-            .await
-            .unwrap();
-        // Nothing left: the lease is given up, so the next callback is claimable at once.
-        let none = store
-            .finish_last("w1", &more[1], Outcome::Delivered, lease, 5)
-            .await
-            .unwrap();
-        assert!(none.unwrap().is_empty());
-        store
-            .insert(new_cb("a3", "a", "{\"n\":3}"), window)
-            .await
-            .unwrap();
-        let claim = store.claim("w2", 10, 5, lease).await.unwrap();
-        let a3 = claim[0].callbacks[0].clone();
-        assert_eq!(a3.id, "a3");
-        // A retry releases the record too, and it waits until the retry is due.
-        let at = Utc::now() + chrono::Duration::hours(1);
-        let retry = Outcome::Retry {
-            at,
-            error: "later".into(),
-        };
-        let none = store.finish_last("w2", &a3, retry, lease, 5).await.unwrap();
-        assert!(none.unwrap().is_empty());
-        assert!(store.claim("w3", 10, 5, lease).await.unwrap().is_empty());
-        let a3 = store.get("a3").await.unwrap().unwrap();
-        assert_eq!((a3.status, a3.attempts), (Status::Pending, 1));
-        let delivered = store.get("a2").await.unwrap().unwrap();
-        assert_eq!(delivered.status, Status::Delivered);
-    }
-
-    #[tokio::test]
     async fn a_failing_job_leaves_the_rest_of_its_batch_intact() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path().join("x.db")).await.unwrap();

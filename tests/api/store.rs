@@ -318,7 +318,91 @@ async fn a_refused_callback_does_not_fail_its_neighbours(backend: Backend) {
     }
 }
 
+/// `finish_last` records the last outcome of a worker's run and, in the same write, either
+/// hands over the record's next callbacks (keeping the lease) or gives the lease up — always
+/// after a retry; a worker whose lease was taken over hears so.
+async fn finish_last_hands_over_the_next_callbacks_or_releases(backend: Backend) {
+    let (_db, store) = open(backend).await;
+    let now = chrono::Duration::zero();
+    for i in 0..3 {
+        store
+            .insert(new_cb(&format!("a{i}"), "a", now), WINDOW)
+            .await
+            .unwrap();
+    }
+    let claim = store.claim("w1", 10, 1, LEASE).await.unwrap();
+    let a0 = claim[0].callbacks[0].clone();
+    assert_eq!(a0.id, "a0");
+    // More are pending: they come with the outcome, and the lease is kept.
+    let more = store
+        .finish_last("w1", &a0, Outcome::Delivered, LEASE, 5)
+        .await
+        .unwrap()
+        .unwrap();
+    let ids: Vec<_> = more.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["a1", "a2"]);
+    assert!(
+        store.claim("w2", 10, 5, LEASE).await.unwrap().is_empty(),
+        "still leased"
+    );
+    store
+        .finish("w1", &more[0], Outcome::Delivered, LEASE)
+        .await
+        .unwrap();
+    // Nothing left: the lease is given up, so the next callback is claimable at once.
+    let none = store
+        .finish_last("w1", &more[1], Outcome::Delivered, LEASE, 5)
+        .await
+        .unwrap();
+    assert!(none.unwrap().is_empty());
+    store.insert(new_cb("a3", "a", now), WINDOW).await.unwrap();
+    let claim = store.claim("w2", 10, 5, LEASE).await.unwrap();
+    let a3 = claim[0].callbacks[0].clone();
+    assert_eq!(a3.id, "a3");
+    store.insert(new_cb("b0", "b", now), WINDOW).await.unwrap();
+    if backend == Backend::Postgres {
+        // Shared by replicas: an old owner's outcome is recorded, but it hears it lost the
+        // lease. (The embedded store has one owner, its own process.)
+        let lost = store
+            .finish_last("w1", &a3, Outcome::Delivered, LEASE, 5)
+            .await;
+        assert!(
+            matches!(lost, Err(store::StoreError::LeaseLost(_))),
+            "{lost:?}"
+        );
+        store.replay("a3").await.unwrap();
+    }
+    // A retry releases the record too, and it waits until the retry is due.
+    let retry = Outcome::Retry {
+        at: Utc::now() + chrono::Duration::hours(1),
+        error: "later".into(),
+    };
+    let none = store.finish_last("w2", &a3, retry, LEASE, 5).await.unwrap();
+    assert!(none.unwrap().is_empty());
+    let claims = store.claim("w3", 10, 5, LEASE).await.unwrap();
+    assert_eq!(
+        claims.iter().map(|c| c.record.as_str()).collect::<Vec<_>>(),
+        ["b"],
+        "record a waits for its retry"
+    );
+    let a3 = store.get("a3").await.unwrap().unwrap();
+    let expected_attempts = if matches!(backend, Backend::Postgres) {
+        2
+    } else {
+        1
+    };
+    assert_eq!(
+        (a3.status, a3.attempts),
+        (Status::Pending, expected_attempts)
+    );
+    assert_eq!(
+        store.get("a2").await.unwrap().unwrap().status,
+        Status::Delivered
+    );
+}
+
 both_stores!(
+    finish_last_hands_over_the_next_callbacks_or_releases,
     concurrent_inserts_store_each_body_once,
     a_refused_callback_does_not_fail_its_neighbours,
     a_leased_record_is_not_claimed_again_until_released_or_expired,
