@@ -9,6 +9,8 @@
 # Knobs (environment): ROUNDS=3 DURATION=10 CONNECTIONS=64 THREADS=2 RECORDS=500.
 # COMPARE_BIN=path/to/another/okra-callbacks adds that binary (say, a build of an earlier
 # commit) as a third contender, alternated with the other two: "compare" in the output.
+# RECEIVER_ARGS="--workers 1" passes extra flags to the receivers' `serve` (e.g. to see the
+# acknowledging path with the dispatcher nearly idle).
 # Needs wrk (Debian: apt-get install -y wrk) and curl; psql for the PostgreSQL mode.
 # Prints one line per run, then medians: requests/s, p50/p99 latency, idle and peak RSS.
 set -euo pipefail
@@ -85,7 +87,8 @@ run_one() {
       else
         db_url="sqlite://$work/$name-round$round.db"
       fi
-      "$bin" serve --listen "127.0.0.1:$port" --database-url "$db_url" 2>"$work/$name.log" &
+      # shellcheck disable=SC2086 # RECEIVER_ARGS is a list of flags
+      "$bin" serve --listen "127.0.0.1:$port" --database-url "$db_url" ${RECEIVER_ARGS:-} 2>"$work/$name.log" &
       pid=$!
       wait_http "http://127.0.0.1:$port/readyz"
       ;;
