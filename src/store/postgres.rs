@@ -77,10 +77,11 @@ pub struct PostgresStore {
     releases: mpsc::Sender<ReleaseJob>,
 }
 
-/// The connection pool and the bound on each operation.
+/// A connection pool and the bound on each operation. A store has two: one that only stores
+/// callbacks, and one for everything else.
 #[derive(Clone)]
 struct Db {
-    /// The connections, shared by the HTTP handlers and the dispatcher.
+    /// The connections.
     pool: Pool,
     /// How long one operation may take before the store counts as unavailable.
     timeout: Duration,
