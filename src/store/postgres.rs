@@ -239,6 +239,42 @@ impl PostgresStore {
     }
 }
 
+impl PostgresStore {
+    /// Queues a handler outcome for the next group commit and waits for it; see
+    /// [`Db::finish_batch`].
+    async fn record_outcome(
+        &self,
+        owner: &str,
+        cb: &StoredCallback,
+        outcome: Outcome,
+        lease: Duration,
+        last: Option<usize>,
+    ) -> Result<Option<Vec<StoredCallback>>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let job = FinishJob {
+            owner: owner.to_owned(),
+            id: cb.id.clone(),
+            record: cb.record.clone(),
+            outcome,
+            lease,
+            last,
+            reply,
+        };
+        submit(&self.finishes, job, answer).await
+    }
+}
+
+/// Hands `job` to its group-commit queue and waits for its answer.
+async fn submit<J, T>(
+    queue: &mpsc::Sender<J>,
+    job: J,
+    answer: oneshot::Receiver<Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    let stopped = || StoreError::Unavailable("the store's write queue has stopped".into());
+    queue.send(job).await.map_err(|_| stopped())?;
+    answer.await.map_err(|_| stopped())?
+}
+
 /// A write that can be group-committed with others of its kind.
 trait Batched: Sized + Send + 'static {
     /// What the caller hears back.
@@ -882,9 +918,7 @@ impl Store for PostgresStore {
             dedup_window,
             reply,
         };
-        let stopped = || StoreError::Unavailable("the store's insert queue has stopped".into());
-        self.inserts.send(job).await.map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        submit(&self.inserts, job, answer).await
     }
 
     async fn claim(
@@ -949,19 +983,9 @@ impl Store for PostgresStore {
         outcome: Outcome,
         lease: Duration,
     ) -> Result<(), StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let job = FinishJob {
-            owner: owner.to_owned(),
-            id: cb.id.clone(),
-            record: cb.record.clone(),
-            outcome,
-            lease,
-            last: None,
-            reply,
-        };
-        let stopped = || StoreError::Unavailable("the store's outcome queue has stopped".into());
-        self.finishes.send(job).await.map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?.map(drop)
+        self.record_outcome(owner, cb, outcome, lease, None)
+            .await
+            .map(drop)
     }
 
     async fn finish_last(
@@ -972,19 +996,8 @@ impl Store for PostgresStore {
         lease: Duration,
         per_record: usize,
     ) -> Result<Option<Vec<StoredCallback>>, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let job = FinishJob {
-            owner: owner.to_owned(),
-            id: cb.id.clone(),
-            record: cb.record.clone(),
-            outcome,
-            lease,
-            last: Some(per_record.max(1)),
-            reply,
-        };
-        let stopped = || StoreError::Unavailable("the store's outcome queue has stopped".into());
-        self.finishes.send(job).await.map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        self.record_outcome(owner, cb, outcome, lease, Some(per_record.max(1)))
+            .await
     }
 
     async fn release(&self, owner: &str, record: &str) -> Result<(), StoreError> {
@@ -994,9 +1007,7 @@ impl Store for PostgresStore {
             record: record.to_owned(),
             reply,
         };
-        let stopped = || StoreError::Unavailable("the store's release queue has stopped".into());
-        self.releases.send(job).await.map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        submit(&self.releases, job, answer).await
     }
 
     async fn release_all(&self, owner: &str) -> Result<(), StoreError> {
