@@ -136,12 +136,12 @@ fn from_row(row: &Row) -> StoredCallback {
     }
 }
 
-/// Up to `per_record` pending callbacks of each of `records`, oldest first.
+/// Up to `per_record` pending callbacks of each of `records`, by record, oldest first.
 async fn pending_of<R: AsRef<str> + ToSql + Sync>(
     client: &Object,
     records: &[R],
     per_record: usize,
-) -> Result<Vec<StoredCallback>, PgError> {
+) -> Result<HashMap<String, Vec<StoredCallback>>, PgError> {
     let rows = client
         .query(
             &format!(
@@ -153,7 +153,11 @@ async fn pending_of<R: AsRef<str> + ToSql + Sync>(
             &[&records, &(per_record as i64)],
         )
         .await?;
-    Ok(rows.iter().map(from_row).collect())
+    let mut by_record: HashMap<String, Vec<StoredCallback>> = HashMap::new();
+    for cb in rows.iter().map(from_row) {
+        by_record.entry(cb.record.clone()).or_default().push(cb);
+    }
+    Ok(by_record)
 }
 
 impl PostgresStore {
@@ -762,7 +766,7 @@ impl Db {
                     .collect();
                 let most = jobs.iter().filter_map(|j| j.last).max().unwrap_or(0);
                 let next = if kept.is_empty() {
-                    Vec::new()
+                    HashMap::new()
                 } else {
                     pending_of(&client, &kept, most).await?
                 };
@@ -781,16 +785,11 @@ impl Db {
                 answers.push(Ok(None));
                 continue;
             };
-            let mut mine: Vec<StoredCallback> = Vec::new();
+            let mut mine = Vec::new();
             if kept {
-                next.retain(|cb| {
-                    if cb.record == job.record && mine.len() < per_record {
-                        mine.push(cb.clone());
-                        false
-                    } else {
-                        true
-                    }
-                });
+                // The batch holds one job per record, so each record's callbacks are its own.
+                mine = next.remove(&job.record).unwrap_or_default();
+                mine.truncate(per_record);
                 if mine.is_empty() {
                     // The count promised more than there was: give the lease up after all.
                     emptied.push(job.record.as_str());
@@ -954,26 +953,20 @@ impl Store for PostgresStore {
                     .map(|r| r.get(0))
                     .collect();
                 if records.is_empty() {
-                    return Ok((records, Vec::new()));
+                    return Ok((records, HashMap::new()));
                 }
                 let pending = pending_of(&client, &records, per_record).await?;
                 Ok((records, pending))
             })
             .await;
-        let (records, pending) = self.db.settle(client, result)?;
-        let mut claims: Vec<Claim> = records
+        let (records, mut pending) = self.db.settle(client, result)?;
+        Ok(records
             .into_iter()
             .map(|record| Claim {
+                callbacks: pending.remove(&record).unwrap_or_default(),
                 record,
-                callbacks: Vec::new(),
             })
-            .collect();
-        for cb in pending {
-            if let Some(claim) = claims.iter_mut().find(|c| c.record == cb.record) {
-                claim.callbacks.push(cb);
-            }
-        }
-        Ok(claims)
+            .collect())
     }
 
     async fn finish(
