@@ -587,3 +587,20 @@ pub async fn spawn_with_store(
     };
     (app, seen)
 }
+
+/// An error answer's status, `error.code` and `error.message` — checking the body has the
+/// contract's shape and a message that says something.
+pub async fn error_body(response: reqwest::Response) -> (u16, String, String) {
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.expect("error bodies are JSON");
+    let code = body["error"]["code"]
+        .as_str()
+        .expect("error.code")
+        .to_owned();
+    let message = body["error"]["message"]
+        .as_str()
+        .expect("error.message")
+        .to_owned();
+    assert!(!message.is_empty(), "an empty error message for {code}");
+    (status, code, message)
+}

@@ -2,25 +2,10 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::both_stores;
-use crate::helpers::{app, callback, fixture, Backend};
-
-async fn error_code(response: reqwest::Response) -> (u16, String, String) {
-    let status = response.status().as_u16();
-    let body: Value = response.json().await.expect("error bodies are JSON");
-    let code = body["error"]["code"]
-        .as_str()
-        .expect("error.code")
-        .to_owned();
-    let message = body["error"]["message"]
-        .as_str()
-        .expect("error.message")
-        .to_owned();
-    assert!(!message.is_empty());
-    (status, code, message)
-}
+use crate::helpers::{app, callback, error_body, fixture, Backend};
 
 async fn acknowledges_every_fixture_and_hands_it_over(backend: Backend) {
     let mut app = app(backend).await.spawn().await;
@@ -148,7 +133,7 @@ async fn bad_requests_get_the_contract_errors(backend: Backend) {
         ),
     ];
     for (request, status, code) in cases {
-        let (got_status, got_code, message) = error_code(request.send().await.unwrap()).await;
+        let (got_status, got_code, message) = error_body(request.send().await.unwrap()).await;
         assert_eq!((got_status, got_code.as_str()), (status, code), "{message}");
     }
     // A missing content type is taken as JSON.
@@ -161,7 +146,7 @@ async fn bad_requests_get_the_contract_errors(backend: Backend) {
         .unwrap();
     assert_eq!(ok.status(), 200);
     // The record-id error says what to send.
-    let (_, _, message) = error_code(
+    let (_, _, message) = error_body(
         app.client
             .post(app.url("/v1/callback"))
             .body(r#"{"method":"AUTH"}"#)
@@ -211,7 +196,7 @@ async fn callback_token_is_required_when_set(backend: Backend) {
         }
         let response = request.send().await.unwrap();
         assert_eq!(response.headers()["www-authenticate"], "Bearer");
-        let (status, code, _) = error_code(response).await;
+        let (status, code, _) = error_body(response).await;
         assert_eq!((status, code.as_str()), (401, "unauthorized"), "{auth:?}");
     }
     let response = app
@@ -233,7 +218,7 @@ async fn store_unavailable_is_503_and_nothing_is_acknowledged() {
     let (app, mut seen) = crate::helpers::spawn_with_store(&db, store.clone()).await;
     store.set_down(true);
     let response = app.post(callback("r-503", "AUTH", "AUTH_SUCCESS", 0)).await;
-    let (status, code, message) = error_code(response).await;
+    let (status, code, message) = error_body(response).await;
     assert_eq!((status, code.as_str()), (503, "store_unavailable"));
     assert!(
         !message.contains("switched off"),

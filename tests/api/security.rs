@@ -22,26 +22,10 @@ use tokio::{
 use tower::ServiceExt;
 
 use crate::both_stores;
-use crate::helpers::{app, callback, test_config, Backend, TestDb};
+use crate::helpers::{app, callback, error_body, test_config, Backend, TestDb};
 
 const CALLBACK_TOKEN: &str = "cb-token-4f1c9a";
 const ADMIN_TOKEN: &str = "admin-token-7d2e0b";
-
-async fn error_of(response: reqwest::Response) -> (u16, String, String) {
-    let status = response.status().as_u16();
-    let body: Value = response.json().await.expect("error bodies are JSON");
-    (
-        status,
-        body["error"]["code"]
-            .as_str()
-            .expect("error.code")
-            .to_owned(),
-        body["error"]["message"]
-            .as_str()
-            .expect("error.message")
-            .to_owned(),
-    )
-}
 
 // ---------------------------------------------------------------------------------------------
 // Tokens
@@ -98,7 +82,7 @@ async fn admin_token_is_required_on_every_read_and_replay_endpoint(backend: Back
         ] {
             let response = request(auth.clone()).send().await.unwrap();
             assert_eq!(response.headers()["www-authenticate"], "Bearer");
-            let (status, code, message) = error_of(response).await;
+            let (status, code, message) = error_body(response).await;
             assert_eq!(
                 (status, code.as_str()),
                 (401, "unauthorized"),
@@ -141,7 +125,7 @@ async fn admin_token_from_a_file_guards_the_http_api(backend: Backend) {
         .send()
         .await
         .unwrap();
-    let (status, code, _) = error_of(with_file_token).await;
+    let (status, code, _) = error_body(with_file_token).await;
     assert_eq!((status, code.as_str()), (404, "record_not_found"));
 }
 
@@ -379,7 +363,7 @@ async fn allow_from_applies_to_real_sockets() {
         .config(|c| c.allow_from = vec!["10.0.0.0/8".parse().unwrap()])
         .spawn()
         .await;
-    let (status, code, _) = error_of(refused.post(body.clone()).await).await;
+    let (status, code, _) = error_body(refused.post(body.clone()).await).await;
     assert_eq!((status, code.as_str()), (403, "forbidden"));
     let allowed = app(Backend::Sqlite)
         .await
@@ -416,7 +400,7 @@ async fn post_with(
 }
 
 async fn assert_invalid_signature(response: reqwest::Response, why: &str) {
-    let (status, code, message) = error_of(response).await;
+    let (status, code, message) = error_body(response).await;
     assert_eq!(
         (status, code.as_str()),
         (401, "invalid_signature"),
@@ -460,7 +444,7 @@ async fn hmac_signatures_are_checked_on_the_raw_body(backend: Backend) {
         ("truncated", body.clone(), truncated),
     ] {
         let response = post_with(&app, &b, &headers).await;
-        let (status, code, message) = error_of(response).await;
+        let (status, code, message) = error_body(response).await;
         assert_eq!((status, code.as_str()), (401, "invalid_signature"), "{why}");
         assert!(
             message.contains("X-Okra-Signature"),
@@ -471,7 +455,7 @@ async fn hmac_signatures_are_checked_on_the_raw_body(backend: Backend) {
     assert_invalid_signature(post_with(&app, "{not json", &[]).await, "garbage").await;
     // ... and signed garbage reaches the parser.
     let signed_garbage = signer.sign("", 0, b"{not json");
-    let (status, code, _) = error_of(post_with(&app, "{not json", &signed_garbage).await).await;
+    let (status, code, _) = error_body(post_with(&app, "{not json", &signed_garbage).await).await;
     assert_eq!((status, code.as_str()), (400, "invalid_json"));
 }
 
