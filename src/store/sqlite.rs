@@ -641,6 +641,8 @@ impl Store for SqliteStore {
 
 #[cfg(test)]
 mod tests {
+    use sha2::Digest;
+
     use super::*;
 
     fn new_cb(id: &str, record: &str, body: &str) -> NewCallback {
@@ -657,6 +659,60 @@ mod tests {
     #[test]
     fn migrations_are_valid() {
         migrations().validate().unwrap();
+    }
+
+    /// A file written by the previous release (migration 0001 only) opens with its callbacks,
+    /// their states and the dedup window intact.
+    #[tokio::test]
+    async fn a_file_of_the_previous_schema_is_upgraded_with_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("okra.db");
+        let now = millis(Utc::now());
+        let body = r#"{"callback_type":"AUTH","record":"r1","n":1}"#;
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            migrations().to_version(&mut conn, 1).unwrap();
+            conn.execute_batch(&format!(
+                "INSERT INTO callbacks (id, record, callback_type, body, received_at, status, attempts, next_attempt_at, finished_at)
+                   VALUES ('old-done', 'r1', 'AUTH', X'7B7D', {now}, 1, 1, NULL, {now}),
+                          ('old-pending', 'r1', 'AUTH', X'7B7D', {now}, 0, 0, {now}, NULL);
+                 INSERT INTO record_queue (record, pending, due_at) VALUES ('r1', 1, {now});"
+            ))
+            .unwrap();
+            let hash = sha2::Sha256::digest(body.as_bytes()).to_vec();
+            conn.execute(
+                "INSERT INTO dedup (hash, id, received_at) VALUES (?1, 'old-pending', ?2)",
+                params![hash, now],
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).await.unwrap();
+        let (_, listed) = store.list("r1", &[]).await.unwrap();
+        let states: Vec<_> = listed.iter().map(|c| (c.id.as_str(), c.status)).collect();
+        assert_eq!(
+            states,
+            [
+                ("old-done", Status::Delivered),
+                ("old-pending", Status::Pending)
+            ]
+        );
+        let again = store
+            .insert(new_cb("new", "r1", body), Duration::from_secs(3600))
+            .await
+            .unwrap();
+        assert_eq!((again.id.as_str(), again.duplicate), ("old-pending", true));
+        let claims = store
+            .claim("w", 10, 10, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let ids: Vec<_> = claims[0].callbacks.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["old-pending"],
+            "the pending callback is still claimed"
+        );
+        let backlog = store.backlog().await.unwrap();
+        assert_eq!((backlog.pending, backlog.dead), (1, 0));
     }
 
     #[tokio::test]
