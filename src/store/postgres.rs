@@ -44,13 +44,21 @@ use tokio::{
 use tokio_postgres::{types::ToSql, Error as PgError, NoTls, Row};
 
 use super::{
-    duration_ms, from_millis, millis, Backlog, Claim, Inserted, NewCallback, Outcome, Status,
-    Store, StoreError, StoreOptions, StoredCallback,
+    duration_ms, from_millis, millis, Attempt, Backlog, Claim, Cursor, Filter, Inserted,
+    NewCallback, Outcome, Page, Stats, Status, Store, StoreError, StoreOptions, StoredCallback,
 };
+
+mod operator;
 
 /// Schema changes, applied in order, each once, under an advisory lock so replicas starting
 /// together do not race.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../../migrations/postgres/0001_init.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../../migrations/postgres/0001_init.sql")),
+    (
+        2,
+        include_str!("../../migrations/postgres/0002_operator_view.sql"),
+    ),
+];
 
 /// The key of the advisory lock that serialises migrations.
 const MIGRATION_LOCK: i64 = 0x006f_6b72_616d_6967;
@@ -251,9 +259,11 @@ impl PostgresStore {
         owner: &str,
         cb: &StoredCallback,
         outcome: Outcome,
+        attempt: &Attempt,
         lease: Duration,
         last: Option<usize>,
     ) -> Result<Option<Vec<StoredCallback>>, StoreError> {
+        let _ = attempt;
         let (reply, answer) = oneshot::channel();
         let job = FinishJob {
             owner: owner.to_owned(),
@@ -969,27 +979,29 @@ impl Store for PostgresStore {
             .collect())
     }
 
-    async fn finish(
+    async fn finish_attempt(
         &self,
         owner: &str,
         cb: &StoredCallback,
         outcome: Outcome,
+        attempt: &Attempt,
         lease: Duration,
     ) -> Result<(), StoreError> {
-        self.record_outcome(owner, cb, outcome, lease, None)
+        self.record_outcome(owner, cb, outcome, attempt, lease, None)
             .await
             .map(drop)
     }
 
-    async fn finish_last(
+    async fn finish_last_attempt(
         &self,
         owner: &str,
         cb: &StoredCallback,
         outcome: Outcome,
+        attempt: &Attempt,
         lease: Duration,
         per_record: usize,
     ) -> Result<Option<Vec<StoredCallback>>, StoreError> {
-        self.record_outcome(owner, cb, outcome, lease, Some(per_record.max(1)))
+        self.record_outcome(owner, cb, outcome, attempt, lease, Some(per_record.max(1)))
             .await
     }
 
@@ -1138,21 +1150,11 @@ impl Store for PostgresStore {
     }
 
     async fn backlog(&self) -> Result<Backlog, StoreError> {
-        let client = self.db.client().await?;
-        let result = self
-            .db
-            .timed(client.query_one(
-                "SELECT (SELECT count(*) FROM okra_callbacks WHERE status = 0),
-                        (SELECT count(*) FROM okra_callbacks WHERE status = 2),
-                        (SELECT min(received_at) FROM okra_callbacks WHERE status = 0)",
-                &[],
-            ))
-            .await;
-        let row = self.db.settle(client, result)?;
+        let stats = self.stats_now().await?;
         Ok(Backlog {
-            pending: row.get::<_, i64>(0).try_into().unwrap_or(0),
-            dead: row.get::<_, i64>(1).try_into().unwrap_or(0),
-            oldest_pending_at: row.get::<_, Option<i64>>(2).map(from_millis),
+            pending: stats.pending,
+            dead: stats.dead,
+            oldest_pending_at: stats.oldest_pending_at,
         })
     }
 
@@ -1175,5 +1177,37 @@ impl Store for PostgresStore {
             })
             .await;
         self.db.settle(client, result)
+    }
+
+    async fn search(
+        &self,
+        filter: &Filter,
+        limit: usize,
+        after: Option<&Cursor>,
+    ) -> Result<Page, StoreError> {
+        self.search_page(filter, limit, after).await
+    }
+
+    async fn record_page(
+        &self,
+        record: &str,
+        callback_type: &str,
+        limit: usize,
+        after: Option<&Cursor>,
+    ) -> Result<Option<Page>, StoreError> {
+        self.record_page_of(record, callback_type, limit, after)
+            .await
+    }
+
+    async fn history(&self, id: &str) -> Result<Vec<Attempt>, StoreError> {
+        self.history_of(id).await
+    }
+
+    async fn replay_matching(&self, filter: &Filter) -> Result<u64, StoreError> {
+        self.replay_where(filter).await
+    }
+
+    async fn stats(&self) -> Result<Stats, StoreError> {
+        self.stats_now().await
     }
 }
