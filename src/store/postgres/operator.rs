@@ -21,6 +21,12 @@ const LIST_COLUMNS: &str = "id, record, callback_type, callback_code, ''::bytea 
                             received_at, status, attempts, cycle_attempts, last_error, \
                             next_attempt_at, finished_at, seq";
 
+/// Adds `$3` to the count of `$1` callbacks in status `$2`, in this connection's shard.
+pub(super) const COUNT_SQL: &str =
+    "INSERT INTO okra_callback_counts (callback_type, status, shard, n)
+     VALUES ($1, $2, pg_backend_pid(), $3)
+     ON CONFLICT (callback_type, status, shard) DO UPDATE SET n = okra_callback_counts.n + EXCLUDED.n";
+
 /// The key of the advisory lock under which shards of gone connections are folded.
 const FOLD_LOCK: i64 = 0x006f_6b72_6166_6f6c;
 
