@@ -35,6 +35,7 @@
 //! - [`store`]: the durable inbox — embedded SQLite or shared PostgreSQL.
 //! - [`dispatch`](mod@dispatch): the dispatcher — ordered, at-least-once delivery with retries.
 //! - [`http`]: routes, error bodies, auth and the OpenAPI document.
+//! - `console` (private): the web console at `/console`, server-rendered pages on the same rules.
 //! - [`config`]: typed, validated settings (clap + environment).
 //! - [`client`]: the CLI's client side — `send`, `replay`, `healthcheck`.
 //! - [`server`]: [`Receiver`], which runs it all until shutdown.
@@ -47,6 +48,7 @@ pub mod builtin;
 pub mod callback;
 pub mod client;
 pub mod config;
+mod console;
 pub mod dispatch;
 pub mod handler;
 pub mod http;

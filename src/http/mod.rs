@@ -196,6 +196,7 @@ pub fn router(state: AppState) -> Router {
             .into(),
     );
     let mut router = routes
+        .merge(crate::console::router(&state))
         .fallback(|| async {
             ApiError::NotFound("no such route: see GET /openapi.json for the API".into())
         })

@@ -3,6 +3,7 @@
 mod helpers;
 mod process;
 
+mod console;
 mod crash;
 mod dispatch;
 mod ingest;
