@@ -305,7 +305,9 @@ async fn an_operator_finds_a_dead_callback_sees_its_history_and_replays_it() {
             !payload.contains("22222222222") && !payload.contains("Ada N Obi"),
             "{payload}"
         );
+        client.set_window_size(1280, 1450).await.unwrap();
         screenshot(&client, "console-callback.png").await;
+        client.set_window_size(1280, 900).await.unwrap();
 
         // Replay it once the target is back: the page follows it to delivered.
         ok.store(true, Ordering::SeqCst);
