@@ -4,8 +4,8 @@
 //! Reads `OKRA_TEST_CHROMEDRIVER` (default `/usr/bin/chromedriver`) and `OKRA_TEST_CHROMIUM`
 //! (default `/usr/bin/chromium`). When either is missing the tests skip with a message, except
 //! under `CI=true`, where they fail. With `OKRA_SCREENSHOTS=DIR` they also save
-//! `DIR/console-list.png` and `DIR/console-callback.png` (the README's screenshots come from
-//! `OKRA_SCREENSHOTS=docs`).
+//! `DIR/console-list.png`, `DIR/console-callback.png` and `DIR/console-phone.png` (the README's
+//! screenshots come from `OKRA_SCREENSHOTS=docs`).
 
 use std::{
     path::PathBuf,
@@ -347,6 +347,8 @@ async fn an_operator_finds_a_dead_callback_sees_its_history_and_replays_it() {
         assert_ne!(client.execute(thead, vec![]).await.unwrap(), json!("none"));
         client.set_window_size(390, 844).await.unwrap();
         assert_eq!(client.execute(thead, vec![]).await.unwrap(), json!("none"));
+        client.goto(&format!("{base}/console")).await.unwrap();
+        screenshot(&client, "console-phone.png").await;
     })
     .await;
     if ran {
