@@ -410,10 +410,20 @@ async fn list(
         csrf: Some(&csrf),
         logged_in: op.logged_in(),
     };
+    // The counts are a convenience: a store that cannot give them does not hide the list.
+    let stats = state
+        .store
+        .stats()
+        .await
+        .inspect_err(|e| tracing::warn!(error = %e, "console: no stats"))
+        .ok();
+    let stats = stats.as_ref();
     let shown = match search_page(&state, &form).await {
-        Ok((callbacks, next)) => pages::list(&chrome, &form, None, &callbacks, next.as_deref()),
+        Ok((callbacks, next)) => {
+            pages::list(&chrome, &form, None, &callbacks, next.as_deref(), stats)
+        }
         Err(e) if e.status == StatusCode::BAD_REQUEST => {
-            let page = pages::list(&chrome, &form, Some(&e.message), &[], None);
+            let page = pages::list(&chrome, &form, Some(&e.message), &[], None, stats);
             return Ok((StatusCode::BAD_REQUEST, page).into_response());
         }
         Err(e) => return Err(e),

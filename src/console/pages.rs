@@ -5,7 +5,10 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use maud::{html, Markup, DOCTYPE};
 
-use crate::{callback::CallbackType, store::StoredCallback};
+use crate::{
+    callback::CallbackType,
+    store::{Stats, StoredCallback},
+};
 
 use super::FilterForm;
 
@@ -84,9 +87,20 @@ pub(crate) fn list(
     error: Option<&str>,
     callbacks: &[StoredCallback],
     next: Option<&str>,
+    stats: Option<&Stats>,
 ) -> Markup {
     let body = html! {
         h1 { "Callbacks" }
+        @if let Some(stats) = stats {
+            p.stats id="stats" {
+                a href="/console?status=pending" { span.badge.pending { "pending" } " " (stats.pending) }
+                a href="/console?status=dead" { span.badge.dead { "dead" } " " (stats.dead) }
+                a href="/console?status=delivered" { span.badge.delivered { "delivered" } " " (stats.delivered) }
+                @if let Some(oldest) = stats.oldest_pending_at {
+                    span.hint { "oldest pending received " (time(oldest)) }
+                }
+            }
+        }
         (filters(form))
         @if let Some(error) = error {
             p.error role="alert" { (error) }
@@ -155,16 +169,24 @@ fn filters(form: &FilterForm) -> Markup {
             label { "Code" input type="text" name="callback_code" value=(form.callback_code) placeholder="any"; }
             label { "Record" input type="text" name="record" value=(form.record) placeholder="any"; }
             label { "Received after (UTC)"
-                input type="datetime-local" step="1" name="received_after" value=(form.received_after);
+                input type="datetime-local" step="1" name="received_after" value=(local_input(&form.received_after));
             }
             label { "Received before (UTC)"
-                input type="datetime-local" step="1" name="received_before" value=(form.received_before);
+                input type="datetime-local" step="1" name="received_before" value=(local_input(&form.received_before));
             }
             div.actions {
                 button type="submit" { "Filter" }
                 a href="/console" { "Clear" }
             }
         }
+    }
+}
+
+/// A time as a `datetime-local` input shows it (UTC, to the second); as typed if it is no time.
+fn local_input(value: &str) -> String {
+    match super::parse_time("", value) {
+        Ok(Some(t)) => t.format("%Y-%m-%dT%H:%M:%S").to_string(),
+        _ => value.to_owned(),
     }
 }
 

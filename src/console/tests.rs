@@ -178,12 +178,48 @@ async fn filters_narrow_the_list_and_bad_ones_say_what_is_wrong() {
 
     let (status, _, page) = send(&router, local(Request::get("/console?status=dead"))).await;
     assert_eq!(status, StatusCode::OK);
+    // The counts above the list, from the store's stats.
+    let stats = page
+        .split(r#"id="stats""#)
+        .nth(1)
+        .expect("the counts")
+        .split("</p>")
+        .next()
+        .unwrap();
+    assert!(
+        stats.contains(r#"<span class="badge pending">pending</span> 1"#),
+        "{stats}"
+    );
+    assert!(
+        stats.contains(r#"<span class="badge dead">dead</span> 1"#),
+        "{stats}"
+    );
     assert!(page.contains(&dead) && !page.contains(&pending), "{page}");
     // The checkbox stays ticked.
     assert!(page.contains(r#"value="dead" checked"#), "{page}");
 
     let (_, _, page) = send(&router, local(Request::get("/console?record=rec_pending"))).await;
     assert!(page.contains(&pending) && !page.contains(&dead), "{page}");
+
+    // Times: RFC 3339 in a link, shown back in the date picker's format; a window before both.
+    let (status, _, page) = send(
+        &router,
+        local(Request::get("/console?received_after=2000-01-01T00:00:00Z")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains(&dead) && page.contains(&pending), "{page}");
+    assert!(page.contains(r#"value="2000-01-01T00:00:00""#), "{page}");
+    let (_, _, page) = send(
+        &router,
+        local(Request::get("/console?received_before=2000-01-01T00:00")),
+    )
+    .await;
+    assert!(!page.contains(&dead) && !page.contains(&pending), "{page}");
+    assert!(
+        page.contains("No callback matches these filters."),
+        "{page}"
+    );
 
     let (status, _, page) = send(&router, local(Request::get("/console?status=bogus"))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
