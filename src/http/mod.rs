@@ -7,6 +7,7 @@ mod admin;
 pub mod auth;
 pub mod error;
 mod ingest;
+mod operator;
 mod ops;
 pub mod peer;
 pub(crate) mod serve;
@@ -28,10 +29,12 @@ use utoipa_axum::router::OpenApiRouter;
 
 pub use self::error::{ApiError, ErrorBody, ErrorDetail};
 pub use self::{
-    admin::{
-        CallbackDetail, CallbackList, CallbackSummary, DeliveryStatus, Replayed, ReplayedDead,
-    },
+    admin::{CallbackSummary, DeliveryStatus, Replayed},
     ingest::Ack,
+    operator::{
+        AttemptEntry, AttemptOutcomeName, CallbackDetail, CallbackList, CallbackPage, FilterQuery,
+        ListedCallback, PageQuery, RecordQuery, ReplayedCount, StatsBody,
+    },
     ops::Health,
 };
 use crate::{
