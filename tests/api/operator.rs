@@ -675,3 +675,73 @@ async fn the_alert_rules_name_exported_metrics() {
         );
     }
 }
+
+/// A PostgreSQL database of the schema before the operator's view (migration 1) opens with its
+/// callbacks counted per type and status and found by the new queries.
+#[tokio::test]
+async fn a_postgres_database_of_the_previous_schema_is_upgraded_with_its_data() {
+    let Some(base) = crate::helpers::postgres_url() else {
+        return;
+    };
+    let url = crate::helpers::fresh_postgres_database(&base).await;
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let now = chrono::Utc::now().timestamp_millis();
+    client
+        .batch_execute(include_str!("../../migrations/postgres/0001_init.sql"))
+        .await
+        .unwrap();
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE okra_schema_migrations (
+                 version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now());
+             INSERT INTO okra_schema_migrations (version) VALUES (1);
+             INSERT INTO okra_callbacks (id, record, callback_type, callback_code, body,
+                                         received_at, status, attempts, next_attempt_at, finished_at)
+               VALUES ('a', 'r1', 'AUTH', 'AUTH_SUCCESS', '\\x7b7d', {now}, 1, 1, NULL, {now}),
+                      ('b', 'r1', 'AUTH', 'AUTH_SUCCESS', '\\x7b7d', {now} + 1, 2, 3, NULL, {now}),
+                      ('c', 'r2', 'Custom', NULL, '\\x7b7d', {now} + 2, 0, 0, {now}, NULL);
+             INSERT INTO okra_record_queue (record, pending, due_at) VALUES ('r2', 1, {now});"
+        ))
+        .await
+        .unwrap();
+    let store = okra_callbacks::store::PostgresStore::connect(&url)
+        .await
+        .unwrap();
+    use okra_callbacks::store::{Filter, Status, Store};
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.pending, stats.delivered, stats.dead), (1, 1, 1));
+    assert_eq!(
+        stats.by_type,
+        [("AUTH".to_owned(), 2), ("Custom".to_owned(), 1)]
+    );
+    let dead = Filter {
+        statuses: vec![Status::Dead],
+        ..Filter::default()
+    };
+    let page = store.search(&dead, 10, None).await.unwrap();
+    let ids: Vec<_> = page.callbacks.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["b"]);
+    let custom = Filter {
+        callback_type: Some("custom".into()),
+        ..Filter::default()
+    };
+    assert_eq!(
+        store
+            .search(&custom, 10, None)
+            .await
+            .unwrap()
+            .callbacks
+            .len(),
+        1
+    );
+    let (exists, listed) = store.list("r1", &[]).await.unwrap();
+    assert!(exists);
+    assert_eq!(listed.len(), 2);
+    assert!(store.history("b").await.unwrap().is_empty());
+    assert_eq!(store.replay_matching(&dead).await.unwrap(), 1);
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.pending, stats.delivered, stats.dead), (2, 1, 0));
+}
