@@ -577,7 +577,7 @@ async fn stats_and_gauges_show_the_oldest_pending(backend: Backend) {
         .await;
     app.post_ok(callback("rec-slow", "AUTH", "AUTH_SUCCESS", 3))
         .await;
-    app.wait_status(&slow["id"].as_str().unwrap().to_owned(), "pending")
+    app.wait_status(slow["id"].as_str().unwrap(), "pending")
         .await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let stats = loop {
@@ -654,7 +654,7 @@ async fn the_alert_rules_name_exported_metrics() {
     let exported: HashSet<&str> = text
         .lines()
         .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split(|c| c == ' ' || c == '{').next())
+        .filter_map(|l| l.split([' ', '{']).next())
         .collect();
     let named: HashSet<&str> = rules
         .lines()
