@@ -233,9 +233,13 @@ impl PostgresStore {
             })
             .collect();
         let stats = stats_of(counts, oldest.map(|r| r.get(0)));
-        if let Err(e) = self.fold_counts().await {
-            tracing::debug!(error = %e, "cannot fold the counts of gone connections; next time");
-        }
+        // Tidy the counters after answering, off the caller's path.
+        let this = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = this.fold_counts().await {
+                tracing::debug!(error = %e, "cannot fold the counts of gone connections; next time");
+            }
+        });
         Ok(stats)
     }
 
