@@ -953,6 +953,57 @@ mod tests {
         assert_eq!((backlog.pending, backlog.dead), (1, 0));
     }
 
+    /// A file of the schema before the operator's view (0002) opens under 0003 with its
+    /// callbacks counted per type and status, found by the new queries, with an empty history.
+    #[tokio::test]
+    async fn a_file_of_schema_0002_gets_counts_and_indexes_for_the_operators_view() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("okra.db");
+        let now = millis(Utc::now());
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            migrations().to_version(&mut conn, 2).unwrap();
+            conn.execute_batch(&format!(
+                "INSERT INTO callbacks (id, record, callback_type, callback_code, body, received_at, status, attempts, next_attempt_at, finished_at)
+                   VALUES ('a', 'r1', 'AUTH', 'AUTH_SUCCESS', X'7B7D', {now}, 1, 1, NULL, {now}),
+                          ('b', 'r1', 'AUTH', 'AUTH_SUCCESS', X'7B7D', {now} + 1, 2, 3, NULL, {now}),
+                          ('c', 'r2', 'Custom', NULL, X'7B7D', {now} + 2, 0, 0, {now}, NULL);
+                 INSERT INTO record_queue (record, pending, due_at) VALUES ('r2', 1, {now});"
+            ))
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).await.unwrap();
+        let stats = store.stats().await.unwrap();
+        assert_eq!((stats.pending, stats.delivered, stats.dead), (1, 1, 1));
+        assert_eq!(
+            stats.by_type,
+            [("AUTH".to_owned(), 2), ("Custom".to_owned(), 1)]
+        );
+        assert_eq!(stats.oldest_pending_at, Some(from_millis(now + 2)));
+        let dead = Filter {
+            statuses: vec![Status::Dead],
+            ..Filter::default()
+        };
+        let page = store.search(&dead, 10, None).await.unwrap();
+        let ids: Vec<_> = page.callbacks.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["b"]);
+        let custom = Filter {
+            callback_type: Some("CUSTOM".into()),
+            ..Filter::default()
+        };
+        let page = store.search(&custom, 10, None).await.unwrap();
+        assert_eq!(
+            page.callbacks.len(),
+            1,
+            "an unknown type, matched in any case"
+        );
+        assert!(store.history("b").await.unwrap().is_empty());
+        // The counts go on from there.
+        assert_eq!(store.replay_matching(&dead).await.unwrap(), 1);
+        let stats = store.stats().await.unwrap();
+        assert_eq!((stats.pending, stats.delivered, stats.dead), (2, 1, 0));
+    }
+
     #[tokio::test]
     async fn a_second_process_cannot_open_the_same_file() {
         let dir = tempfile::tempdir().unwrap();

@@ -40,8 +40,14 @@ fn filter_sql(filter: &Filter) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
         if !codes.contains(&Status::Delivered.code()) {
             sql.push_str(" AND status <> 1");
         }
-        args.push(Box::new(codes));
-        sql.push_str(&format!(" AND status = ANY(${})", args.len()));
+        // One status as a plain equality, so the (status, seq) index yields pages in order.
+        if let [code] = codes[..] {
+            args.push(Box::new(code));
+            sql.push_str(&format!(" AND status = ${}", args.len()));
+        } else {
+            args.push(Box::new(codes));
+            sql.push_str(&format!(" AND status = ANY(${})", args.len()));
+        }
     }
     if let Some(t) = filter.type_key() {
         args.push(Box::new(t));
@@ -227,9 +233,13 @@ impl PostgresStore {
             })
             .collect();
         let stats = stats_of(counts, oldest.map(|r| r.get(0)));
-        if let Err(e) = self.fold_counts().await {
-            tracing::debug!(error = %e, "cannot fold the counts of gone connections; next time");
-        }
+        // Tidy the counters after answering, off the caller's path.
+        let this = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = this.fold_counts().await {
+                tracing::debug!(error = %e, "cannot fold the counts of gone connections; next time");
+            }
+        });
         Ok(stats)
     }
 
