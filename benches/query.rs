@@ -126,6 +126,14 @@ async fn time_get(client: &reqwest::Client, base: &str, path: &str, n: usize) ->
     times
 }
 
+/// The RFC 3339 time (URL-encoded) at which the newest `n` callbacks of the fill begin (the
+/// fill spaces them 10 ms apart, the newest now).
+fn since(n: i64) -> String {
+    let t = chrono::Utc::now() - chrono::Duration::milliseconds(n * 10);
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        .replace(':', "%3A")
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -198,6 +206,16 @@ async fn run(label: &str, url: &str) {
             "/v1/callback?record=rec-big&method=TRANSACTIONS".to_owned(),
         ),
         ("GET /v1/stats", "/v1/stats".to_owned()),
+        // Time bounds are plain conditions on the received-order walk: cheap when the
+        // matches are near the newest end, a scan of what lies between when they are not.
+        (
+            "received_after = the last 1%",
+            format!("/v1/callbacks?received_after={}", since(rows() / 100)),
+        ),
+        (
+            "received_before = the oldest 1% (scans 99%)",
+            format!("/v1/callbacks?received_before={}", since(rows() * 99 / 100)),
+        ),
     ];
     println!("\n{label}: {n} sequential requests per query (ms)");
     println!("{:<50} {:>8} {:>8} {:>8}", "query", "p50", "p99", "max");

@@ -745,3 +745,82 @@ async fn a_postgres_database_of_the_previous_schema_is_upgraded_with_its_data() 
     let stats = store.stats().await.unwrap();
     assert_eq!((stats.pending, stats.delivered, stats.dead), (2, 1, 0));
 }
+
+/// With `--forward-url`, the history says what the forward target answered.
+async fn the_history_names_the_forward_targets_answers(backend: Backend) {
+    use std::sync::atomic::AtomicUsize;
+
+    // A forward target that answers 503 twice, then 200.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let target = axum::Router::new().route(
+        "/okra",
+        axum::routing::post(move || {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n < 2 {
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    axum::http::StatusCode::OK
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let forward_url = format!("http://{}/okra", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, target).await });
+
+    let db = crate::helpers::TestDb::new(backend).await;
+    let store = okra_callbacks::store::open(&db.url).await.unwrap();
+    let forward = okra_callbacks::ForwardHandler::new(forward_url, Duration::from_secs(5)).unwrap();
+    let receiver = okra_callbacks::Receiver::with_store(
+        crate::helpers::test_config(&db),
+        store,
+        Arc::new(forward),
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(receiver.run(listener, std::future::pending()));
+    let client = reqwest::Client::new();
+    let ack: Value = client
+        .post(format!("{base}/v1/callback"))
+        .header("content-type", "application/json")
+        .body(callback("rec-fwd", "AUTH", "AUTH_SUCCESS", 1))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = ack["id"].as_str().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let detail = loop {
+        let detail: Value = client
+            .get(format!("{base}/v1/callbacks/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if detail["status"] == "delivered" {
+            break detail;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{detail}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let history = detail["history"].as_array().unwrap();
+    let outcomes: Vec<&str> = history
+        .iter()
+        .map(|h| h["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["failed", "failed", "succeeded"], "{detail}");
+    for failed in &history[..2] {
+        let error = failed["error"].as_str().unwrap();
+        assert!(error.contains("503"), "the target's status: {error}");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
+
+both_stores!(the_history_names_the_forward_targets_answers);
