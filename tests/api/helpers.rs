@@ -593,14 +593,13 @@ pub async fn spawn_with_store(
 pub async fn error_body(response: reqwest::Response) -> (u16, String, String) {
     let status = response.status().as_u16();
     let body: serde_json::Value = response.json().await.expect("error bodies are JSON");
-    let code = body["error"]["code"]
-        .as_str()
-        .expect("error.code")
-        .to_owned();
-    let message = body["error"]["message"]
-        .as_str()
-        .expect("error.message")
-        .to_owned();
+    let field = |name: &str| {
+        body["error"][name]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error.{name} in the {status} answer {body}"))
+            .to_owned()
+    };
+    let (code, message) = (field("code"), field("message"));
     assert!(!message.is_empty(), "an empty error message for {code}");
     (status, code, message)
 }
