@@ -105,7 +105,11 @@ async fn the_same_callback_on_two_replicas_at_once_is_stored_once() {
         answers.iter().all(|a| a.id == fresh[0].id),
         "every duplicate answers with the first id: {answers:?}"
     );
-    let (_, stored) = replicas[1].list("rec-dedup", &[]).await.unwrap();
+    let stored = replicas[1]
+        .list("rec-dedup", &[])
+        .await
+        .unwrap()
+        .into_callbacks();
     assert_eq!(stored.len(), 1);
     assert_eq!(replicas[0].backlog().await.unwrap().pending, 1);
 }
@@ -165,7 +169,11 @@ async fn concurrent_inserts_of_one_record_are_delivered_in_listed_order() {
     for w in writers {
         w.await.unwrap();
     }
-    let (_, listed) = replicas[1].list("rec-hot", &[]).await.unwrap();
+    let listed = replicas[1]
+        .list("rec-hot", &[])
+        .await
+        .unwrap()
+        .into_callbacks();
     let listed: Vec<String> = listed.into_iter().map(|cb| cb.id).collect();
     let out_of_order = delivered
         .iter()
@@ -280,7 +288,11 @@ async fn a_worker_whose_lease_was_taken_over_stops_serving_the_record() {
         ids,
         "the new owner delivers the record in order"
     );
-    let (_, stored) = store_b.list("rec-lease", &[]).await.unwrap();
+    let stored = store_b
+        .list("rec-lease", &[])
+        .await
+        .unwrap()
+        .into_callbacks();
     assert!(stored
         .iter()
         .all(|cb| cb.status == store::Status::Delivered));

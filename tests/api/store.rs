@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use okra_callbacks::store::{self, NewCallback, Outcome, Status, Store};
+use okra_callbacks::store::{self, AfterLast, Listing, NewCallback, Outcome, Status, Store};
 
 use crate::both_stores;
 use crate::helpers::{Backend, TestDb};
@@ -225,12 +225,20 @@ async fn the_backlog_and_retention(backend: Backend) {
         "pending work is never pruned"
     );
     assert!(store.get("new-done").await.unwrap().is_some());
-    let (exists, list) = store.list("p", &["BALANCE"]).await.unwrap();
-    assert!(exists);
-    assert_eq!(list.len(), 1);
-    let (exists, list) = store.list("p", &["AUTH"]).await.unwrap();
-    assert!(exists && list.is_empty());
-    assert!(!store.list("nobody", &[]).await.unwrap().0);
+    let listing = store.list("p", &["BALANCE"]).await.unwrap();
+    assert!(
+        matches!(&listing, Listing::Callbacks(list) if list.len() == 1),
+        "{listing:?}"
+    );
+    let listing = store.list("p", &["AUTH"]).await.unwrap();
+    assert!(
+        matches!(&listing, Listing::Callbacks(list) if list.is_empty()),
+        "{listing:?}"
+    );
+    assert!(matches!(
+        store.list("nobody", &[]).await.unwrap(),
+        Listing::UnknownRecord
+    ));
 }
 
 /// Many callbacks stored at once — the same body several times among them — come out as one
@@ -286,7 +294,11 @@ async fn concurrent_inserts_store_each_body_once(backend: Backend) {
     assert_eq!(claims.len(), 40);
     for claim in &claims {
         assert_eq!(claim.callbacks.len(), 5, "record {}", claim.record);
-        let (_, listed) = store.list(&claim.record, &[]).await.unwrap();
+        let listed = store
+            .list(&claim.record, &[])
+            .await
+            .unwrap()
+            .into_callbacks();
         let claimed: Vec<_> = claim.callbacks.iter().map(|c| &c.id).collect();
         let listed: Vec<_> = listed.iter().map(|c| &c.id).collect();
         assert_eq!(claimed, listed, "claims and the listing agree on the order");
@@ -334,11 +346,13 @@ async fn finish_last_hands_over_the_next_callbacks_or_releases(backend: Backend)
     let a0 = claim[0].callbacks[0].clone();
     assert_eq!(a0.id, "a0");
     // More are pending: they come with the outcome, and the lease is kept.
-    let more = store
+    let after = store
         .finish_last("w1", &a0, Outcome::Delivered, LEASE, 5)
         .await
-        .unwrap()
         .unwrap();
+    let AfterLast::Next(more) = after else {
+        panic!("more are pending, so they come with the outcome: {after:?}");
+    };
     let ids: Vec<_> = more.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(ids, ["a1", "a2"]);
     assert!(
@@ -354,7 +368,7 @@ async fn finish_last_hands_over_the_next_callbacks_or_releases(backend: Backend)
         .finish_last("w1", &more[1], Outcome::Delivered, LEASE, 5)
         .await
         .unwrap();
-    assert!(none.unwrap().is_empty());
+    assert!(matches!(none, AfterLast::Released), "{none:?}");
     store.insert(new_cb("a3", "a", now), WINDOW).await.unwrap();
     let claim = store.claim("w2", 10, 5, LEASE).await.unwrap();
     let a3 = claim[0].callbacks[0].clone();
@@ -378,7 +392,7 @@ async fn finish_last_hands_over_the_next_callbacks_or_releases(backend: Backend)
         error: "later".into(),
     };
     let none = store.finish_last("w2", &a3, retry, LEASE, 5).await.unwrap();
-    assert!(none.unwrap().is_empty());
+    assert!(matches!(none, AfterLast::Released), "{none:?}");
     let claims = store.claim("w3", 10, 5, LEASE).await.unwrap();
     assert_eq!(
         claims.iter().map(|c| c.record.as_str()).collect::<Vec<_>>(),

@@ -6,7 +6,6 @@ use std::{collections::HashSet, sync::Arc};
 use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use super::Db;
 use crate::store::StoreError;
 
 /// The most writes one group commit carries.
@@ -25,6 +24,8 @@ pub(super) async fn submit<J, T>(
 
 /// A write that can be group-committed with others of its kind.
 pub(super) trait Batched: Sized + Send + 'static {
+    /// What a batch runs against (the connection pool; a fake in tests).
+    type Db: Clone + Send + Sync + 'static;
     /// What the caller hears back.
     type Answer: Send;
     /// What a batch of these does, for logs ("storing callbacks").
@@ -35,13 +36,14 @@ pub(super) trait Batched: Sized + Send + 'static {
     fn exclusive_record(&self) -> Option<&str>;
 
     /// Runs a batch in one statement, answering in the jobs' order.
-    fn run<'a>(db: &'a Db, jobs: &'a [Self]) -> BoxFuture<'a, BatchResult<Self::Answer>>;
+    fn run<'a>(db: &'a Self::Db, jobs: &'a [Self]) -> BoxFuture<'a, BatchResult<Self::Answer>>;
 
     /// Sends the caller its answer.
     fn answer(self, answer: Result<Self::Answer, StoreError>);
 
-    /// Runs a gathered batch and answers every job.
-    fn settle_all(db: Db, jobs: Vec<Self>) -> BoxFuture<'static, ()> {
+    /// Runs a gathered batch and answers every job. A kind whose jobs cannot all share one
+    /// statement splits the batch here.
+    fn run_gathered(db: Self::Db, jobs: Vec<Self>) -> BoxFuture<'static, ()> {
         Box::pin(async move { answer_batch(&db, jobs).await })
     }
 }
@@ -54,8 +56,9 @@ pub(super) type BatchResult<T> = Result<Vec<Result<T, StoreError>>, BatchFailed>
 /// transaction each. At most `in_flight` batches run at once; whatever queues up meanwhile
 /// goes into the next, so batches grow with the load. Each caller still hears back only once
 /// its own batch committed: a record's next callback is never handed over before the previous
-/// one's outcome is durable. Ends when every [`PostgresStore`] clone is gone.
-pub(super) async fn gather<J: Batched>(db: Db, mut queue: mpsc::Receiver<J>, in_flight: usize) {
+/// one's outcome is durable. Ends when every sender of `queue` (every
+/// [`PostgresStore`](super::PostgresStore) clone) is gone.
+pub(super) async fn gather<J: Batched>(db: J::Db, mut queue: mpsc::Receiver<J>, in_flight: usize) {
     let slots = Arc::new(Semaphore::new(in_flight));
     let mut held: Vec<J> = Vec::new();
     loop {
@@ -93,7 +96,7 @@ pub(super) async fn gather<J: Batched>(db: Db, mut queue: mpsc::Receiver<J>, in_
             }
         }
         held = later;
-        let work = J::settle_all(db.clone(), batch);
+        let work = J::run_gathered(db.clone(), batch);
         tokio::spawn(async move {
             work.await;
             drop(slot);
@@ -104,7 +107,7 @@ pub(super) async fn gather<J: Batched>(db: Db, mut queue: mpsc::Receiver<J>, in_
 /// Runs one batch and answers each of its jobs. When the database refuses the batch (rather
 /// than the connection or the clock failing), the jobs are run one by one, so one bad job
 /// cannot fail the others; otherwise every job hears the batch's error.
-pub(super) async fn answer_batch<J: Batched>(db: &Db, jobs: Vec<J>) {
+pub(super) async fn answer_batch<J: Batched>(db: &J::Db, jobs: Vec<J>) {
     match J::run(db, &jobs).await {
         Ok(answers) => {
             for (job, answer) in jobs.into_iter().zip(answers) {

@@ -14,11 +14,11 @@ use tokio_postgres::{types::ToSql, Error as PgError, Row};
 
 use super::{
     batch::{answer_batch, BatchFailed, BatchResult, Batched},
-    Db, COLUMNS, NOW_MS,
+    Db, NOW_MS,
 };
 use crate::store::{
-    duration_ms, from_millis, millis, Inserted, NewCallback, Outcome, Status, StoreError,
-    StoredCallback,
+    duration_ms, from_millis, millis, AfterLast, Inserted, NewCallback, Outcome, Status,
+    StoreError, StoredCallback, COLUMNS,
 };
 
 /// One handler outcome to record, and where the answer goes.
@@ -28,10 +28,11 @@ pub(super) struct FinishJob {
     pub(super) record: String,
     pub(super) outcome: Outcome,
     pub(super) lease: Duration,
-    /// [`Store::finish_last`]: settle the record too, handing over up to this many more of its
-    /// callbacks (or giving the lease up).
+    /// [`Store::finish_last`](crate::store::Store::finish_last): also decide whether the worker
+    /// goes on with the record, handing over up to this many more of its callbacks (or giving
+    /// the lease up).
     pub(super) last: Option<usize>,
-    pub(super) reply: oneshot::Sender<Result<Option<Vec<StoredCallback>>, StoreError>>,
+    pub(super) reply: oneshot::Sender<Result<AfterLast, StoreError>>,
 }
 
 /// One record lease to give back, and where the answer goes.
@@ -91,6 +92,7 @@ pub(super) async fn pending_of<R: AsRef<str> + ToSql + Sync>(
 }
 
 impl Batched for InsertJob {
+    type Db = Db;
     type Answer = Inserted;
     const WHAT: &'static str = "storing callbacks";
 
@@ -105,7 +107,7 @@ impl Batched for InsertJob {
 
     /// Jobs with different dedup windows (callers of the library may mix them) go in
     /// separate statements.
-    fn settle_all(db: Db, jobs: Vec<Self>) -> BoxFuture<'static, ()> {
+    fn run_gathered(db: Db, jobs: Vec<Self>) -> BoxFuture<'static, ()> {
         Box::pin(async move {
             let mut by_window: BTreeMap<Duration, Vec<InsertJob>> = BTreeMap::new();
             for job in jobs {
@@ -123,7 +125,8 @@ impl Batched for InsertJob {
 }
 
 impl Batched for FinishJob {
-    type Answer = Option<Vec<StoredCallback>>;
+    type Db = Db;
+    type Answer = AfterLast;
     const WHAT: &'static str = "recording outcomes";
 
     fn exclusive_record(&self) -> Option<&str> {
@@ -140,6 +143,7 @@ impl Batched for FinishJob {
 }
 
 impl Batched for ReleaseJob {
+    type Db = Db;
     type Answer = ();
     const WHAT: &'static str = "releasing leases";
 
@@ -266,7 +270,7 @@ impl Db {
                 Ok((stored, first_ids))
             })
             .await;
-        let (stored, first_ids) = self.settle_batch(client, result)?;
+        let (stored, first_ids) = self.batch_result_of(client, result)?;
         Ok(jobs
             .iter()
             .enumerate()
@@ -303,7 +307,8 @@ impl Db {
     /// their owner, and a job whose worker no longer owns the lease hears
     /// [`StoreError::LeaseLost`].
     ///
-    /// A [`Store::finish_last`] job also settles the record in the same statement: when it was
+    /// A [`Store::finish_last`] job also decides in the same statement whether its worker goes on
+    /// with the record: when it was
     /// not a retry and more of the record's callbacks are due, the lease is extended and they
     /// are read and handed over (after the commit, so the outcome is durable first); otherwise
     /// the lease is given up — `lease_until` cleared, which makes the record claimable, while
@@ -312,7 +317,7 @@ impl Db {
     ///
     /// Lock order, as for inserts: the records' queue rows first, in record order (`lk`; `u` is
     /// gated by a one-time filter on it), then the callbacks' rows.
-    async fn finish_batch(&self, jobs: &[FinishJob]) -> BatchResult<Option<Vec<StoredCallback>>> {
+    async fn finish_batch(&self, jobs: &[FinishJob]) -> BatchResult<AfterLast> {
         let now = Utc::now();
         let mut ids = Vec::with_capacity(jobs.len());
         let mut records = Vec::with_capacity(jobs.len());
@@ -326,11 +331,7 @@ impl Db {
         let mut leases = Vec::with_capacity(jobs.len());
         let mut lasts = Vec::with_capacity(jobs.len());
         for job in jobs {
-            let (status, error, next_at) = match &job.outcome {
-                Outcome::Delivered => (Status::Delivered, None, None),
-                Outcome::Dead { error } => (Status::Dead, Some(error.as_str()), None),
-                Outcome::Retry { at, error } => (Status::Pending, Some(error.as_str()), Some(*at)),
-            };
+            let (status, error, next_at) = job.outcome.as_row();
             ids.push(job.id.as_str());
             records.push(job.record.as_str());
             owners.push(job.owner.as_str());
@@ -397,10 +398,12 @@ impl Db {
             .timed(async {
                 let stmt = client.prepare_cached(&sql).await?;
                 let rows = client.query(&stmt, &params).await?;
-                let mut settled = vec![(false, false); jobs.len()];
+                let mut lease_states = vec![(false, false); jobs.len()];
                 for row in rows {
                     let n: i64 = row.get(0);
-                    if let Some(slot) = usize::try_from(n - 1).ok().and_then(|i| settled.get_mut(i))
+                    if let Some(slot) = usize::try_from(n - 1)
+                        .ok()
+                        .and_then(|i| lease_states.get_mut(i))
                     {
                         *slot = (row.get(1), row.get(2));
                     }
@@ -408,7 +411,7 @@ impl Db {
                 // The callbacks handed over with a kept lease: read after the commit.
                 let kept: Vec<&str> = jobs
                     .iter()
-                    .zip(&settled)
+                    .zip(&lease_states)
                     .filter(|(_, (owned, kept))| *owned && *kept)
                     .map(|(job, _)| job.record.as_str())
                     .collect();
@@ -418,19 +421,19 @@ impl Db {
                 } else {
                     pending_of(&client, &kept, most).await?
                 };
-                Ok((settled, next))
+                Ok((lease_states, next))
             })
             .await;
-        let (settled, mut next) = self.settle_batch(client, result)?;
+        let (lease_states, mut next) = self.batch_result_of(client, result)?;
         let mut answers = Vec::with_capacity(jobs.len());
         let (mut emptied, mut emptied_owners) = (Vec::new(), Vec::new());
-        for (job, (owned, kept)) in jobs.iter().zip(settled) {
+        for (job, (owned, kept)) in jobs.iter().zip(lease_states) {
             if !owned {
                 answers.push(Err(StoreError::LeaseLost(job.record.clone())));
                 continue;
             }
             let Some(per_record) = job.last else {
-                answers.push(Ok(None));
+                answers.push(Ok(AfterLast::StillLeased));
                 continue;
             };
             let mut mine = Vec::new();
@@ -444,7 +447,11 @@ impl Db {
                     emptied_owners.push(job.owner.as_str());
                 }
             }
-            answers.push(Ok(Some(mine)));
+            answers.push(Ok(if mine.is_empty() {
+                AfterLast::Released
+            } else {
+                AfterLast::Next(mine)
+            }));
         }
         if !emptied.is_empty() {
             if let Err(e) = self.release_leases(&emptied, &emptied_owners).await {
@@ -487,18 +494,18 @@ impl Db {
                 client.execute(&stmt, &[&records, &owners]).await
             })
             .await;
-        self.settle_batch(client, result).map(drop)
+        self.batch_result_of(client, result).map(drop)
     }
 
-    /// Like [`Db::settle`], telling apart what the database refused (worth trying the jobs one
+    /// Like [`Db::result_of`], telling apart what the database refused (worth trying the jobs one
     /// by one) from a lost connection or a timeout (not worth it: each would wait as long).
-    fn settle_batch<T>(
+    fn batch_result_of<T>(
         &self,
         client: Object,
         result: Result<Result<T, PgError>, Elapsed>,
     ) -> Result<T, BatchFailed> {
         let refused = matches!(&result, Ok(Err(e)) if e.code().is_some());
-        self.settle(client, result)
+        self.result_of(client, result)
             .map_err(|error| BatchFailed { refused, error })
     }
 }
