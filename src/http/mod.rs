@@ -565,10 +565,11 @@ async fn list_callbacks(
         )
     })?;
     let kind = CallbackType::from_name(method.trim()).ok_or(ApiError::InvalidMethod(method))?;
-    let (exists, callbacks) = state.store.list(&record, &[kind.as_str()]).await?;
-    if !exists {
+    let crate::store::Listing::Callbacks(callbacks) =
+        state.store.list(&record, &[kind.as_str()]).await?
+    else {
         return Err(ApiError::RecordNotFound(record));
-    }
+    };
     Ok(Json(CallbackList {
         record,
         method: kind.as_str().to_owned(),

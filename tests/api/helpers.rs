@@ -522,8 +522,7 @@ impl okra_callbacks::store::Store for Switchable {
         &self,
         r: &str,
         t: &[&str],
-    ) -> Result<(bool, Vec<okra_callbacks::store::StoredCallback>), okra_callbacks::store::StoreError>
-    {
+    ) -> Result<okra_callbacks::store::Listing, okra_callbacks::store::StoreError> {
         self.check()?;
         self.inner.list(r, t).await
     }
