@@ -18,6 +18,7 @@ use crate::{
     dispatch::DispatchConfig,
     signature::{Verifier, DEFAULT_HMAC_HEADER},
     store::StoreOptions,
+    telemetry::LogFormat,
 };
 
 /// A secret string (a bearer token). `Debug` and `Display` never show it.
@@ -56,16 +57,6 @@ impl FromStr for Secret {
         }
         Ok(Self(s.to_owned()))
     }
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    #[default]
-    Text,
-    /// One JSON object per line, for log collectors.
-    Json,
 }
 
 /// A network in CIDR notation (`10.0.0.0/8`, `fd00::/8`) or a single address (`10.1.2.3`).

@@ -15,7 +15,15 @@ use metrics_exporter_prometheus::{
 };
 use tracing_subscriber::{fmt, prelude::*, EnvFilter};
 
-use crate::config::LogFormat;
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
 
 /// The metric names this crate emits (Prometheus conventions: `_total` counters, `_seconds`
 /// histograms in base units, gauges named after what they measure).

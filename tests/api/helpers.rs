@@ -208,7 +208,7 @@ fn init_logs() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         if std::env::var_os("TEST_LOG").is_some() {
-            okra_callbacks::telemetry::init_tracing(okra_callbacks::config::LogFormat::Text);
+            okra_callbacks::telemetry::init_tracing(okra_callbacks::telemetry::LogFormat::Text);
         }
     });
 }
