@@ -38,7 +38,7 @@ async fn openapi_is_a_valid_openapi_3_document_open_to_all() {
     let app = app(Backend::Sqlite)
         .await
         // The admin rule does not apply: the document holds no data.
-        .config(|c| c.admin_token = Some(okra_callbacks::Secret::new("adm1n")))
+        .config(|c| c.access.admin_token = Some(okra_callbacks::Secret::new("adm1n")))
         .spawn()
         .await;
     let response = app

@@ -894,7 +894,7 @@ async fn while_the_database_is_away_post_answers_503_and_recovers_without_restar
     url.set_port(Some(proxy.addr.port())).unwrap();
     db.url = url.to_string();
     let mut app = on(db)
-        .config(|c| c.database_timeout = Duration::from_secs(1))
+        .config(|c| c.store.database_timeout = Duration::from_secs(1))
         .spawn()
         .await;
     let body = |n| callback("rec-outage", "BALANCE", "BALANCE_SUCCESS", n);
