@@ -36,9 +36,11 @@
 //! - [`builtin`]: the binary's handlers — [`LogHandler`] and [`ForwardHandler`].
 //! - [`store`]: the durable inbox — the [`store::Store`] trait, embedded SQLite and shared
 //!   PostgreSQL.
-//! - [`dispatch`](mod@dispatch): the dispatcher — ordered, at-least-once delivery with retries.
-//! - [`http`]: the HTTP API — ingest, the read/admin routes, health, metrics and the OpenAPI
-//!   document, with who may call and the error bodies.
+//! - `dispatch` (private): the [`Dispatcher`] — ordered, at-least-once delivery with retries;
+//!   exported to run a worker without the HTTP API.
+//! - `http` (private): the HTTP API — ingest, the read/admin routes, health, metrics and the
+//!   OpenAPI document ([`openapi`]), who may call, the error bodies. [`Receiver::router`] gives
+//!   its `Router`.
 //! - [`signature`]: HMAC-SHA256 and Standard Webhooks signature checks on the raw body.
 //! - [`config`]: typed settings in groups (store, access, limits, delivery), checked once.
 //! - [`telemetry`]: logging ([`telemetry::Logs`]), tracing and metrics set-up.
@@ -53,9 +55,9 @@
 pub mod builtin;
 pub mod callback;
 pub mod config;
-pub mod dispatch;
+mod dispatch;
 pub mod handler;
-pub mod http;
+mod http;
 mod server;
 pub mod signature;
 pub mod store;
@@ -69,6 +71,13 @@ pub use callback::{
     RecordId, TransactionsEvent,
 };
 pub use config::{AccessConfig, Config, DeliveryConfig, LimitsConfig, Secret, StoreConfig};
+pub use dispatch::{DispatchConfig, Dispatcher};
 pub use handler::{handle_by_type, AllOf, Context, Handler, HandlerError, HandlerResult};
 pub use server::{Error, Receiver};
 pub use telemetry::Metrics;
+
+/// The OpenAPI 3 document of every route a [`Receiver`] serves (what `GET /openapi.json`
+/// answers), for generating clients or checking a deployment against it.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    http::openapi()
+}

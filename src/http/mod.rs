@@ -27,7 +27,7 @@ use tracing::field::Empty;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub use self::error::{ApiError, ErrorBody, ErrorDetail};
+pub use self::error::{ApiError, ErrorBody};
 use crate::{
     callback::{CallbackType, Envelope},
     config::Secret,

@@ -91,7 +91,7 @@ async fn openapi_lists_every_route_the_router_serves() {
 
     // The router and the document are built from the same registrations; the library's own
     // copy of the document is the same.
-    let library = serde_json::to_value(okra_callbacks::http::openapi()).unwrap();
+    let library = serde_json::to_value(okra_callbacks::openapi()).unwrap();
     assert_eq!(operations(&library), documented);
 
     // Every route of the contract is documented …

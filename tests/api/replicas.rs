@@ -18,9 +18,8 @@ use axum::{extract::State, http::HeaderMap, routing::post, Router};
 use bytes::Bytes;
 use okra_callbacks::{
     async_trait,
-    dispatch::{DispatchConfig, Dispatcher},
     store::{self, NewCallback, Outcome, PostgresStore, StoreError},
-    Context, Handler, HandlerResult,
+    Context, DispatchConfig, Dispatcher, Handler, HandlerResult,
 };
 use serde_json::Value;
 use tokio::{
