@@ -86,16 +86,16 @@ fn parse_millis(s: &str) -> Result<Duration, String> {
 #[derive(Debug, Clone, Default, Args)]
 pub struct Config {
     /// Where callbacks are kept, and for how long.
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Store")]
     pub store: StoreConfig,
     /// Who may call: tokens, signatures, networks.
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Access")]
     pub access: AccessConfig,
     /// What bounds connections and requests.
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Limits")]
     pub limits: LimitsConfig,
     /// How stored callbacks reach the handlers.
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Delivery")]
     pub delivery: DeliveryConfig,
 }
 
@@ -243,6 +243,7 @@ pub struct LimitsConfig {
     #[arg(
         long = "max-connections",
         env = "OKRA_MAX_CONNECTIONS",
+        value_name = "MAX_CONNECTIONS",
         default_value_t = 1024
     )]
     pub max_open_connections: usize,
