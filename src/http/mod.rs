@@ -27,10 +27,10 @@ use tracing::field::Empty;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub use self::error::{ApiError, ErrorBody, ErrorDetail};
+pub use self::error::{ApiError, ErrorBody};
 use crate::{
     callback::{CallbackType, Envelope},
-    config::{Config, Secret},
+    config::Secret,
     signature::Verifier,
     store::{NewCallback, Store, StoredCallback},
     telemetry::{names, Metrics},
@@ -58,18 +58,6 @@ impl Default for Security {
             signature: None,
             request_timeout: Duration::from_secs(30),
         }
-    }
-}
-
-impl Security {
-    /// The rules `config` describes; fails if a signature secret is not valid.
-    pub fn from_config(config: &Config) -> Result<Self, crate::config::ConfigError> {
-        Ok(Self {
-            trusted_proxies: config.trusted_proxies.clone(),
-            allow_from: config.allow_from.clone(),
-            signature: config.signature_verifier()?,
-            request_timeout: config.request_timeout,
-        })
     }
 }
 

@@ -77,7 +77,7 @@ async fn metrics_count_known_traffic(backend: Backend) {
     let mut app = app(backend)
         .await
         .metrics()
-        .config(|c| c.max_attempts = 2)
+        .config(|c| c.delivery.max_attempts = 2)
         .script(|cx| match cx.record().as_str() {
             // Held long enough for the backlog gauges to see it waiting.
             "rec-slow" if cx.attempt == 1 => Action::Sleep(Duration::from_millis(1500)),
@@ -230,7 +230,7 @@ async fn metrics_follow_the_admin_token_rule() {
     let app = app(Backend::Sqlite)
         .await
         .metrics()
-        .config(|c| c.admin_token = Some(okra_callbacks::Secret::new("adm1n")))
+        .config(|c| c.access.admin_token = Some(okra_callbacks::Secret::new("adm1n")))
         .spawn()
         .await;
     let denied = app.client.get(app.url("/metrics")).send().await.unwrap();

@@ -18,8 +18,7 @@ use axum::{extract::State, http::HeaderMap, routing::post, Router};
 use bytes::Bytes;
 use okra_callbacks::{
     async_trait,
-    dispatch::{DispatchConfig, Dispatcher},
-    store, Context, Handler, HandlerResult,
+    store, Context, DispatchConfig, Dispatcher, Handler, HandlerResult,
 };
 use serde_json::Value;
 use tokio::{
@@ -722,7 +721,7 @@ async fn while_the_database_is_away_post_answers_503_and_recovers_without_restar
     url.set_port(Some(proxy.addr.port())).unwrap();
     db.url = url.to_string();
     let mut app = on(db)
-        .config(|c| c.database_timeout = Duration::from_secs(1))
+        .config(|c| c.store.database_timeout = Duration::from_secs(1))
         .spawn()
         .await;
     let body = |n| callback("rec-outage", "BALANCE", "BALANCE_SUCCESS", n);
