@@ -6,7 +6,7 @@
 use std::{future::Future, sync::Arc, time::Duration};
 
 use axum::Router;
-use tokio::{net::TcpListener, sync::Semaphore};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -16,7 +16,7 @@ use crate::{
     http::{
         self,
         serve::{serve, ConnectionLimits},
-        AppState, Security,
+        AppState,
     },
     store::{self, Store, StoreError},
     telemetry::Metrics,
@@ -75,20 +75,9 @@ impl Receiver {
         handler: Arc<dyn Handler>,
     ) -> Result<Self, Error> {
         let config = config.resolve()?;
-        let security = Security::from_config(&config)?;
         let owner = format!("{}-{}", hostname(), uuid::Uuid::now_v7());
         let dispatcher = Dispatcher::new(store.clone(), handler, config.dispatch(), owner);
-        let state = AppState {
-            store: store.clone(),
-            wake: dispatcher.waker(),
-            callback_token: config.callback_token.clone(),
-            admin_token: config.admin_token.clone(),
-            max_body_bytes: config.max_body_bytes,
-            dedup_window: config.dedup_window,
-            in_flight: Arc::new(Semaphore::new(config.max_concurrent_requests)),
-            metrics: None,
-            security: Arc::new(security),
-        };
+        let state = AppState::new(&config, store.clone(), dispatcher.waker())?;
         Ok(Self {
             config,
             store,
@@ -103,7 +92,7 @@ impl Receiver {
     pub fn with_metrics(mut self, metrics: impl Into<Metrics>) -> Self {
         let metrics = metrics.into();
         self.dispatcher.set_metrics(metrics.clone());
-        self.state.metrics = Some(metrics);
+        self.state.set_metrics(metrics);
         self
     }
 
@@ -136,9 +125,9 @@ impl Receiver {
             .map(|keep| tokio::spawn(prune_loop(self.store.clone(), keep, stop.child_token())));
         let upkeep = self
             .state
-            .metrics
-            .clone()
-            .filter(Metrics::is_private)
+            .metrics()
+            .filter(|m| m.is_private())
+            .cloned()
             .map(|m| tokio::spawn(upkeep_loop(m, stop.child_token())));
         let http_stop = CancellationToken::new();
         let limits = ConnectionLimits {
