@@ -3,22 +3,21 @@
 //! The caller owns the socket and the shutdown signal, so tests bind port 0 and embedders pick
 //! their own signal handling.
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
-use axum::{extract::ConnectInfo, Router};
-use hyper_util::{
-    rt::{TokioIo, TokioTimer},
-    server::graceful::GracefulShutdown,
-};
-use tokio::{net::TcpListener, sync::Semaphore};
+use axum::Router;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 
 use crate::{
     config::{Config, ConfigError, Settings},
     dispatch::Dispatcher,
     handler::Handler,
-    http::{self, AppState, Security},
+    http::{
+        self,
+        serve::{serve, ConnectionLimits},
+        AppState,
+    },
     store::{self, Store, StoreError},
     telemetry::Metrics,
 };
@@ -82,24 +81,7 @@ impl Receiver {
     fn build(settings: Settings, store: Arc<dyn Store>, handler: Arc<dyn Handler>) -> Self {
         let owner = format!("{}-{}", hostname(), uuid::Uuid::now_v7());
         let dispatcher = Dispatcher::new(store.clone(), handler, settings.dispatch.clone(), owner);
-        let access = settings.access.clone();
-        let security = Security {
-            trusted_proxies: access.trusted_proxies,
-            allow_from: access.allow_from,
-            signature: access.signature,
-            request_timeout: settings.limits.request_timeout,
-        };
-        let state = AppState {
-            store: store.clone(),
-            wake: dispatcher.waker(),
-            callback_token: access.callback_token,
-            admin_token: access.admin_token,
-            max_body_bytes: settings.limits.max_body_bytes,
-            dedup_window: settings.dedup_window,
-            in_flight: Arc::new(Semaphore::new(settings.limits.max_concurrent_requests)),
-            metrics: None,
-            security: Arc::new(security),
-        };
+        let state = AppState::new(&settings, store.clone(), dispatcher.waker());
         Self {
             settings,
             store,
@@ -114,7 +96,7 @@ impl Receiver {
     pub fn with_metrics(mut self, metrics: impl Into<Metrics>) -> Self {
         let metrics = metrics.into();
         self.dispatcher.set_metrics(metrics.clone());
-        self.state.metrics = Some(metrics);
+        self.state.set_metrics(metrics);
         self
     }
 
@@ -147,9 +129,9 @@ impl Receiver {
             .map(|keep| tokio::spawn(prune_loop(self.store.clone(), keep, stop.child_token())));
         let upkeep = self
             .state
-            .metrics
-            .clone()
-            .filter(Metrics::is_private)
+            .metrics()
+            .filter(|m| m.is_private())
+            .cloned()
             .map(|m| tokio::spawn(upkeep_loop(m, stop.child_token())));
         let http_stop = CancellationToken::new();
         let limits = ConnectionLimits {
@@ -184,83 +166,6 @@ impl Receiver {
             }
         }
     }
-}
-
-/// What bounds the connections themselves, before any request reaches the router.
-struct ConnectionLimits {
-    /// A connection that has not sent a whole request head within this time is closed.
-    header_read_timeout: Duration,
-    /// Open connections at once; past it the loop stops accepting until one closes.
-    max_connections: usize,
-}
-
-/// Serves `router` over HTTP/1.1 on `listener` until `stop` is cancelled; then stops accepting,
-/// lets in-flight requests finish (idle connections close at once) and returns.
-///
-/// This replaces `axum::serve`, which has no header-read timeout: there, a client sending its
-/// headers a byte at a time holds a connection and a task for as long as it likes. Here hyper's
-/// HTTP/1 server gets a timer and `header_read_timeout` (which also closes idle keep-alive
-/// connections), and a semaphore caps open connections. Like `axum::serve` with
-/// `into_make_service_with_connect_info`, each request carries `ConnectInfo<SocketAddr>`.
-async fn serve(
-    listener: TcpListener,
-    router: Router,
-    limits: ConnectionLimits,
-    stop: CancellationToken,
-) -> std::io::Result<()> {
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
-    let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
-    loop {
-        let slot = tokio::select! {
-            _ = stop.cancelled() => break,
-            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
-        };
-        let (stream, peer) = tokio::select! {
-            _ = stop.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) if is_connection_error(&e) => continue,
-                Err(e) => {
-                    // E.g. out of file descriptors: wait rather than spin.
-                    tracing::warn!(error = %e, "cannot accept connections; retrying in 1 s");
-                    tokio::select! {
-                        _ = stop.cancelled() => break,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    }
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let router = router.clone();
-        let service = hyper::service::service_fn(move |mut request| {
-            request
-                .extensions_mut()
-                .insert(ConnectInfo::<SocketAddr>(peer));
-            router.clone().oneshot(request)
-        });
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                // Header-read timeouts, resets, malformed requests: the client's problem.
-                tracing::debug!(error = %e, "connection closed with an error");
-            }
-            drop(slot);
-        });
-    }
-    drop(listener);
-    graceful.shutdown().await;
-    Ok(())
-}
-
-fn is_connection_error(e: &std::io::Error) -> bool {
-    use std::io::ErrorKind::*;
-    matches!(
-        e.kind(),
-        ConnectionRefused | ConnectionAborted | ConnectionReset
-    )
 }
 
 async fn prune_loop(store: Arc<dyn Store>, keep: Duration, stop: CancellationToken) {

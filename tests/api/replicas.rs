@@ -17,8 +17,7 @@ use std::{
 use axum::{extract::State, http::HeaderMap, routing::post, Router};
 use bytes::Bytes;
 use okra_callbacks::{
-    async_trait,
-    store, Context, DispatchConfig, Dispatcher, Handler, HandlerResult,
+    async_trait, store, Context, DispatchConfig, Dispatcher, Handler, HandlerResult,
 };
 use serde_json::Value;
 use tokio::{
