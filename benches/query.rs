@@ -140,10 +140,8 @@ fn ms(d: Duration) -> f64 {
 
 async fn run(label: &str, url: &str) {
     let store = store::open(url).await.expect("open the store");
-    let config = Config {
-        database_url: url.to_owned(),
-        ..Config::default()
-    };
+    let mut config = Config::default();
+    config.store.database_url = url.to_owned();
     let receiver = Receiver::with_store(config, store, Arc::new(AllOf::new())).expect("receiver");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

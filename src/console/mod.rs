@@ -30,7 +30,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use maud::Markup;
 
 use crate::{
-    http::{auth, ApiError, AppState},
+    http::{ApiError, AppState},
     store::{Cursor, Filter, Scope, Status},
 };
 use pages::Chrome;
@@ -132,7 +132,7 @@ impl Operator {
 /// The admin rule for the console. With `--admin-token`: a valid session cookie, else the login
 /// page. Without: the API's loopback rule, asked for by a local host name.
 async fn gate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let key = Key::new(state.admin_token.as_ref());
+    let key = Key::new(state.access().admin_token.as_ref());
     match key {
         Key::Token(_) => {
             let session = session::cookie(request.headers())
@@ -161,14 +161,18 @@ async fn gate(State(state): State<AppState>, mut request: Request, next: Next) -
                 )
                 .into_response();
             }
+            // The API's own loopback rule (trusted proxies and forwarded headers included).
+            if let Err(e) = state
+                .access()
+                .check_admin(request.extensions(), request.headers())
+            {
+                return ConsoleError::from(e).into_response();
+            }
             request.extensions_mut().insert(Operator {
                 key,
                 session: String::new(),
             });
-            match auth::require_admin(State(state), request, next).await {
-                Ok(response) => response,
-                Err(e) => ConsoleError::from(e).into_response(),
-            }
+            next.run(request).await
         }
     }
 }
@@ -412,7 +416,7 @@ async fn list(
     };
     // The counts are a convenience: a store that cannot give them does not hide the list.
     let stats = state
-        .store
+        .store()
         .stats()
         .await
         .inspect_err(|e| tracing::warn!(error = %e, "console: no stats"))
@@ -453,7 +457,7 @@ async fn search_page(
         })
         .transpose()?;
     let page = state
-        .store
+        .store()
         .search(&filter, PAGE_SIZE, cursor.as_ref())
         .await?;
     Ok((page.callbacks, page.next.map(|c| c.encode())))
@@ -492,7 +496,7 @@ async fn show(
     reveal: bool,
     flash: Option<&str>,
 ) -> Result<Markup, ConsoleError> {
-    let cb = state.store.get(id).await?.ok_or_else(|| {
+    let cb = state.store().get(id).await?.ok_or_else(|| {
         ConsoleError::new(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -500,7 +504,7 @@ async fn show(
         )
     })?;
     let history: Vec<Attempt> = state
-        .store
+        .store()
         .history(id)
         .await?
         .into_iter()
@@ -540,14 +544,14 @@ async fn replay_one(
     body: Body,
 ) -> Result<Response, ConsoleError> {
     op.check_post(&headers, &Form::read(body).await?)?;
-    if !state.store.replay(&id).await? {
+    if !state.store().replay(&id).await? {
         return Err(ConsoleError::new(
             StatusCode::NOT_FOUND,
             "not_found",
             format!("no callback has the id `{id}`: nothing was replayed"),
         ));
     }
-    state.wake.notify_one();
+    state.wake().notify_one();
     tracing::info!(%id, "callback replayed from the console");
     let to = format!("/console/callbacks/{}?replayed=1", pages::urlencode(&id));
     Ok(Redirect::to(&to).into_response())
@@ -570,7 +574,7 @@ async fn confirm_replay(
     form.cursor = None;
     form.statuses = vec!["dead".into()];
     let page = state
-        .store
+        .store()
         .search(&dead_only(&form)?, COUNT_LIMIT, None)
         .await?;
     let csrf = op.csrf();
@@ -597,8 +601,8 @@ async fn replay_matching(
     let mut form = FilterForm::from_form(&posted);
     form.cursor = None;
     form.statuses = vec!["dead".into()];
-    let replayed = state.store.replay_matching(&dead_only(&form)?).await?;
-    state.wake.notify_one();
+    let replayed = state.store().replay_matching(&dead_only(&form)?).await?;
+    state.wake().notify_one();
     tracing::info!(replayed, "dead callbacks replayed from the console");
     let csrf = op.csrf();
     let chrome = Chrome {
@@ -610,7 +614,7 @@ async fn replay_matching(
 
 /// `GET /console/login`: the form (or straight to the list when no admin token is set).
 async fn login_page(State(state): State<AppState>) -> Response {
-    if state.admin_token.is_none() {
+    if state.access().admin_token.is_none() {
         return Redirect::to("/console").into_response();
     }
     pages::login(None).into_response()
@@ -622,7 +626,7 @@ async fn login(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ConsoleError> {
-    let key = Key::new(state.admin_token.as_ref());
+    let key = Key::new(state.access().admin_token.as_ref());
     if !matches!(key, Key::Token(_)) {
         return Ok(Redirect::to("/console").into_response());
     }

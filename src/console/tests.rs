@@ -24,10 +24,8 @@ const XSS: &str = "<script>alert(1)</script>";
 async fn console(admin_token: Option<&str>) -> (Router, Arc<dyn Store>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("c.db")).await.unwrap());
-    let config = Config {
-        admin_token: admin_token.map(Secret::new),
-        ..Config::default()
-    };
+    let mut config = Config::default();
+    config.access.admin_token = admin_token.map(Secret::new);
     let receiver = Receiver::with_store(config, store.clone(), Arc::new(AllOf::new())).unwrap();
     (receiver.router(), store, dir)
 }

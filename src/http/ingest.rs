@@ -1,56 +1,34 @@
 //! `POST /v1/callback`: the sink Okra calls.
+//!
+//! [`ingest`] walks one callback through named steps, in an order that matters: admit (the
+//! sender's network, a free slot) → authorise (the callback token) → read the body → verify its
+//! signature on the raw bytes → parse → store durably → acknowledge. Each step refuses with the
+//! error that is answered; [`receive`] counts every refusal once.
+
+use std::time::Instant;
 
 use axum::{
     body::{Body, Bytes},
-    extract::State,
-    http::{header, HeaderMap},
+    extract::{Request, State},
+    http::{header, request::Parts, HeaderMap},
     Json,
 };
 use chrono::Utc;
 use serde::Serialize;
+use tokio::sync::SemaphorePermit;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{auth, error::ErrorBody, ApiError, AppState};
+use super::{error::ErrorBody, ApiError, AppState};
 use crate::{
     callback::{CallbackType, Envelope},
-    store::NewCallback,
+    store::{Inserted, NewCallback},
     telemetry::names,
 };
 
 /// The sink's route, with its OpenAPI description.
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(receive))
-}
-
-fn is_json(content_type: &str) -> bool {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
-}
-
-/// Reads the body up to `limit` bytes; a longer one is refused without reading the rest.
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(ApiError::PayloadTooLarge(limit));
-    }
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-        {
-            ApiError::PayloadTooLarge(limit)
-        } else {
-            ApiError::InvalidJson(format!("the body could not be read: {e}"))
-        }
-    })
 }
 
 /// The answer to an accepted callback.
@@ -107,47 +85,71 @@ fn metric_labels(envelope: &Envelope) -> (&'static str, String) {
     ),
     security((), ("callback_token" = [])),
 )]
-async fn receive(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Json<Ack>, ApiError> {
-    let result = ingest(&state, &headers, body).await;
+async fn receive(State(state): State<AppState>, request: Request) -> Result<Json<Ack>, ApiError> {
+    let result = ingest(&state, request).await;
+    // The one place a refused callback is counted, whichever step refused it.
     if let Err(e) = &result {
         metrics::counter!(names::REJECTED, "reason" => e.parts().1).increment(1);
     }
     result.map(Json)
 }
 
-async fn ingest(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Ack, ApiError> {
-    let started = std::time::Instant::now();
-    let Ok(_slot) = state.in_flight.try_acquire() else {
-        return Err(ApiError::TooManyRequests(1));
-    };
-    auth::check_callback_token(state, headers)?;
+/// One callback, from the request to its acknowledgement.
+async fn ingest(state: &AppState, request: Request) -> Result<Ack, ApiError> {
+    let started = Instant::now();
+    let (head, body) = request.into_parts();
+    let _slot = admit(state, &head)?;
+    state.access.check_callback_token(&head.headers)?;
+    let raw = read_body(state, &head.headers, body).await?;
+    state.access.check_signature(&head.headers, &raw)?;
+    let envelope = parse(raw)?;
+    let stored = store(state, &envelope).await?;
+    Ok(acknowledge(&envelope, stored, started))
+}
+
+/// Lets the request in: from an `--allow-from` network, and only while a slot for one more
+/// callback is free. The slot is held until the callback is answered.
+fn admit<'a>(state: &'a AppState, request: &Parts) -> Result<SemaphorePermit<'a>, ApiError> {
+    state.access.check_sender(request)?;
+    state.limits.callback_slot()
+}
+
+/// The body, if it is declared as JSON (a missing content type is taken as JSON) and within
+/// `--max-body-bytes`.
+async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
     if let Some(ct) = headers.get(header::CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or("(not text)");
         if !is_json(ct) {
             return Err(ApiError::UnsupportedMediaType(ct.to_owned()));
         }
     }
-    let raw = read_body(headers, body, state.max_body_bytes).await?;
-    // Authenticate the bytes as received, before anything parses them.
-    if let Some(verifier) = &state.security.signature {
-        if let Err(e) = verifier.verify(headers, &raw) {
-            // Counted by `receive` as okra_callbacks_rejected_total{reason="invalid_signature"}.
-            tracing::debug!(scheme = verifier.scheme(), reason = %e, "callback refused: invalid signature");
-            return Err(ApiError::InvalidSignature(format!(
-                "{e}: {}",
-                verifier.hint()
-            )));
-        }
-    }
+    state.limits.read_body(headers, body).await
+}
+
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// The typed callback, its record, type and code also recorded on the request span.
+fn parse(raw: Bytes) -> Result<Envelope, ApiError> {
     let envelope = Envelope::parse(raw)?;
     let span = tracing::Span::current();
     span.record("record", envelope.record().as_str());
     span.record("callback_type", envelope.callback_type());
     span.record("callback_code", envelope.callback_code().unwrap_or(""));
+    Ok(envelope)
+}
+
+/// Stores the callback durably (or finds it a duplicate) and, when it is new, wakes the
+/// dispatcher.
+async fn store(state: &AppState, envelope: &Envelope) -> Result<Inserted, ApiError> {
     let new = NewCallback {
         id: uuid::Uuid::now_v7().to_string(),
         record: envelope.record().as_str().to_owned(),
@@ -156,17 +158,22 @@ async fn ingest(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Ack
         body: envelope.raw().clone(),
         received_at: Utc::now(),
     };
-    let write_started = std::time::Instant::now();
+    let write_started = Instant::now();
     let stored = state.store.insert(new, state.dedup_window).await?;
     metrics::histogram!(names::STORE_WRITE_DURATION, "operation" => "insert")
         .record(write_started.elapsed().as_secs_f64());
-    span.record("id", stored.id.as_str());
+    tracing::Span::current().record("id", stored.id.as_str());
     if stored.duplicate {
         metrics::counter!(names::DUPLICATES).increment(1);
     } else {
         state.wake.notify_one();
     }
-    let (kind, code) = metric_labels(&envelope);
+    Ok(stored)
+}
+
+/// The answer to a stored callback, counted and timed from the request's start.
+fn acknowledge(envelope: &Envelope, stored: Inserted, started: Instant) -> Ack {
+    let (kind, code) = metric_labels(envelope);
     metrics::counter!(
         names::RECEIVED,
         "callback_type" => kind,
@@ -176,13 +183,13 @@ async fn ingest(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Ack
     .increment(1);
     tracing::info!(id = %stored.id, duplicate = stored.duplicate, "callback stored");
     metrics::histogram!(names::ACK_DURATION).record(started.elapsed().as_secs_f64());
-    Ok(Ack {
+    Ack {
         id: stored.id,
         record: envelope.record().as_str().to_owned(),
         callback_type: envelope.callback_type().to_owned(),
         callback_code: envelope.callback_code().map(str::to_owned),
         duplicate: stored.duplicate,
-    })
+    }
 }
 
 #[cfg(test)]

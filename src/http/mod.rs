@@ -1,109 +1,40 @@
-//! The HTTP API: the callback sink Okra calls, the read/admin API, health and metrics.
+//! The HTTP API: the callback sink Okra calls, the read/replay API, health and metrics.
 //!
-//! [`router`] builds the whole `Router` from an [`AppState`], so it can be tested with
-//! `tower::ServiceExt::oneshot` before any socket exists.
+//! One router per resource, merged here under the access rule each follows:
+//!
+//! - `ingest`: `POST /v1/callback`, the sink Okra calls.
+//! - `admin`: the read/replay API (`GET /v1/callback`, `/v1/callbacks/{id}`, the replays).
+//! - `ops`: `/healthz`, `/readyz`, `/metrics` and `/openapi.json`.
+//!
+//! Beside them: `access` (who may call: tokens, networks, signatures), `limits` (how much a
+//! request may take), [`error`] (the one error type, mapped to HTTP), `state` (what the routes
+//! share) and `serve` (the connection loop). `router` builds the whole `Router`, so it can be
+//! tested with `tower::ServiceExt::oneshot` before any socket exists.
 
+mod access;
 mod admin;
-pub mod auth;
 pub mod error;
 mod ingest;
+mod limits;
 mod operator;
 mod ops;
-pub mod peer;
 pub(crate) mod serve;
-
-use std::{sync::Arc, time::Duration};
+mod state;
 
 use axum::{
     extract::{DefaultBodyLimit, Request, State},
     middleware::{self, Next},
-    response::{IntoResponse, Response},
+    response::Response,
     Extension, Router,
 };
-use ipnet::IpNet;
-use tokio::sync::{Notify, Semaphore};
 use tower_http::trace::TraceLayer;
 use tracing::field::Empty;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
-pub use self::error::{ApiError, ErrorBody, ErrorDetail};
-pub use self::{
-    admin::{CallbackSummary, DeliveryStatus, Replayed},
-    ingest::Ack,
-    operator::{
-        AttemptEntry, AttemptOutcomeName, CallbackDetail, CallbackList, CallbackPage, FilterQuery,
-        ListedCallback, PageQuery, RecordQuery, ReplayedCount, StatsBody,
-    },
-    ops::Health,
-};
-use crate::{
-    config::{Config, Secret},
-    signature::Verifier,
-    store::Store,
-    telemetry::{names, Metrics},
-};
-
-/// The network and signature rules in front of the routes (tokens live in [`AppState`]).
-#[derive(Debug, Clone)]
-pub struct Security {
-    /// Proxies whose `X-Forwarded-For` is believed (`--trusted-proxies`).
-    pub trusted_proxies: Vec<IpNet>,
-    /// When not empty, `POST /v1/callback` only from these networks (`--allow-from`).
-    pub allow_from: Vec<IpNet>,
-    /// When set, every callback's raw body must carry a valid signature.
-    pub signature: Option<Verifier>,
-    /// The longest a request may take before it is answered 408 (`--request-timeout`).
-    pub request_timeout: Duration,
-}
-
-impl Default for Security {
-    /// No network rules, no signatures, a 30 s request timeout.
-    fn default() -> Self {
-        Self {
-            trusted_proxies: Vec::new(),
-            allow_from: Vec::new(),
-            signature: None,
-            request_timeout: Duration::from_secs(30),
-        }
-    }
-}
-
-impl Security {
-    /// The rules `config` describes; fails if a signature secret is not valid.
-    pub fn from_config(config: &Config) -> Result<Self, crate::config::ConfigError> {
-        Ok(Self {
-            trusted_proxies: config.trusted_proxies.clone(),
-            allow_from: config.allow_from.clone(),
-            signature: config.signature_verifier()?,
-            request_timeout: config.request_timeout,
-        })
-    }
-}
-
-/// What every route shares. Cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    /// Where callbacks are stored.
-    pub store: Arc<dyn Store>,
-    /// Wakes the dispatcher when a callback is stored.
-    pub wake: Arc<Notify>,
-    /// Required on `POST /v1/callback` when set.
-    pub callback_token: Option<Secret>,
-    /// Required on the read/admin API when set; otherwise loopback only.
-    pub admin_token: Option<Secret>,
-    /// Larger bodies get 413.
-    pub max_body_bytes: usize,
-    /// How long the same bytes count as a duplicate.
-    pub dedup_window: Duration,
-    /// Callbacks being stored at once; past it, 429.
-    pub in_flight: Arc<Semaphore>,
-    /// Where metrics are recorded and what `/metrics` renders; without it, metrics go to the
-    /// global recorder (if any) and `/metrics` answers an empty body.
-    pub metrics: Option<Metrics>,
-    /// Network rules, signature checks and the request timeout.
-    pub security: Arc<Security>,
-}
+pub use self::error::ApiError;
+pub(crate) use self::state::AppState;
+use crate::telemetry::Metrics;
 
 /// The OpenAPI document's frame: title, version, tags and security schemes. The paths come
 /// from the `#[utoipa::path]` annotations of the routes [`router`] serves.
@@ -149,47 +80,46 @@ impl utoipa::Modify for SecuritySchemes {
     }
 }
 
-/// Every route, grouped by the rule in front of it, each registered with its OpenAPI
-/// description, so the router and the document cannot drift apart.
-struct Api {
-    /// `POST /v1/callback`: the `--allow-from` rule (the token and signature are checked inside).
-    sink: OpenApiRouter<AppState>,
-    /// Open to all: health, readiness and the OpenAPI document.
+/// Every route, by the access rule in front of it. Each route is registered with its OpenAPI
+/// description, so the router and the document cannot drift apart. A new resource merges its
+/// router into the group whose rule it follows.
+struct Routes {
+    /// Open to all: health, readiness, the OpenAPI document, and `POST /v1/callback`, which
+    /// applies its own rules (`--allow-from`, `--callback-token`, signatures) as steps of
+    /// [`ingest`], where their order is kept and each refusal counted.
     open: OpenApiRouter<AppState>,
     /// The `--admin-token` rule: the read/replay API and metrics.
     admin: OpenApiRouter<AppState>,
 }
 
-fn api() -> Api {
-    Api {
-        sink: OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(ingest::router()),
-        open: ops::open_router(),
-        admin: admin::router().merge(ops::admin_router()),
+fn routes() -> Routes {
+    Routes {
+        open: OpenApiRouter::with_openapi(ApiDoc::openapi())
+            .merge(ingest::router())
+            .merge(ops::open_router()),
+        admin: OpenApiRouter::new()
+            .merge(admin::router())
+            .merge(ops::admin_router()),
     }
 }
 
-/// The OpenAPI 3 document of every route [`router`] serves (what `GET /openapi.json` answers).
+/// The OpenAPI 3 document of every route the receiver serves (what `GET /openapi.json`
+/// answers).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let Api { sink, open, admin } = api();
-    sink.merge(open).merge(admin).into_openapi()
+    let Routes { open, admin } = routes();
+    open.merge(admin).into_openapi()
 }
-/// Builds every route of the receiver.
-pub fn router(state: AppState) -> Router {
-    let Api { sink, open, admin } = api();
-    let sink = sink.route_layer(middleware::from_fn_with_state(
-        state.clone(),
-        auth::require_allowed_source,
-    ));
+
+/// Builds every route of the receiver, with the layers in front of them: the request span, the
+/// request-time limit and the metrics scope.
+pub(crate) fn router(state: AppState) -> Router {
+    let Routes { open, admin } = routes();
     let admin = admin.route_layer(middleware::from_fn_with_state(
-        state.clone(),
-        auth::require_admin,
+        state.access.clone(),
+        access::require_admin,
     ));
-    let (routes, doc) = sink.merge(open).merge(admin).split_for_parts();
-    let doc = ops::OpenApiJson(
-        doc.to_json()
-            .expect("the OpenAPI document serialises")
-            .into(),
-    );
+    let (routes, doc) = open.merge(admin).split_for_parts();
+    let doc = ops::OpenApiJson::of(&doc);
     let mut router = routes
         .merge(crate::console::router(&state))
         .fallback(|| async {
@@ -200,12 +130,12 @@ pub fn router(state: AppState) -> Router {
         // We read the body ourselves, against our own limit.
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(
-            state.clone(),
-            limit_request_time,
+            state.limits.clone(),
+            limits::limit_request_time,
         ));
-    if state.metrics.as_ref().is_some_and(Metrics::is_private) {
+    if let Some(metrics) = state.metrics().filter(|m| m.is_private()) {
         router = router.layer(middleware::from_fn_with_state(
-            state.clone(),
+            metrics.clone(),
             in_metrics_scope,
         ));
     }
@@ -233,27 +163,10 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Records the metrics of a request into the receiver's private registry.
-async fn in_metrics_scope(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    match &state.metrics {
-        Some(metrics) => metrics.scope(next.run(request)).await,
-        None => next.run(request).await,
-    }
-}
-
-/// Answers 408 `request_timeout` (our JSON error body) when a request, body included, takes
-/// longer than `--request-timeout`. Dropping the handler is safe: nothing is acknowledged before
-/// it is stored, and a store write that completes anyway makes the retry a duplicate.
-async fn limit_request_time(
-    State(state): State<AppState>,
+async fn in_metrics_scope(
+    State(metrics): State<Metrics>,
     request: Request,
     next: Next,
 ) -> Response {
-    let limit = state.security.request_timeout;
-    match tokio::time::timeout(limit, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => {
-            metrics::counter!(names::REQUESTS_TIMED_OUT).increment(1);
-            ApiError::RequestTimeout(limit).into_response()
-        }
-    }
+    metrics.scope(next.run(request)).await
 }

@@ -31,7 +31,18 @@ pub(super) fn admin_router() -> OpenApiRouter<AppState> {
 
 /// The JSON of the OpenAPI document, rendered once per router.
 #[derive(Clone)]
-pub(super) struct OpenApiJson(pub(super) Arc<str>);
+pub(super) struct OpenApiJson(Arc<str>);
+
+impl OpenApiJson {
+    /// Renders `doc` once, for every `GET /openapi.json` to answer.
+    pub(super) fn of(doc: &utoipa::openapi::OpenApi) -> Self {
+        Self(
+            doc.to_json()
+                .expect("the OpenAPI document serialises")
+                .into(),
+        )
+    }
+}
 /// The body of `/healthz` and `/readyz`.
 #[derive(Serialize, ToSchema)]
 pub struct Health {
@@ -100,11 +111,7 @@ async fn render_metrics(State(state): State<AppState>) -> Response {
         Err(_) => tracing::warn!("the store did not report the backlog within 2 s"),
     }
     metrics::gauge!(names::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
-    let text = state
-        .metrics
-        .as_ref()
-        .map(Metrics::render)
-        .unwrap_or_default();
+    let text = state.metrics().map(Metrics::render).unwrap_or_default();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

@@ -189,8 +189,8 @@ async fn failing_until(ok: Arc<AtomicBool>, admin_token: Option<&'static str>) -
     app(Backend::Sqlite)
         .await
         .config(move |c| {
-            c.max_attempts = 2;
-            c.admin_token = admin_token.map(okra_callbacks::Secret::new);
+            c.delivery.max_attempts = 2;
+            c.access.admin_token = admin_token.map(okra_callbacks::Secret::new);
         })
         .script(move |cx| {
             let record = cx.record().to_string();

@@ -84,7 +84,7 @@ async fn filters_each_and_combined(backend: Backend) {
     // Everything of record `rec-dead` fails, with one attempt allowed: dead at once.
     let app = app(backend)
         .await
-        .config(|c| c.max_attempts = 1)
+        .config(|c| c.delivery.max_attempts = 1)
         .script(|cx| {
             if cx.record().as_str() == "rec-dead" {
                 Action::Fail("ledger answered 503")
@@ -395,7 +395,7 @@ async fn bad_parameters_are_400s_naming_the_parameter(backend: Backend) {
 async fn history_of_a_callback_that_failed_twice_then_succeeded(backend: Backend) {
     let app = app(backend)
         .await
-        .config(|c| c.handler_timeout = Duration::from_millis(150))
+        .config(|c| c.delivery.handler_timeout = Duration::from_millis(150))
         .script(|cx| match cx.attempt {
             1 => Action::Fail("the forward URL answered 503 Service Unavailable"),
             2 => Action::Sleep(Duration::from_secs(2)),
@@ -481,7 +481,7 @@ async fn bulk_replay_touches_only_what_matched(backend: Backend) {
     let flag = failing.clone();
     let mut app = app(backend)
         .await
-        .config(|c| c.max_attempts = 1)
+        .config(|c| c.delivery.max_attempts = 1)
         .script(move |cx| {
             if cx.record().as_str() != "rec-ok" && flag.load(Ordering::SeqCst) {
                 Action::Fail("down")
@@ -563,7 +563,7 @@ async fn stats_and_gauges_show_the_oldest_pending(backend: Backend) {
     let app = app(backend)
         .await
         .metrics()
-        .config(|c| c.max_attempts = 1)
+        .config(|c| c.delivery.max_attempts = 1)
         .script(|cx| match cx.record().as_str() {
             "rec-slow" => Action::Sleep(Duration::from_secs(3)),
             "rec-bad" => Action::Fail("down"),
@@ -737,8 +737,7 @@ async fn a_postgres_database_of_the_previous_schema_is_upgraded_with_its_data() 
             .len(),
         1
     );
-    let (exists, listed) = store.list("r1", &[]).await.unwrap();
-    assert!(exists);
+    let listed = store.list("r1", &[]).await.unwrap().into_callbacks();
     assert_eq!(listed.len(), 2);
     assert!(store.history("b").await.unwrap().is_empty());
     assert_eq!(store.replay_matching(&dead).await.unwrap(), 1);

@@ -41,8 +41,9 @@ use tokio::{
 use tokio_postgres::{Error as PgError, NoTls};
 
 use super::{
-    duration_ms, millis, Attempt, Backlog, Claim, Cursor, Filter, Inserted, NewCallback, Outcome,
-    Page, Stats, Status, Store, StoreError, StoreOptions, StoredCallback,
+    duration_ms, millis, AfterLast, Attempt, Backlog, Claim, Cursor, Filter, Inserted, Listing,
+    NewCallback, Outcome, Page, Stats, Status, Store, StoreError, StoreOptions, StoredCallback,
+    COLUMNS,
 };
 use batch::{gather, submit, MAX_BATCH};
 use operator::COUNT_SQL;
@@ -63,10 +64,6 @@ const MIGRATIONS: &[(i32, &str)] = &[
 
 /// The key of the advisory lock that serialises migrations.
 const MIGRATION_LOCK: i64 = 0x006f_6b72_616d_6967;
-
-pub(super) const COLUMNS: &str =
-    "id, record, callback_type, callback_code, body, received_at, status, \
-                       attempts, cycle_attempts, last_error, next_attempt_at, finished_at";
 
 /// The database's clock in unix milliseconds, for every lease and due-time decision.
 pub(super) const NOW_MS: &str = "(extract(epoch from statement_timestamp()) * 1000)::bigint";
@@ -192,7 +189,7 @@ impl PostgresStore {
         attempt: &Attempt,
         lease: Duration,
         last: Option<usize>,
-    ) -> Result<Option<Vec<StoredCallback>>, StoreError> {
+    ) -> Result<AfterLast, StoreError> {
         let (reply, answer) = oneshot::channel();
         let job = FinishJob {
             owner: owner.to_owned(),
@@ -227,7 +224,7 @@ impl Db {
     /// Turns an operation's result into the store's answer. A connection that did not answer
     /// in time may be half-dead (a network partition leaves it open but silent): it is closed
     /// instead of going back to the pool, where the next request would hang on it too.
-    fn settle<T>(
+    fn result_of<T>(
         &self,
         client: Object,
         result: Result<Result<T, PgError>, Elapsed>,
@@ -351,7 +348,7 @@ impl Store for PostgresStore {
                 Ok((records, pending))
             })
             .await;
-        let (records, mut pending) = self.db.settle(client, result)?;
+        let (records, mut pending) = self.db.result_of(client, result)?;
         Ok(records
             .into_iter()
             .map(|record| Claim {
@@ -382,7 +379,7 @@ impl Store for PostgresStore {
         attempt: &Attempt,
         lease: Duration,
         per_record: usize,
-    ) -> Result<Option<Vec<StoredCallback>>, StoreError> {
+    ) -> Result<AfterLast, StoreError> {
         self.record_outcome(owner, cb, outcome, attempt, lease, Some(per_record.max(1)))
             .await
     }
@@ -407,21 +404,17 @@ impl Store for PostgresStore {
                 &[&owner],
             ))
             .await;
-        self.db.settle(client, result).map(drop)
+        self.db.result_of(client, result).map(drop)
     }
 
     async fn get(&self, id: &str) -> Result<Option<StoredCallback>, StoreError> {
         let client = self.db.client().await?;
         let sql = format!("SELECT {COLUMNS} FROM okra_callbacks WHERE id = $1");
         let result = self.db.timed(client.query_opt(&sql, &[&id])).await;
-        Ok(self.db.settle(client, result)?.as_ref().map(from_row))
+        Ok(self.db.result_of(client, result)?.as_ref().map(from_row))
     }
 
-    async fn list(
-        &self,
-        record: &str,
-        callback_types: &[&str],
-    ) -> Result<(bool, Vec<StoredCallback>), StoreError> {
+    async fn list(&self, record: &str, callback_types: &[&str]) -> Result<Listing, StoreError> {
         let client = self.db.client().await?;
         let types: Vec<String> = callback_types.iter().map(|t| t.to_string()).collect();
         let sql = format!(
@@ -446,8 +439,12 @@ impl Store for PostgresStore {
                 Ok((true, rows))
             })
             .await;
-        let (exists, rows) = self.db.settle(client, result)?;
-        Ok((exists, rows.iter().map(from_row).collect()))
+        let (exists, rows) = self.db.result_of(client, result)?;
+        Ok(if exists {
+            Listing::Callbacks(rows.iter().map(from_row).collect())
+        } else {
+            Listing::UnknownRecord
+        })
     }
 
     async fn replay(&self, id: &str) -> Result<bool, StoreError> {
@@ -507,7 +504,7 @@ impl Store for PostgresStore {
                 Ok(true)
             })
             .await;
-        self.db.settle(client, result)
+        self.db.result_of(client, result)
     }
 
     async fn replay_dead(&self) -> Result<u64, StoreError> {
@@ -521,7 +518,7 @@ impl Store for PostgresStore {
             .await;
         let ids: Vec<String> = self
             .db
-            .settle(client, result)?
+            .result_of(client, result)?
             .iter()
             .map(|r| r.get(0))
             .collect();
@@ -535,10 +532,10 @@ impl Store for PostgresStore {
     async fn ping(&self) -> Result<(), StoreError> {
         let client = self.db.client().await?;
         // Readiness checks give up after 2 s; answer before that, so a silent connection is
-        // settled (closed) here rather than dropped back into the pool by the caller's timeout.
+        // lease_states (closed) here rather than dropped back into the pool by the caller's timeout.
         let limit = self.db.timeout.min(Duration::from_millis(1500));
         let result = tokio::time::timeout(limit, client.query_one("SELECT 1", &[])).await;
-        self.db.settle(client, result).map(drop)
+        self.db.result_of(client, result).map(drop)
     }
 
     async fn backlog(&self) -> Result<Backlog, StoreError> {
@@ -582,7 +579,7 @@ impl Store for PostgresStore {
                 Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
             })
             .await;
-        self.db.settle(client, result)
+        self.db.result_of(client, result)
     }
 
     async fn search(

@@ -97,7 +97,7 @@ impl PostgresStore {
         );
         let client = self.db.client().await?;
         let result = self.db.timed(client.query(&sql, &refs(&args))).await;
-        let rows = self.db.settle(client, result)?;
+        let rows = self.db.result_of(client, result)?;
         let rows: Vec<(StoredCallback, i64)> =
             rows.iter().map(|r| (from_row(r), r.get(12))).collect();
         Ok(page(rows, limit, filter, Scope::Search))
@@ -144,7 +144,7 @@ impl PostgresStore {
                 Ok(Some(rows))
             })
             .await;
-        let Some(rows) = self.db.settle(client, result)? else {
+        let Some(rows) = self.db.result_of(client, result)? else {
             return Ok(None);
         };
         let rows: Vec<(StoredCallback, i64)> =
@@ -163,7 +163,7 @@ impl PostgresStore {
                 &[&id],
             ))
             .await;
-        let rows = self.db.settle(client, result)?;
+        let rows = self.db.result_of(client, result)?;
         Ok(rows
             .iter()
             .map(|r| Attempt {
@@ -186,7 +186,7 @@ impl PostgresStore {
         let result = self.db.timed(client.query(&sql, &refs(&args))).await;
         let ids: Vec<String> = self
             .db
-            .settle(client, result)?
+            .result_of(client, result)?
             .iter()
             .map(|r| r.get(0))
             .collect();
@@ -221,7 +221,7 @@ impl PostgresStore {
                 Ok((counts, oldest))
             })
             .await;
-        let (counts, oldest) = self.db.settle(client, result)?;
+        let (counts, oldest) = self.db.result_of(client, result)?;
         let counts = counts
             .iter()
             .map(|r| {
@@ -275,6 +275,6 @@ impl PostgresStore {
                 tx.commit().await
             })
             .await;
-        self.db.settle(client, result)
+        self.db.result_of(client, result)
     }
 }
