@@ -14,8 +14,6 @@
 mod mask;
 mod pages;
 mod session;
-#[cfg(test)]
-mod tests;
 
 use axum::{
     body::Body,

@@ -4,6 +4,7 @@ mod helpers;
 mod process;
 
 mod console;
+mod console_pages;
 mod crash;
 mod dispatch;
 mod ingest;

@@ -1,5 +1,7 @@
 //! The console's pages through the whole router (`oneshot`, no socket): status, escaping, the
-//! security headers, the admin rule, login, CSRF and masking.
+//! security headers, the admin rule, login, CSRF and masking. (Here rather than beside the code:
+//! in the library's unit-test binary, their requests through the router's trace layer raced the
+//! test that captures that layer's span with a thread-local subscriber.)
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -12,11 +14,12 @@ use axum::{
 use chrono::Utc;
 use tower::ServiceExt;
 
-use crate::{
-    config::Secret,
+use okra_callbacks::{
     store::{NewCallback, Outcome, SqliteStore, Status, Store},
-    AllOf, Config, Receiver,
+    AllOf, Config, Receiver, Secret,
 };
+/// The console's page size.
+const PAGE_SIZE: usize = 50;
 
 const XSS: &str = "<script>alert(1)</script>";
 
@@ -243,7 +246,7 @@ async fn filters_narrow_the_list_and_bad_ones_say_what_is_wrong() {
 async fn pages_walk_every_callback_once() {
     let (router, store, _dir) = console(None).await;
     let mut ids = Vec::new();
-    for n in 0..(super::PAGE_SIZE + 5) {
+    for n in 0..(PAGE_SIZE + 5) {
         ids.push(
             seed(
                 &store,
