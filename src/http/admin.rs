@@ -1,18 +1,18 @@
 //! The read/replay API: what was received, one callback's state, and replays (the
 //! `--admin-token` rule).
 
-use axum::{
-    extract::{Path, Query, State},
-    http::StatusCode,
-    Json,
-};
+use axum::{extract::State, http::StatusCode};
 use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{value::RawValue, Value};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{error::ErrorBody, ApiError, AppState};
+use super::{
+    error::ErrorBody,
+    extract::{Json, Path, Query},
+    ApiError, AppState,
+};
 use crate::{
     callback::CallbackType,
     store::{Listing, StoredCallback},

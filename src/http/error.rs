@@ -71,6 +71,9 @@ pub enum ApiError {
     /// 400: a required query parameter is missing.
     #[error("{0}")]
     MissingParameter(String),
+    /// 400: a query parameter does not parse; the message names it and its valid values.
+    #[error("{0}")]
+    InvalidParameter(String),
     /// 400: `method` is not a callback type.
     #[error("`{0}` is not a valid method: use one of AUTH, TRANSACTIONS, IDENTITY, INCOME, BALANCE, RECORD, ACCOUNTS")]
     InvalidMethod(String),
@@ -83,6 +86,20 @@ pub enum ApiError {
     /// 405: the route exists but not with this method.
     #[error("method not allowed on this path")]
     MethodNotAllowed,
+    /// 415: a body other than the type the route takes (see [`super::extract`]).
+    #[error("content type `{got}` is not supported here: send the body as {expected}")]
+    UnsupportedBodyType {
+        /// The content type as sent.
+        got: String,
+        /// The one the route takes.
+        expected: &'static str,
+    },
+    /// 422: a well-formed body without the fields the route takes.
+    #[error("{0}")]
+    InvalidBody(String),
+    /// 400: the body could not be read to its end.
+    #[error("{0}")]
+    UnreadableBody(String),
 }
 
 impl ApiError {
@@ -102,10 +119,16 @@ impl ApiError {
             Self::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             Self::StoreUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
             Self::MissingParameter(_) => (StatusCode::BAD_REQUEST, "missing_parameter"),
+            Self::InvalidParameter(_) => (StatusCode::BAD_REQUEST, "invalid_parameter"),
             Self::InvalidMethod(_) => (StatusCode::BAD_REQUEST, "invalid_method"),
             Self::RecordNotFound(_) => (StatusCode::NOT_FOUND, "record_not_found"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::UnsupportedBodyType { .. } => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            Self::InvalidBody(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
+            Self::UnreadableBody(_) => (StatusCode::BAD_REQUEST, "unreadable_body"),
         }
     }
 }

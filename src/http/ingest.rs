@@ -11,7 +11,6 @@ use axum::{
     body::{Body, Bytes},
     extract::{Request, State},
     http::{header, request::Parts, HeaderMap},
-    Json,
 };
 use chrono::Utc;
 use serde::Serialize;
@@ -19,7 +18,7 @@ use tokio::sync::SemaphorePermit;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{error::ErrorBody, ApiError, AppState};
+use super::{error::ErrorBody, extract::Json, ApiError, AppState};
 use crate::{
     callback::{CallbackType, Envelope},
     store::{Inserted, NewCallback},

@@ -8,12 +8,14 @@
 //!
 //! Beside them: `access` (who may call: tokens, networks, signatures), `limits` (how much a
 //! request may take), [`error`] (the one error type, mapped to HTTP), `state` (what the routes
-//! share) and `serve` (the connection loop). `router` builds the whole `Router`, so it can be
+//! share), [`extract`] (the `Query`, `Path`, `Json` and `Form` every route takes, rejecting in
+//! our error body) and `serve` (the connection loop). `router` builds the whole `Router`, so it can be
 //! tested with `tower::ServiceExt::oneshot` before any socket exists.
 
 mod access;
 mod admin;
 pub mod error;
+pub(crate) mod extract;
 mod ingest;
 mod limits;
 mod ops;
