@@ -16,6 +16,7 @@ use super::{
 use crate::{
     callback::CallbackType,
     store::{Listing, StoredCallback},
+    telemetry::Untrusted,
 };
 
 /// The read/replay routes, with their OpenAPI descriptions.
@@ -246,7 +247,7 @@ async fn replay_callback(
         return Err(ApiError::NotFound(format!("no callback has the id `{id}`")));
     }
     state.wake.notify_one();
-    tracing::info!(%id, "callback replayed");
+    tracing::info!(id = %Untrusted(&id), "callback replayed");
     Ok((
         StatusCode::ACCEPTED,
         Json(Replayed {

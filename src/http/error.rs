@@ -11,7 +11,7 @@ use axum::{
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::{callback::ParseError, store::StoreError};
+use crate::{callback::ParseError, store::StoreError, telemetry::Untrusted};
 
 /// Every error body: `{"error": {"code": "<snake_case>", "message": "<what and how to fix>"}}`.
 #[derive(Debug, Serialize, ToSchema)]
@@ -152,7 +152,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.parts();
         if let Self::StoreUnavailable(source) = &self {
-            tracing::error!(error = %source, "store unavailable");
+            tracing::error!(error = %Untrusted(&source.to_string()), "store unavailable");
         }
         let body = ErrorBody {
             error: ErrorDetail {

@@ -22,8 +22,9 @@ use super::{error::ErrorBody, extract::Json, ApiError, AppState};
 use crate::{
     callback::{CallbackType, Envelope},
     store::{Inserted, NewCallback},
-    telemetry::names,
+    telemetry::{names, Untrusted},
 };
+use tracing::field::display;
 
 /// The sink's route, with its OpenAPI description.
 pub(super) fn router() -> OpenApiRouter<AppState> {
@@ -140,9 +141,15 @@ fn is_json(content_type: &str) -> bool {
 fn parse(raw: Bytes) -> Result<Envelope, ApiError> {
     let envelope = Envelope::parse(raw)?;
     let span = tracing::Span::current();
-    span.record("record", envelope.record().as_str());
-    span.record("callback_type", envelope.callback_type());
-    span.record("callback_code", envelope.callback_code().unwrap_or(""));
+    span.record("record", display(Untrusted(envelope.record().as_str())));
+    span.record(
+        "callback_type",
+        display(Untrusted(envelope.callback_type())),
+    );
+    span.record(
+        "callback_code",
+        display(Untrusted(envelope.callback_code().unwrap_or(""))),
+    );
     Ok(envelope)
 }
 
