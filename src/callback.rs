@@ -32,7 +32,7 @@ pub enum ParseError {
     #[error("the callback has no record id: expected a string field `record` (or `recordId`)")]
     MissingRecord,
     /// `record` (or `recordId`) is present but not a non-empty string.
-    #[error("the callback's record id `{field}` must be a non-empty string, found {found}")]
+    #[error("the callback's record id `{field}` must be a string that is not blank, found {found}: send the record id Okra gave")]
     InvalidRecord {
         /// The field that held the bad value.
         field: &'static str,
@@ -45,7 +45,7 @@ pub enum ParseError {
     )]
     MissingType,
     /// `callback_type` (or `method`) is present but not a non-empty string.
-    #[error("the callback's type `{field}` must be a non-empty string, found {found}")]
+    #[error("the callback's type `{field}` must be a string that is not blank, found {found}: send the product, e.g. \"TRANSACTIONS\"")]
     InvalidType {
         /// The field that held the bad value.
         field: &'static str,

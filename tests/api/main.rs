@@ -5,6 +5,7 @@ mod process;
 
 mod crash;
 mod dispatch;
+mod hostile;
 mod ingest;
 mod metrics;
 mod openapi;
