@@ -11,10 +11,10 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::{
     error::ErrorBody,
     extract::{Json, Path, Query},
-    ApiError, AppState,
+    schema, ApiError, AppState,
 };
 use crate::{
-    callback::CallbackType,
+    callback::{CallbackType, MAX_FIELD_CHARS},
     store::{Listing, StoredCallback},
     telemetry::Untrusted,
 };
@@ -131,10 +131,11 @@ fn summary(cb: &StoredCallback) -> CallbackSummary {
 #[into_params(parameter_in = Query)]
 struct ListQuery {
     /// The record id.
-    #[param(required = true)]
+    #[param(required = true, schema_with = schema::record_param)]
     record: Option<String>,
-    /// The product: AUTH, TRANSACTIONS, IDENTITY, INCOME, BALANCE, RECORD or ACCOUNTS (any case).
-    #[param(required = true)]
+    /// The product: AUTH, TRANSACTIONS, IDENTITY, INCOME, BALANCE, RECORD or ACCOUNTS (the
+    /// server also takes them in any case).
+    #[param(required = true, schema_with = schema::method_param)]
     method: Option<String>,
 }
 
@@ -146,7 +147,7 @@ struct ListQuery {
     params(ListQuery),
     responses(
         (status = 200, description = "The record's callbacks of that type, oldest first", body = CallbackList),
-        (status = 400, description = "`missing_parameter` or `invalid_method` (the message lists the valid methods)", body = ErrorBody),
+        (status = 400, description = "`missing_parameter`, `invalid_method` (the message lists the valid methods) or `invalid_parameter` (a parameter sent twice, a record id longer than 128 characters)", body = ErrorBody),
         (status = 401, description = "`unauthorized`: --admin-token is set and the bearer token is missing or wrong", body = ErrorBody),
         (status = 403, description = "`forbidden`: no --admin-token is set and the client is not on loopback", body = ErrorBody),
         (status = 404, description = "`record_not_found`: nothing was ever received for the record", body = ErrorBody),
@@ -168,6 +169,11 @@ async fn list_callbacks(
             "the `method` query parameter is required: one of AUTH, TRANSACTIONS, IDENTITY, INCOME, BALANCE, RECORD, ACCOUNTS".into(),
         )
     })?;
+    if record.chars().count() > MAX_FIELD_CHARS {
+        return Err(ApiError::InvalidParameter(format!(
+            "the `record` query parameter is longer than {MAX_FIELD_CHARS} characters, so no callback has it: send the record id a callback gave"
+        )));
+    }
     let kind = CallbackType::from_name(method.trim()).ok_or(ApiError::InvalidMethod(method))?;
     let Listing::Callbacks(callbacks) = state.store.list(&record, &[kind.as_str()]).await? else {
         return Err(ApiError::RecordNotFound(record));
@@ -187,6 +193,7 @@ async fn list_callbacks(
     params(("id" = String, Path, description = "The callback's id, as the acknowledgement gave it")),
     responses(
         (status = 200, description = "The callback and its delivery state", body = CallbackDetail),
+        (status = 400, description = "`invalid_parameter`: the id is not valid UTF-8 once percent-decoded", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 403, description = "`forbidden`", body = ErrorBody),
         (status = 404, description = "`not_found`: no callback has that id", body = ErrorBody),
@@ -232,6 +239,7 @@ pub struct Replayed {
     params(("id" = String, Path, description = "The callback's id")),
     responses(
         (status = 202, description = "Queued for the handlers again, with a fresh attempt budget", body = Replayed),
+        (status = 400, description = "`invalid_parameter`: the id is not valid UTF-8 once percent-decoded", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 403, description = "`forbidden`", body = ErrorBody),
         (status = 404, description = "`not_found`: no callback has that id", body = ErrorBody),
@@ -262,7 +270,7 @@ async fn replay_callback(
 #[into_params(parameter_in = Query)]
 struct ReplayQuery {
     /// Which callbacks to replay: `dead`.
-    #[param(required = true)]
+    #[param(required = true, schema_with = schema::replay_status_param)]
     status: Option<String>,
 }
 
@@ -281,7 +289,7 @@ pub struct ReplayedDead {
     params(ReplayQuery),
     responses(
         (status = 202, description = "Every dead callback is queued for the handlers again", body = ReplayedDead),
-        (status = 400, description = "`missing_parameter`: `status=dead` is required", body = ErrorBody),
+        (status = 400, description = "`missing_parameter`: `status=dead` is required; `invalid_parameter`: a parameter sent twice", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 403, description = "`forbidden`", body = ErrorBody),
         (status = 503, description = "`store_unavailable`", body = ErrorBody),

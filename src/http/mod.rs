@@ -9,7 +9,7 @@
 //! Beside them: `access` (who may call: tokens, networks, signatures), `limits` (how much a
 //! request may take), [`error`] (the one error type, mapped to HTTP), `state` (what the routes
 //! share), [`extract`] (the `Query`, `Path`, `Json` and `Form` every route takes, rejecting in
-//! our error body) and `serve` (the connection loop). `router` builds the whole `Router`, so it can be
+//! our error body), `schema` (the OpenAPI schemas of what the routes accept) and `serve` (the connection loop). `router` builds the whole `Router`, so it can be
 //! tested with `tower::ServiceExt::oneshot` before any socket exists.
 
 mod access;
@@ -19,6 +19,7 @@ pub(crate) mod extract;
 mod ingest;
 mod limits;
 mod ops;
+mod schema;
 pub(crate) mod serve;
 mod state;
 

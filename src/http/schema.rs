@@ -1,0 +1,134 @@
+//! The OpenAPI schemas of what the routes accept, built from the same constants the server
+//! checks against ([`MAX_FIELD_CHARS`], [`CallbackType::ALL`]), so that what the document calls
+//! valid is what the server accepts.
+
+use serde_json::{json, Value};
+use utoipa::openapi::{
+    schema::{ObjectBuilder, Schema, Type},
+    Object, RefOr,
+};
+
+use crate::callback::{CallbackType, MAX_FIELD_CHARS};
+
+/// A string that is not blank and holds no NUL, as the server checks a record id and a callback
+/// type: at least one character that is neither NUL nor whitespace (the Unicode White_Space
+/// set Rust's `trim` removes, listed so every regex engine reads it the same).
+const NOT_BLANK: &str = r"^[^\u0000]*[^\u0000\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000]*$";
+
+/// A record id or callback type as the server accepts it.
+fn identifier(description: &str) -> Value {
+    json!({
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_FIELD_CHARS,
+        "pattern": NOT_BLANK,
+        "description": description,
+    })
+}
+
+/// `record` of `GET /v1/callback`: a record id as callbacks carry it.
+pub(super) fn record_param() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX_FIELD_CHARS))
+        .pattern(Some(NOT_BLANK))
+        .build()
+}
+
+/// `method` of `GET /v1/callback`: one of the known callback types (the server also takes them
+/// in any case).
+pub(super) fn method_param() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(CallbackType::ALL.map(CallbackType::as_str)))
+        .build()
+}
+
+/// `status` of `POST /v1/callbacks/replay`: which callbacks to replay.
+pub(super) fn replay_status_param() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(["dead"]))
+        .build()
+}
+
+/// The body of `POST /v1/callback`, as [`crate::Envelope::parse`] accepts it: a JSON object
+/// with a record id (`record`, else `recordId`) and a callback type (`callback_type`, else
+/// `method`), each a string that is not blank, of at most [`MAX_FIELD_CHARS`] characters; a
+/// `callback_code` (else `code`) of at most as many when it is a string (one that is not a
+/// string counts as absent); every other field kept.
+pub struct CallbackBody;
+
+impl CallbackBody {
+    /// The schema as JSON.
+    fn json() -> Value {
+        let code = |what: &str| {
+            json!({
+                "description": format!("{what} A value that is not a string counts as absent (acknowledged as `\"callback_code\": null`); the body keeps it as sent."),
+                "anyOf": [
+                    {"type": "string", "maxLength": MAX_FIELD_CHARS},
+                    {"type": ["object", "array", "boolean", "number", "null"]},
+                ],
+            })
+        };
+        // The first of two spellings that is present and not null is the one read.
+        let one_of_two = |first: &str, second: &str| {
+            json!({
+                "anyOf": [
+                    {"type": "object", "required": [first]},
+                    {"type": "object", "required": [second], "properties": {first: {"type": "null"}}},
+                ],
+            })
+        };
+        let maybe = |schema: Value| json!({"anyOf": [schema, {"type": "null"}]});
+        let fields = json!({
+            "type": "object",
+            "properties": {
+                "record": maybe(identifier("The record id (or send `recordId`).")),
+                "recordId": maybe(identifier("The record id, when `record` is absent.")),
+                "callback_type": maybe(identifier("The product, e.g. `TRANSACTIONS` (or send `method`).")),
+                "method": maybe(identifier("The product, when `callback_type` is absent.")),
+                "callback_code": code("The code, e.g. `PERIODIC_TRANSACTIONS` (or send `code`)."),
+                "code": code("The code, when `callback_code` is not a string."),
+            },
+            "additionalProperties": true,
+        });
+        json!({
+            "description": "An Okra callback. The record id is `record`, else `recordId`; the callback type is `callback_type`, else `method`; the code is `callback_code`, else `code`. A type or code this receiver does not know is accepted. Every other field is kept.",
+            "allOf": [
+                fields,
+                one_of_two("record", "recordId"),
+                one_of_two("callback_type", "method"),
+            ],
+            "example": {
+                "callback_type": "TRANSACTIONS",
+                "callback_code": "PERIODIC_TRANSACTIONS",
+                "record": "5f8d1e2a9c1b2a0012345678",
+                "new_transactions": 3,
+            },
+        })
+    }
+}
+
+impl utoipa::PartialSchema for CallbackBody {
+    fn schema() -> RefOr<Schema> {
+        serde_json::from_value(Self::json()).expect("the callback schema is a valid schema")
+    }
+}
+
+impl utoipa::ToSchema for CallbackBody {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The schema survives utoipa's types whole: nothing of it is dropped on the way to the
+    /// document.
+    #[test]
+    fn the_callback_schema_is_kept_whole() {
+        let schema = <CallbackBody as utoipa::PartialSchema>::schema();
+        let served = serde_json::to_value(schema).unwrap();
+        assert_eq!(served, CallbackBody::json());
+    }
+}
