@@ -3,6 +3,7 @@
 mod helpers;
 mod process;
 
+mod conformance;
 mod crash;
 mod dispatch;
 mod hostile;
