@@ -18,6 +18,7 @@ pub mod error;
 pub(crate) mod extract;
 mod ingest;
 mod limits;
+mod operator;
 mod ops;
 mod schema;
 pub(crate) mod serve;

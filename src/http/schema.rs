@@ -45,11 +45,14 @@ pub(super) fn method_param() -> Object {
         .build()
 }
 
-/// `status` of `POST /v1/callbacks/replay`: which callbacks to replay.
-pub(super) fn replay_status_param() -> Object {
+/// `status` of `GET /v1/callbacks` and `POST /v1/callbacks/replay`: delivery statuses,
+/// comma-separated (the server also takes them in any case).
+pub(super) fn status_list_param() -> Object {
+    let one = "(pending|delivered|dead)";
     ObjectBuilder::new()
         .schema_type(Type::String)
-        .enum_values(Some(["dead"]))
+        .pattern(Some(format!("^({one}(,{one})*)?$")))
+        .examples([serde_json::json!("dead"), serde_json::json!("dead,pending")])
         .build()
 }
 

@@ -10,6 +10,7 @@ mod hostile;
 mod ingest;
 mod metrics;
 mod openapi;
+mod operator;
 mod replicas;
 mod security;
 mod store;
