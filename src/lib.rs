@@ -41,6 +41,8 @@
 //! - `http` (private): the HTTP API — ingest, the read/admin routes, health, metrics and the
 //!   OpenAPI document ([`openapi`]), who may call, the error bodies. [`Receiver::router`] gives
 //!   its `Router`.
+//! - `console` (private): the web console at `/console`, server-rendered pages on the same
+//!   state, store and admin rule as the API.
 //! - [`signature`]: HMAC-SHA256 and Standard Webhooks signature checks on the raw body.
 //! - [`config`]: typed settings in groups (store, access, limits, delivery), checked once.
 //! - [`telemetry`]: logging ([`telemetry::Logs`]), tracing and metrics set-up.
@@ -55,6 +57,7 @@
 pub mod builtin;
 pub mod callback;
 pub mod config;
+mod console;
 mod dispatch;
 pub mod handler;
 mod http;

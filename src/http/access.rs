@@ -78,7 +78,11 @@ impl Access {
     /// untrusted loopback peer whose forwarded headers name a remote client (a local reverse
     /// proxy not listed as trusted) is refused too, rather than let its remote clients in as
     /// "loopback".
-    fn check_admin(&self, extensions: &Extensions, headers: &HeaderMap) -> Result<(), ApiError> {
+    pub(crate) fn check_admin(
+        &self,
+        extensions: &Extensions,
+        headers: &HeaderMap,
+    ) -> Result<(), ApiError> {
         if let Some(token) = &self.admin_token {
             if !bearer_matches(headers, token) {
                 return Err(ApiError::Unauthorized(

@@ -102,7 +102,7 @@ impl<T: Serialize> IntoResponse for Json<T> {
 /// `application/x-www-form-urlencoded` body. What does not fit answers in our error body. Use
 /// it instead of `axum::Form`.
 #[derive(Debug, Clone, Copy, Default)]
-#[allow(dead_code)] // For the console's forms, which arrive with its branch.
+#[allow(dead_code)] // No route takes a form yet (the console decodes its own, leniently).
 pub struct Form<T>(pub T);
 
 impl<T, S> FromRequest<S> for Form<T>
@@ -182,7 +182,7 @@ fn json_rejection(e: JsonRejection, content_type: String) -> ApiError {
     }
 }
 
-#[allow(dead_code)] // For the console's forms, which arrive with its branch.
+#[allow(dead_code)] // No route takes a form yet (the console decodes its own, leniently).
 fn form_rejection(e: FormRejection, content_type: String) -> ApiError {
     match e {
         FormRejection::InvalidFormContentType(_) => ApiError::UnsupportedBodyType {

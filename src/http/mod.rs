@@ -124,6 +124,7 @@ pub(crate) fn router(state: AppState) -> Router {
     let (routes, doc) = open.merge(admin).split_for_parts();
     let doc = ops::OpenApiJson::of(&doc);
     let mut router = routes
+        .merge(crate::console::router(&state))
         .fallback(|| async {
             ApiError::NotFound("no such route: see GET /openapi.json for the API".into())
         })

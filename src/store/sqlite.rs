@@ -356,7 +356,17 @@ fn filter_sql(filter: &Filter) -> (String, Vec<rusqlite::types::Value>) {
     }
     if let Some(t) = filter.type_key() {
         args.push(Value::Text(t));
-        sql.push_str(&format!(" AND upper(callback_type) = ?{}", args.len()));
+        // With a record, or only pending/dead callbacks, asked for, those indexes hold far
+        // fewer rows than one type's: `+` keeps the planner off the type index (it would walk
+        // all of a type's callbacks for a few dead ones).
+        let narrower = filter.record.is_some()
+            || (!codes.is_empty() && !codes.contains(&Status::Delivered.code()));
+        let column = if narrower {
+            "+callback_type"
+        } else {
+            "callback_type"
+        };
+        sql.push_str(&format!(" AND upper({column}) = ?{}", args.len()));
     }
     if let Some(c) = &filter.callback_code {
         args.push(Value::Text(c.clone()));

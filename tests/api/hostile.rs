@@ -65,6 +65,21 @@ async fn extractor_rejections_answer_our_error_body() {
             "{method} {path}: the message says how to fix it: {message}"
         );
     }
+    // The console's pages answer the same code and message, in its HTML error page.
+    for (method, path) in [
+        ("GET", "/console/callbacks/%FF"),
+        ("POST", "/console/callbacks/%FF/replay"),
+    ] {
+        let request = match method {
+            "GET" => app.client.get(app.url(path)),
+            _ => app.client.post(app.url(path)),
+        };
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 400, "{method} {path}");
+        let page = response.text().await.unwrap();
+        assert!(page.contains("invalid_parameter"), "{page}");
+        assert!(page.contains("is not valid UTF-8"), "{page}");
+    }
     app.stop().await;
 }
 

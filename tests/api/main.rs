@@ -4,6 +4,7 @@ mod helpers;
 mod process;
 
 mod conformance;
+mod console;
 mod crash;
 mod dispatch;
 mod hostile;

@@ -1,0 +1,472 @@
+//! The web console in a real browser: headless Chromium driven over WebDriver (`chromedriver`)
+//! by `fantoccini`, against the real receiver on port 0.
+//!
+//! Reads `OKRA_TEST_CHROMEDRIVER` (default `/usr/bin/chromedriver`) and `OKRA_TEST_CHROMIUM`
+//! (default `/usr/bin/chromium`). When either is missing the tests skip with a message, except
+//! under `CI=true`, where they fail. With `OKRA_SCREENSHOTS=DIR` they also save
+//! `DIR/console-list.png`, `DIR/console-callback.png` and `DIR/console-phone.png` (the README's
+//! screenshots come from `OKRA_SCREENSHOTS=docs`).
+
+use std::{
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::helpers::{app, fixture, Action, Backend, TestApp};
+
+const XSS: &str = "<script>alert(1)</script>";
+
+/// The browser tests share one machine's CPU: one at a time.
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Where chromedriver and Chromium are, or `None` (with a message) when they are not installed.
+fn browser_paths() -> Option<(PathBuf, PathBuf)> {
+    let path = |var: &str, default: &str| {
+        PathBuf::from(
+            std::env::var(var)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .unwrap_or(default.into()),
+        )
+    };
+    let driver = path("OKRA_TEST_CHROMEDRIVER", "/usr/bin/chromedriver");
+    let chromium = path("OKRA_TEST_CHROMIUM", "/usr/bin/chromium");
+    if driver.exists() && chromium.exists() {
+        return Some((driver, chromium));
+    }
+    let missing = format!(
+        "{} or {} is missing: install Debian's `chromium` and `chromium-driver` (or set OKRA_TEST_CHROMEDRIVER / OKRA_TEST_CHROMIUM)",
+        driver.display(),
+        chromium.display()
+    );
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true, so the browser tests must run, but {missing}");
+    }
+    eprintln!("skipping a browser test: {missing}");
+    None
+}
+
+/// A chromedriver on a free loopback port, stopped when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+    _profile: tempfile::TempDir,
+    chromium: PathBuf,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Driver {
+    async fn start(driver: PathBuf, chromium: PathBuf) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new(&driver)
+            .arg(format!("--port={port}"))
+            .arg("--allowed-ips=127.0.0.1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", driver.display()));
+        let url = format!("http://127.0.0.1:{port}");
+        let me = Self {
+            child,
+            url,
+            _profile: tempfile::tempdir().expect("a profile dir"),
+            chromium,
+        };
+        let status = format!("{}/status", me.url);
+        for _ in 0..100 {
+            if reqwest::get(&status)
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return me;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("chromedriver did not answer on {} within 10 s", me.url);
+    }
+
+    /// A fresh headless Chromium session.
+    async fn browser(&self) -> Client {
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": self.chromium,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--disable-quic", "--disable-dev-shm-usage",
+                    "--window-size=1280,900",
+                    format!("--user-data-dir={}", self._profile.path().display()),
+                ],
+            }),
+        );
+        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&self.url)
+            .await
+            .expect("a Chromium session")
+    }
+}
+
+/// Runs `test` with a browser, bounded in time; skips (answering `false`) when there is no
+/// browser.
+async fn with_browser<F, Fut>(test: F) -> bool
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let Some((driver, chromium)) = browser_paths() else {
+        return false;
+    };
+    let _one = ONE_BROWSER.lock().await;
+    let driver = Driver::start(driver, chromium).await;
+    let client = driver.browser().await;
+    let outcome = tokio::time::timeout(Duration::from_secs(120), test(client.clone())).await;
+    let _ = client.close().await;
+    outcome.expect("the browser test finished within 120 s");
+    true
+}
+
+/// Text of the first element `css` finds.
+async fn text(client: &Client, css: &str) -> String {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no `{css}` on the page: {e}"))
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Waits (up to 15 s, the page reloading itself) until `css`'s text contains `want`.
+async fn wait_text(client: &Client, css: &str, want: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(el) = client.find(Locator::Css(css)).await {
+            if el.text().await.is_ok_and(|t| t.contains(want)) {
+                return;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "`{css}` never showed `{want}`; the page:\n{}",
+            client.source().await.unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn screenshot(client: &Client, name: &str) {
+    let Some(dir) = std::env::var_os("OKRA_SCREENSHOTS") else {
+        return;
+    };
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let png = client.screenshot().await.expect("a screenshot");
+    std::fs::write(dir.join(name), png).unwrap();
+}
+
+/// A receiver whose handler fails for `rec_dead…` records and the XSS one until `ok` is set.
+async fn failing_until(ok: Arc<AtomicBool>, admin_token: Option<&'static str>) -> TestApp {
+    app(Backend::Sqlite)
+        .await
+        .config(move |c| {
+            c.delivery.max_attempts = 2;
+            c.access.admin_token = admin_token.map(okra_callbacks::Secret::new);
+        })
+        .script(move |cx| {
+            let record = cx.record().to_string();
+            let flaky = record.starts_with("rec_dead") || record == XSS;
+            if flaky && !ok.load(Ordering::SeqCst) {
+                Action::Fail("forward target answered 502 Bad Gateway")
+            } else {
+                Action::Succeed
+            }
+        })
+        .spawn()
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_finds_a_dead_callback_sees_its_history_and_replays_it() {
+    let ok = Arc::new(AtomicBool::new(false));
+    let app = failing_until(ok.clone(), None).await;
+    // Some delivered traffic around the dead one, as in a real list.
+    for name in [
+        "transactions_periodic",
+        "balance_success",
+        "identity_is_ready",
+        "auth_success",
+    ] {
+        app.post_ok(fixture(name)).await;
+    }
+    let dead = app
+        .post_ok(
+            json!({
+                "callback_type": "IDENTITY", "callback_code": "IDENTITY_IS_READY",
+                "record": "rec_dead_browser", "bankName": "Example Bank", "env": "production",
+                "identity": {"bvn": "22222222222", "fullname": "Ada N Obi", "dob": "1990-01-31",
+                             "phone": ["+2348000000000"], "email": ["ada@example.com"],
+                             "address": ["1 Example Street, Lagos"], "gender": "female"},
+            })
+            .to_string(),
+        )
+        .await;
+    let dead_id = dead["id"].as_str().unwrap().to_owned();
+    let xss = app
+        .post_ok(
+            json!({"callback_type": "RECORD", "callback_code": "ERROR", "record": XSS}).to_string(),
+        )
+        .await;
+    app.wait_status(&dead_id, "dead").await;
+    app.wait_status(xss["id"].as_str().unwrap(), "dead").await;
+
+    let base = app.base.clone();
+    let shown_id = dead_id.clone();
+    let ran = with_browser(|client| async move {
+        let dead_id = shown_id;
+        // The first view: the latest callbacks with their status.
+        client.goto(&format!("{base}/console")).await.unwrap();
+        assert_eq!(text(&client, "h1").await, "Callbacks");
+        screenshot(&client, "console-list.png").await;
+        let rows = client
+            .find_all(Locator::Css("table.callbacks tbody tr"))
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 6, "every stored callback is listed");
+
+        // Find the dead one by filter: status dead and its record.
+        client
+            .find(Locator::Css(r#"input[name=status][value=dead]"#))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        client
+            .find(Locator::Css("input[name=record]"))
+            .await
+            .unwrap()
+            .send_keys("rec_dead_browser")
+            .await
+            .unwrap();
+        client
+            .find(Locator::Css("form.filters button[type=submit]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_text(&client, "table.callbacks tbody", &dead_id).await;
+        let rows = client
+            .find_all(Locator::Css("table.callbacks tbody tr"))
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1, "only the dead callback of that record");
+        assert_eq!(text(&client, "tbody td[data-label=Status]").await, "dead");
+
+        // Open it: its fields and both failed attempts on the timeline.
+        client
+            .find(Locator::LinkText(&dead_id))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_text(&client, "h1", &dead_id).await;
+        assert_eq!(text(&client, "#status").await, "dead");
+        let attempts = client
+            .find_all(Locator::Css("ol.timeline li.attempt.failed"))
+            .await
+            .unwrap();
+        assert_eq!(attempts.len(), 2, "two failed attempts in the history");
+        assert!(text(&client, "ol.timeline")
+            .await
+            .contains("502 Bad Gateway"));
+        let payload = text(&client, "#payload").await;
+        assert!(payload.contains("Example Bank"), "{payload}");
+        assert!(
+            !payload.contains("22222222222") && !payload.contains("Ada N Obi"),
+            "{payload}"
+        );
+        client.set_window_size(1280, 1450).await.unwrap();
+        screenshot(&client, "console-callback.png").await;
+        client.set_window_size(1280, 900).await.unwrap();
+
+        // Replay it once the target is back: the page follows it to delivered.
+        ok.store(true, Ordering::SeqCst);
+        client
+            .find(Locator::Css("#replay"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_text(&client, "#status", "delivered").await;
+        let succeeded = client
+            .find_all(Locator::Css("ol.timeline li.attempt.succeeded"))
+            .await
+            .unwrap();
+        assert_eq!(succeeded.len(), 1, "the replayed attempt succeeded");
+
+        // A record id with markup renders as text: no script runs, no element is made.
+        let url = format!("{base}/console?record={}", urlencode(XSS));
+        client.goto(&url).await.unwrap();
+        assert_eq!(text(&client, "td.record a").await, XSS);
+        let injected = client
+            .execute(
+                "return document.querySelectorAll('main script').length",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(injected, json!(0));
+        assert!(client.get_alert_text().await.is_err(), "an alert opened");
+
+        // Usable on a phone: the table turns into cards.
+        let thead =
+            "return getComputedStyle(document.querySelector('table.callbacks thead')).display";
+        assert_ne!(client.execute(thead, vec![]).await.unwrap(), json!("none"));
+        client.set_window_size(390, 844).await.unwrap();
+        assert_eq!(client.execute(thead, vec![]).await.unwrap(), json!("none"));
+        client.goto(&format!("{base}/console")).await.unwrap();
+        screenshot(&client, "console-phone.png").await;
+    })
+    .await;
+    if ran {
+        // The API agrees with what the page showed.
+        let body = app.wait_status(&dead_id, "delivered").await;
+        assert_eq!(body["attempts"], 3);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_admin_token_the_operator_logs_in_through_the_form() {
+    let ok = Arc::new(AtomicBool::new(true));
+    let app = failing_until(ok, Some("browser-admin-token")).await;
+    let stored = app.post_ok(fixture("identity_is_ready")).await;
+    let id = stored["id"].as_str().unwrap().to_owned();
+    let base = app.base.clone();
+    with_browser(|client| async move {
+        client.goto(&format!("{base}/console")).await.unwrap();
+        assert!(client
+            .current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .ends_with("/console/login"));
+
+        client
+            .find(Locator::Css("#token"))
+            .await
+            .unwrap()
+            .send_keys("not-the-token")
+            .await
+            .unwrap();
+        client
+            .find(Locator::Css("#login"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_text(&client, "p.error", "That is not the admin token").await;
+
+        client
+            .find(Locator::Css("#token"))
+            .await
+            .unwrap()
+            .send_keys("browser-admin-token")
+            .await
+            .unwrap();
+        client
+            .find(Locator::Css("#login"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_text(&client, "h1", "Callbacks").await;
+        assert!(text(&client, "table.callbacks").await.contains(&id));
+        // The session cookie is out of the page's reach, and the token is in no URL.
+        let cookies = client
+            .execute("return document.cookie", vec![])
+            .await
+            .unwrap();
+        assert_eq!(cookies, json!(""));
+        assert!(!client
+            .current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .contains("browser-admin-token"));
+
+        // Masked until revealed.
+        client
+            .find(Locator::LinkText(&id))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_text(&client, "h1", &id).await;
+        assert!(!text(&client, "#payload").await.contains("22222222222"));
+        client
+            .find(Locator::Css("#reveal"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_text(&client, "#payload", "22222222222").await;
+
+        // Log out: back to the form, and the list is closed again.
+        client
+            .find(Locator::Css("header button.link"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_text(&client, "h1", "Log in").await;
+        client.goto(&format!("{base}/console")).await.unwrap();
+        assert!(client
+            .current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .ends_with("/console/login"));
+    })
+    .await;
+}
+
+fn urlencode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
