@@ -672,11 +672,11 @@ impl Envelope {
         // the body keeps it as sent.
         let code = ["callback_code", "code"]
             .iter()
-            .find_map(|k| fields.get(*k).and_then(Value::as_str))
-            .filter(|c| !c.is_empty() && !c.contains('\0'));
+            .find_map(|k| fields.get(*k).and_then(Value::as_str));
         if let Some(code) = code {
             bounded(&fields, ["callback_code", "code"], code)?;
         }
+        let code = code.filter(|c| !c.is_empty() && !c.contains('\0'));
         let callback = Callback::from_parts(kind, code, &fields);
         let callback_type = match callback.kind() {
             Some(k) => k.as_str().to_owned(),

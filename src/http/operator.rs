@@ -45,8 +45,10 @@ pub struct FilterQuery {
     /// The record id.
     record: Option<String>,
     /// Only callbacks received at or after this time (RFC 3339, e.g. `2026-01-31T12:00:00Z`).
+    #[param(schema_with = schema::time_param)]
     received_after: Option<String>,
     /// Only callbacks received before this time (RFC 3339).
+    #[param(schema_with = schema::time_param)]
     received_before: Option<String>,
 }
 
@@ -229,13 +231,15 @@ pub(super) async fn search_callbacks(
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct RecordQuery {
-    /// The record id.
-    #[param(required = true, schema_with = schema::record_param)]
-    record: Option<String>,
+    /// The record id (absent: 400 `missing_parameter`).
+    #[serde(default)]
+    #[param(schema_with = schema::record_param)]
+    record: String,
     /// The product: AUTH, TRANSACTIONS, IDENTITY, INCOME, BALANCE, RECORD or ACCOUNTS (the
-    /// server also takes them in any case).
-    #[param(required = true, schema_with = schema::method_param)]
-    method: Option<String>,
+    /// server also takes them in any case; absent: 400 `missing_parameter`).
+    #[serde(default)]
+    #[param(schema_with = schema::method_param)]
+    method: String,
 }
 
 /// What was received for one record and product (`GET /v1/callback`), a page at a time.
@@ -274,12 +278,12 @@ pub(super) async fn list_callbacks(
     Query(q): Query<RecordQuery>,
     Query(page): Query<PageQuery>,
 ) -> Result<Json<CallbackList>, ApiError> {
-    let record = q.record.filter(|r| !r.trim().is_empty()).ok_or_else(|| {
+    let record = Some(q.record).filter(|r| !r.trim().is_empty()).ok_or_else(|| {
         ApiError::MissingParameter(
             "the `record` query parameter is required: GET /v1/callback?record=<RECORD ID>&method=TRANSACTIONS".into(),
         )
     })?;
-    let method = q.method.filter(|m| !m.trim().is_empty()).ok_or_else(|| {
+    let method = Some(q.method).filter(|m| !m.trim().is_empty()).ok_or_else(|| {
         ApiError::MissingParameter(
             "the `method` query parameter is required: one of AUTH, TRANSACTIONS, IDENTITY, INCOME, BALANCE, RECORD, ACCOUNTS".into(),
         )

@@ -29,6 +29,7 @@ fn identifier(description: &str) -> Value {
 /// `record` of `GET /v1/callback`: a record id as callbacks carry it.
 pub(super) fn record_param() -> Object {
     ObjectBuilder::new()
+        .description(Some("The record id, as callbacks carry it."))
         .schema_type(Type::String)
         .min_length(Some(1))
         .max_length(Some(MAX_FIELD_CHARS))
@@ -40,6 +41,7 @@ pub(super) fn record_param() -> Object {
 /// in any case).
 pub(super) fn method_param() -> Object {
     ObjectBuilder::new()
+        .description(Some("The product (the server also takes it in any case)."))
         .schema_type(Type::String)
         .enum_values(Some(CallbackType::ALL.map(CallbackType::as_str)))
         .build()
@@ -50,10 +52,25 @@ pub(super) fn method_param() -> Object {
 pub(super) fn status_list_param() -> Object {
     let one = "(pending|delivered|dead)";
     ObjectBuilder::new()
+        .description(Some(
+            "`pending`, `delivered` or `dead`; several comma-separated (`dead,pending`).",
+        ))
         .schema_type(Type::String)
         .pattern(Some(format!("^({one}(,{one})*)?$")))
         .examples([serde_json::json!("dead"), serde_json::json!("dead,pending")])
         .build()
+}
+
+/// `received_after` and `received_before`: an RFC 3339 time with a zone, or empty (no bound).
+pub(super) fn time_param() -> RefOr<Schema> {
+    serde_json::from_value(json!({
+        "description": "An RFC 3339 time with a zone, e.g. `2026-01-31T12:00:00Z`; empty: no bound.",
+        "anyOf": [
+            {"type": "string", "format": "date-time"},
+            {"type": "string", "maxLength": 0},
+        ],
+    }))
+    .expect("the time schema is a valid schema")
 }
 
 /// The body of `POST /v1/callback`, as [`crate::Envelope::parse`] accepts it: a JSON object
@@ -75,25 +92,37 @@ impl CallbackBody {
                 ],
             })
         };
-        // The first of two spellings that is present and not null is the one read.
-        let one_of_two = |first: &str, second: &str| {
+        // The first of two spellings that is present and not null is the one read; the
+        // second is read (and checked) only without the first.
+        let one_of_two = |first: &str, second: &str, schema: Value| {
             json!({
                 "anyOf": [
-                    {"type": "object", "required": [first]},
-                    {"type": "object", "required": [second], "properties": {first: {"type": "null"}}},
+                    {"type": "object", "required": [first], "properties": {first: schema.clone()}},
+                    {"type": "object", "required": [second], "properties": {first: {"type": "null"}, second: schema}},
                 ],
             })
         };
+        // The code is the first string among `callback_code` and `code`, bounded.
+        let bounded_code = json!({"type": "string", "maxLength": MAX_FIELD_CHARS});
+        let not_a_string = json!({"type": ["object", "array", "boolean", "number", "null"]});
+        let code_rule = json!({
+            "anyOf": [
+                {"type": "object", "required": ["callback_code"], "properties": {"callback_code": bounded_code}},
+                {"type": "object", "properties": {"callback_code": not_a_string, "code": {"anyOf": [bounded_code, not_a_string]}}},
+            ],
+        });
+        // Any JSON value: what a spelling read only in some cases may hold.
+        let any = json!(["string", "object", "array", "boolean", "number", "null"]);
         let maybe = |schema: Value| json!({"anyOf": [schema, {"type": "null"}]});
         let fields = json!({
             "type": "object",
             "properties": {
                 "record": maybe(identifier("The record id (or send `recordId`).")),
-                "recordId": maybe(identifier("The record id, when `record` is absent.")),
+                "recordId": {"type": any, "description": "The record id, read only when `record` is absent or null (then as `record`)."},
                 "callback_type": maybe(identifier("The product, e.g. `TRANSACTIONS` (or send `method`).")),
-                "method": maybe(identifier("The product, when `callback_type` is absent.")),
+                "method": {"type": any, "description": "The product, read only when `callback_type` is absent or null (then as `callback_type`)."},
                 "callback_code": code("The code, e.g. `PERIODIC_TRANSACTIONS` (or send `code`)."),
-                "code": code("The code, when `callback_code` is not a string."),
+                "code": {"type": any, "description": "The code, read only when `callback_code` is not a string (then as `callback_code`)."},
             },
             "additionalProperties": true,
         });
@@ -101,8 +130,9 @@ impl CallbackBody {
             "description": "An Okra callback. The record id is `record`, else `recordId`; the callback type is `callback_type`, else `method`; the code is `callback_code`, else `code`. A type or code this receiver does not know is accepted. Every other field is kept.",
             "allOf": [
                 fields,
-                one_of_two("record", "recordId"),
-                one_of_two("callback_type", "method"),
+                one_of_two("record", "recordId", identifier("A record id.")),
+                one_of_two("callback_type", "method", identifier("A callback type.")),
+                code_rule,
             ],
             "example": {
                 "callback_type": "TRANSACTIONS",
