@@ -110,7 +110,9 @@ fn routes() -> Routes {
 /// answers).
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let Routes { open, admin } = routes();
-    open.merge(admin).into_openapi()
+    let mut doc = open.merge(admin).into_openapi();
+    schema::mark_required(&mut doc);
+    doc
 }
 
 /// Builds every route of the receiver, with the layers in front of them: the request span, the
@@ -121,7 +123,8 @@ pub(crate) fn router(state: AppState) -> Router {
         state.access.clone(),
         access::require_admin,
     ));
-    let (routes, doc) = open.merge(admin).split_for_parts();
+    let (routes, mut doc) = open.merge(admin).split_for_parts();
+    schema::mark_required(&mut doc);
     let doc = ops::OpenApiJson::of(&doc);
     let mut router = routes
         .merge(crate::console::router(&state))

@@ -231,15 +231,14 @@ pub(super) async fn search_callbacks(
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct RecordQuery {
-    /// The record id (absent: 400 `missing_parameter`).
-    #[serde(default)]
+    /// The record id (absent: 400 `missing_parameter`; declared required by
+    /// `schema::mark_required`).
     #[param(schema_with = schema::record_param)]
-    record: String,
+    record: Option<String>,
     /// The product: AUTH, TRANSACTIONS, IDENTITY, INCOME, BALANCE, RECORD or ACCOUNTS (the
     /// server also takes them in any case; absent: 400 `missing_parameter`).
-    #[serde(default)]
     #[param(schema_with = schema::method_param)]
-    method: String,
+    method: Option<String>,
 }
 
 /// What was received for one record and product (`GET /v1/callback`), a page at a time.
@@ -278,12 +277,12 @@ pub(super) async fn list_callbacks(
     Query(q): Query<RecordQuery>,
     Query(page): Query<PageQuery>,
 ) -> Result<Json<CallbackList>, ApiError> {
-    let record = Some(q.record).filter(|r| !r.trim().is_empty()).ok_or_else(|| {
+    let record = q.record.filter(|r| !r.trim().is_empty()).ok_or_else(|| {
         ApiError::MissingParameter(
             "the `record` query parameter is required: GET /v1/callback?record=<RECORD ID>&method=TRANSACTIONS".into(),
         )
     })?;
-    let method = Some(q.method).filter(|m| !m.trim().is_empty()).ok_or_else(|| {
+    let method = q.method.filter(|m| !m.trim().is_empty()).ok_or_else(|| {
         ApiError::MissingParameter(
             "the `method` query parameter is required: one of AUTH, TRANSACTIONS, IDENTITY, INCOME, BALANCE, RECORD, ACCOUNTS".into(),
         )

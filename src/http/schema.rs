@@ -26,6 +26,25 @@ fn identifier(description: &str) -> Value {
     })
 }
 
+/// The query parameters a route answers 400 `missing_parameter` without, whose schema comes
+/// from a function here (utoipa then leaves them optional): `(path, parameter)` of a GET.
+const REQUIRED: [(&str, &str); 2] = [("/v1/callback", "record"), ("/v1/callback", "method")];
+
+/// Declares the [`REQUIRED`] parameters required in `doc`.
+pub(super) fn mark_required(doc: &mut utoipa::openapi::OpenApi) {
+    for (path, name) in REQUIRED {
+        let params = doc
+            .paths
+            .paths
+            .get_mut(path)
+            .and_then(|item| item.get.as_mut())
+            .and_then(|op| op.parameters.as_mut());
+        for p in params.into_iter().flatten().filter(|p| p.name == name) {
+            p.required = utoipa::openapi::Required::True;
+        }
+    }
+}
+
 /// `record` of `GET /v1/callback`: a record id as callbacks carry it.
 pub(super) fn record_param() -> Object {
     ObjectBuilder::new()

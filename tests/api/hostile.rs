@@ -83,6 +83,66 @@ async fn extractor_rejections_answer_our_error_body() {
     app.stop().await;
 }
 
+/// The document says what the server checks: required parameters, enums and lengths.
+#[tokio::test]
+async fn the_document_is_as_strict_as_the_server() {
+    let doc = serde_json::to_value(okra_callbacks::openapi()).unwrap();
+    let params = &doc["paths"]["/v1/callback"]["get"]["parameters"];
+    let param = |name: &str| {
+        params
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("no `{name}` in {params}"))
+            .clone()
+    };
+    let (record, method) = (param("record"), param("method"));
+    assert_eq!(record["required"], true, "{record}");
+    assert_eq!(record["schema"]["minLength"], 1);
+    assert_eq!(record["schema"]["maxLength"], 128);
+    assert_eq!(method["required"], true, "{method}");
+    assert_eq!(
+        method["schema"]["enum"],
+        json!([
+            "AUTH",
+            "TRANSACTIONS",
+            "IDENTITY",
+            "INCOME",
+            "BALANCE",
+            "RECORD",
+            "ACCOUNTS"
+        ])
+    );
+    for path in ["/v1/callbacks/{id}", "/v1/callbacks/{id}/replay"] {
+        let item = &doc["paths"][path];
+        let op = item.get("get").or(item.get("post")).unwrap();
+        assert!(op["responses"].get("400").is_some(), "{path} declares 400");
+    }
+    let body = &doc["paths"]["/v1/callback"]["post"]["requestBody"]["content"]["application/json"]
+        ["schema"];
+    let body = match body["$ref"].as_str() {
+        Some(r) => &doc["components"]["schemas"][r.rsplit('/').next().unwrap()],
+        None => body,
+    };
+    let rules = body["allOf"].as_array().expect("allOf");
+    let text = serde_json::to_string(rules).unwrap();
+    for spelling in [
+        "record",
+        "recordId",
+        "callback_type",
+        "method",
+        "callback_code",
+        "code",
+    ] {
+        assert!(
+            text.contains(&format!("\"{spelling}\"")),
+            "{spelling} in {text}"
+        );
+    }
+    assert!(text.contains("\"maxLength\":128"), "{text}");
+}
+
 /// The bounds of the model, over HTTP: 128 characters pass, 129 answer 422 naming the limit; a
 /// blank record id is reported as such; a non-string code is acknowledged as absent and kept.
 #[tokio::test]
