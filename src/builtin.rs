@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::handler::{Context, Handler, HandlerError, HandlerResult};
+use crate::{
+    handler::{Context, Handler, HandlerError, HandlerResult},
+    telemetry::Untrusted,
+};
 
 /// Logs one structured line per callback: id, record, type, code, attempt and size — never the
 /// body or any personal data, unless `log_bodies` is set explicitly.
@@ -37,20 +40,20 @@ impl Handler for LogHandler {
         let env = &cx.envelope;
         if self.log_bodies {
             tracing::info!(
-                id = %cx.id,
-                record = %env.record(),
-                callback_type = env.callback_type(),
-                callback_code = env.callback_code().unwrap_or(""),
+                id = %Untrusted(&cx.id),
+                record = %Untrusted(env.record().as_str()),
+                callback_type = %Untrusted(env.callback_type()),
+                callback_code = %Untrusted(env.callback_code().unwrap_or("")),
                 attempt = cx.attempt,
-                body = %String::from_utf8_lossy(env.raw()),
+                body = %Untrusted(&String::from_utf8_lossy(env.raw())),
                 "callback received"
             );
         } else {
             tracing::info!(
-                id = %cx.id,
-                record = %env.record(),
-                callback_type = env.callback_type(),
-                callback_code = env.callback_code().unwrap_or(""),
+                id = %Untrusted(&cx.id),
+                record = %Untrusted(env.record().as_str()),
+                callback_type = %Untrusted(env.callback_type()),
+                callback_code = %Untrusted(env.callback_code().unwrap_or("")),
                 attempt = cx.attempt,
                 bytes = env.raw().len(),
                 "callback received"

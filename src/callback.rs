@@ -32,7 +32,7 @@ pub enum ParseError {
     #[error("the callback has no record id: expected a string field `record` (or `recordId`)")]
     MissingRecord,
     /// `record` (or `recordId`) is present but not a non-empty string.
-    #[error("the callback's record id `{field}` must be a non-empty string, found {found}")]
+    #[error("the callback's record id `{field}` must be a string that is not blank, found {found}: send the record id Okra gave")]
     InvalidRecord {
         /// The field that held the bad value.
         field: &'static str,
@@ -45,25 +45,51 @@ pub enum ParseError {
     )]
     MissingType,
     /// `callback_type` (or `method`) is present but not a non-empty string.
-    #[error("the callback's type `{field}` must be a non-empty string, found {found}")]
+    #[error("the callback's type `{field}` must be a string that is not blank, found {found}: send the product, e.g. \"TRANSACTIONS\"")]
     InvalidType {
         /// The field that held the bad value.
         field: &'static str,
         /// What was found instead, e.g. "a number".
         found: &'static str,
     },
+    /// The record id, type or code is longer than [`MAX_FIELD_CHARS`].
+    #[error("the callback's `{field}` is {chars} characters long, over the limit of {MAX_FIELD_CHARS}: send the value Okra gave (its ids, types and codes are far shorter)")]
+    TooLong {
+        /// The field that held the long value.
+        field: &'static str,
+        /// Its length in characters.
+        chars: usize,
+    },
 }
 
-/// The id of an Okra record (one customer's linked bank account): a non-empty string.
+/// The most characters a record id, callback type or callback code may have (Okra's are about
+/// 30): a longer one is refused (`422 invalid_callback`), so a sender cannot fill the store,
+/// the indexes and the logs with one field.
+pub const MAX_FIELD_CHARS: usize = 128;
+
+/// `Err(chars)` when `s` is longer than [`MAX_FIELD_CHARS`].
+fn within_bound(s: &str) -> Result<(), usize> {
+    // Counting stops one past the bound, so a huge value costs no more than a short one.
+    let chars = s.chars().take(MAX_FIELD_CHARS + 1).count();
+    if chars > MAX_FIELD_CHARS {
+        Err(s.chars().count())
+    } else {
+        Ok(())
+    }
+}
+
+/// The id of an Okra record (one customer's linked bank account): a string that is not blank,
+/// of at most [`MAX_FIELD_CHARS`] characters.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct RecordId(String);
 
 impl RecordId {
-    /// Accepts any non-empty string; Okra's ids are opaque.
+    /// Accepts any string that is not blank and not longer than [`MAX_FIELD_CHARS`]; Okra's ids
+    /// are opaque.
     pub fn parse(s: impl Into<String>) -> Option<Self> {
         let s = s.into();
-        (!s.trim().is_empty()).then_some(Self(s))
+        (!s.trim().is_empty() && within_bound(&s).is_ok()).then_some(Self(s))
     }
 
     /// The id as sent by Okra.
@@ -561,11 +587,27 @@ fn required_str<'a>(
                 return Err((name, "a string with a NUL character"))
             }
             Some(Value::String(s)) if !s.trim().is_empty() => return Ok(Some(s)),
-            Some(Value::String(_)) => return Err((name, "an empty string")),
+            Some(Value::String(s)) if s.is_empty() => return Err((name, "an empty string")),
+            Some(Value::String(_)) => return Err((name, "a string of whitespace only")),
             Some(other) => return Err((name, json_kind(other))),
         }
     }
     Ok(None)
+}
+
+/// `value`, found under the first of `names` present in `fields`, within [`MAX_FIELD_CHARS`].
+fn bounded(
+    fields: &Map<String, Value>,
+    names: [&'static str; 2],
+    value: &str,
+) -> Result<(), ParseError> {
+    within_bound(value).map_err(|chars| ParseError::TooLong {
+        field: names
+            .into_iter()
+            .find(|n| fields.get(*n).and_then(Value::as_str) == Some(value))
+            .unwrap_or(names[0]),
+        chars,
+    })
 }
 
 /// A received callback: the raw bytes, every field of the JSON object, and the typed view.
@@ -619,16 +661,22 @@ impl Envelope {
         let record = required_str(&fields, ["record", "recordId"])
             .map_err(|(field, found)| ParseError::InvalidRecord { field, found })?
             .ok_or(ParseError::MissingRecord)?;
+        bounded(&fields, ["record", "recordId"], record)?;
         let record = RecordId(record.to_owned());
         let kind = required_str(&fields, ["callback_type", "method"])
             .map_err(|(field, found)| ParseError::InvalidType { field, found })?
             .ok_or(ParseError::MissingType)?;
-        // The code is optional; an oddly typed one (or one holding a NUL) counts as absent
-        // rather than rejecting: the body keeps it.
+        bounded(&fields, ["callback_type", "method"], kind)?;
+        // The code is optional; one that is not a string (`{}`, `false`, `0`), or holds a NUL,
+        // counts as absent rather than rejecting (acknowledged as `"callback_code": null`);
+        // the body keeps it as sent.
         let code = ["callback_code", "code"]
             .iter()
-            .find_map(|k| fields.get(*k).and_then(Value::as_str))
-            .filter(|c| !c.is_empty() && !c.contains('\0'));
+            .find_map(|k| fields.get(*k).and_then(Value::as_str));
+        if let Some(code) = code {
+            bounded(&fields, ["callback_code", "code"], code)?;
+        }
+        let code = code.filter(|c| !c.is_empty() && !c.contains('\0'));
         let callback = Callback::from_parts(kind, code, &fields);
         let callback_type = match callback.kind() {
             Some(k) => k.as_str().to_owned(),
@@ -989,6 +1037,74 @@ mod tests {
             ParseError::MissingRecord.to_string(),
             "the callback has no record id: expected a string field `record` (or `recordId`)"
         );
+    }
+
+    #[test]
+    fn a_blank_record_id_is_reported_as_blank() {
+        assert_eq!(
+            Envelope::parse(br#"{"callback_type":"AUTH","record":" \t "}"#.to_vec()).unwrap_err(),
+            ParseError::InvalidRecord {
+                field: "record",
+                found: "a string of whitespace only",
+            }
+        );
+        assert_eq!(
+            Envelope::parse(br#"{"record":"r","method":"  "}"#.to_vec()).unwrap_err(),
+            ParseError::InvalidType {
+                field: "method",
+                found: "a string of whitespace only",
+            }
+        );
+    }
+
+    #[test]
+    fn record_ids_types_and_codes_are_bounded() {
+        let at = "é".repeat(MAX_FIELD_CHARS);
+        let over = "é".repeat(MAX_FIELD_CHARS + 1);
+        let body = |record: &str, kind: &str, code: &str| {
+            serde_json::json!({"recordId": record, "method": kind, "code": code})
+                .to_string()
+                .into_bytes()
+        };
+        // At the bound (in characters, not bytes): accepted, kept as sent.
+        let env = Envelope::parse(body(&at, &at, &at)).unwrap();
+        assert_eq!(env.record().as_str(), at);
+        assert_eq!(env.callback_type(), at);
+        assert_eq!(env.callback_code(), Some(at.as_str()));
+        // One past it, in any of the three: refused, naming the field as sent and the limit.
+        for (field, body) in [
+            ("recordId", body(&over, "AUTH", "X")),
+            ("method", body("r", &over, "X")),
+            ("code", body("r", "AUTH", &over)),
+        ] {
+            let e = Envelope::parse(body).unwrap_err();
+            assert_eq!(
+                e,
+                ParseError::TooLong {
+                    field,
+                    chars: MAX_FIELD_CHARS + 1
+                }
+            );
+            let message = e.to_string();
+            assert!(message.contains(&format!("`{field}`")), "{message}");
+            assert!(message.contains("limit of 128"), "{message}");
+        }
+        assert!(RecordId::parse(at).is_some());
+        assert!(RecordId::parse(over).is_none());
+    }
+
+    #[test]
+    fn a_code_that_is_not_a_string_counts_as_absent_and_is_kept_in_the_body() {
+        for code in ["{}", "false", "0", "[]"] {
+            let raw = format!(r#"{{"record":"r","callback_type":"AUTH","callback_code":{code}}}"#);
+            let env = Envelope::parse(raw.clone().into_bytes()).unwrap();
+            assert_eq!(env.callback_code(), None, "{code}");
+            assert_eq!(env.raw(), raw.as_bytes());
+            assert_eq!(
+                env.fields()["callback_code"],
+                serde_json::from_str::<Value>(code).unwrap()
+            );
+        }
     }
 
     #[test]

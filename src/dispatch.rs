@@ -27,7 +27,7 @@ use crate::{
     callback::Envelope,
     handler::{Context, Handler},
     store::{Attempt, AttemptOutcome, Claim, Outcome, Store, StoreError, StoredCallback},
-    telemetry::{self, names, Metrics},
+    telemetry::{self, names, Metrics, Untrusted},
 };
 
 /// How the dispatcher retries and how much it does at once.
@@ -157,7 +157,7 @@ impl Dispatcher {
                             break;
                         };
                         if !this.lock_serving().insert(claim.record.clone()) {
-                            tracing::debug!(record = %claim.record, "record already being served here");
+                            tracing::debug!(record = %Untrusted(&claim.record), "record already being served here");
                             continue;
                         }
                         let (this, stop) = (this.clone(), stop.clone());
@@ -208,7 +208,7 @@ impl Dispatcher {
             .persist(stop, || self.store.release(&self.owner, &record))
             .await;
         if let Err(e) = released {
-            tracing::warn!(record = %record, error = %e, "cannot release a record lease; it expires by itself");
+            tracing::warn!(record = %Untrusted(&record), error = %Untrusted(&e.to_string()), "cannot release a record lease; it expires by itself");
         }
     }
 
@@ -302,10 +302,12 @@ impl Dispatcher {
         match e {
             // Another worker serves the record now; going on would deliver alongside it.
             StoreError::LeaseLost(_) => {
-                tracing::warn!(id = %cb.id, record = %cb.record, "lease lost to another worker; leaving the record to it")
+                tracing::warn!(id = %Untrusted(&cb.id), record = %Untrusted(&cb.record), "lease lost to another worker; leaving the record to it")
             }
             // The lease runs out and the callback is delivered again: at least once.
-            e => tracing::warn!(id = %cb.id, error = %e, "cannot record a handler outcome"),
+            e => {
+                tracing::warn!(id = %Untrusted(&cb.id), error = %Untrusted(&e.to_string()), "cannot record a handler outcome")
+            }
         }
     }
 
@@ -346,10 +348,10 @@ impl Dispatcher {
         let attempt = cb.attempts + 1;
         let span = tracing::info_span!(
             "deliver",
-            id = %cb.id,
-            record = %cb.record,
-            callback_type = %cb.callback_type,
-            callback_code = cb.callback_code.as_deref().unwrap_or(""),
+            id = %Untrusted(&cb.id),
+            record = %Untrusted(&cb.record),
+            callback_type = %Untrusted(&cb.callback_type),
+            callback_code = %Untrusted(cb.callback_code.as_deref().unwrap_or("")),
             attempt,
         );
         let started = std::time::Instant::now();
@@ -413,12 +415,12 @@ impl Dispatcher {
                 Outcome::Delivered
             }
             Err((_, error)) if cb.cycle_attempts + 1 >= self.config.max_attempts => {
-                tracing::error!(%error, "handler failed for the last time; the callback is dead");
+                tracing::error!(error = %Untrusted(&error), "handler failed for the last time; the callback is dead");
                 Outcome::Dead { error }
             }
             Err((_, error)) => {
                 let delay = self.config.backoff(cb.cycle_attempts + 1);
-                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "handler failed; will retry");
+                tracing::warn!(error = %Untrusted(&error), retry_in_ms = delay.as_millis() as u64, "handler failed; will retry");
                 Outcome::Retry {
                     at: Utc::now() + delay,
                     error,

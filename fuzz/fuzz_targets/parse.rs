@@ -1,5 +1,5 @@
 //! The payload parser on arbitrary bytes: it never panics, and whatever it accepts keeps the exact
-//! bytes and parses the same way again.
+//! bytes, parses the same way again, and is within the model's bounds.
 
 #![no_main]
 
@@ -16,6 +16,12 @@ fuzz_target!(|data: &[u8]| {
         "the raw bytes are kept exactly"
     );
     assert!(!envelope.callback_type().is_empty());
+    // What is accepted is within the model's bounds, and a record id is never blank.
+    let bound = okra_callbacks::callback::MAX_FIELD_CHARS;
+    assert!(!envelope.record().as_str().trim().is_empty());
+    assert!(envelope.record().as_str().chars().count() <= bound);
+    assert!(envelope.callback_type().chars().count() <= bound);
+    assert!(envelope.callback_code().is_none_or(|c| c.chars().count() <= bound));
     let _ = (
         envelope.callback(),
         envelope.error(),

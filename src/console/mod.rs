@@ -17,7 +17,7 @@ mod session;
 
 use axum::{
     body::Body,
-    extract::{Path, RawQuery, Request, State},
+    extract::{RawQuery, Request, State},
     http::{header, HeaderMap, HeaderValue, Method, StatusCode},
     middleware::{self, Next},
     response::{IntoResponse, Redirect, Response},
@@ -28,8 +28,9 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use maud::Markup;
 
 use crate::{
-    http::{ApiError, AppState},
+    http::{extract::Path, ApiError, AppState},
     store::{Cursor, Filter, Scope, Status},
+    telemetry::Untrusted,
 };
 use pages::Chrome;
 use session::Key;
@@ -201,7 +202,7 @@ impl From<ApiError> for ConsoleError {
     fn from(e: ApiError) -> Self {
         let (status, code) = e.parts();
         if let ApiError::StoreUnavailable(source) = &e {
-            tracing::error!(error = %source, "store unavailable");
+            tracing::error!(error = %Untrusted(&source.to_string()), "store unavailable");
             return Self::new(
                 status,
                 code,
@@ -417,7 +418,7 @@ async fn list(
         .store()
         .stats()
         .await
-        .inspect_err(|e| tracing::warn!(error = %e, "console: no stats"))
+        .inspect_err(|e| tracing::warn!(error = %Untrusted(&e.to_string()), "console: no stats"))
         .ok();
     let stats = stats.as_ref();
     let shown = match search_page(&state, &form).await {
@@ -465,9 +466,10 @@ async fn search_page(
 async fn detail(
     State(state): State<AppState>,
     Extension(op): Extension<Operator>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, ApiError>,
     RawQuery(query): RawQuery,
 ) -> Result<Markup, ConsoleError> {
+    let Path(id) = id?;
     let flash = Form::from_query(query.as_deref())
         .get("replayed")
         .map(|_| "Queued for the handlers again.");
@@ -478,12 +480,13 @@ async fn detail(
 async fn reveal(
     State(state): State<AppState>,
     Extension(op): Extension<Operator>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, ApiError>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Markup, ConsoleError> {
+    let Path(id) = id?;
     op.check_post(&headers, &Form::read(body).await?)?;
-    tracing::info!(%id, "console: payload revealed");
+    tracing::info!(id = %Untrusted(&id), "console: payload revealed");
     show(&state, &op, &id, true, None).await
 }
 
@@ -537,10 +540,11 @@ async fn show(
 async fn replay_one(
     State(state): State<AppState>,
     Extension(op): Extension<Operator>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, ApiError>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ConsoleError> {
+    let Path(id) = id?;
     op.check_post(&headers, &Form::read(body).await?)?;
     if !state.store().replay(&id).await? {
         return Err(ConsoleError::new(
@@ -550,7 +554,7 @@ async fn replay_one(
         ));
     }
     state.wake().notify_one();
-    tracing::info!(%id, "callback replayed from the console");
+    tracing::info!(id = %Untrusted(&id), "callback replayed from the console");
     let to = format!("/console/callbacks/{}?replayed=1", pages::urlencode(&id));
     Ok(Redirect::to(&to).into_response())
 }

@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
-use crate::config::Secret;
+use crate::{config::Secret, telemetry::Untrusted};
 
 /// The rules deciding who may call, as [`Config::resolve`](crate::Config) read them once
 /// (tokens, networks, the signature check); the checks themselves live here.
@@ -67,7 +67,7 @@ impl Access {
             return Ok(());
         };
         verifier.verify(headers, raw).map_err(|e| {
-            tracing::debug!(scheme = verifier.scheme(), reason = %e, "callback refused: invalid signature");
+            tracing::debug!(scheme = verifier.scheme(), reason = %Untrusted(&e.to_string()), "callback refused: invalid signature");
             ApiError::InvalidSignature(format!("{e}: {}", verifier.hint()))
         })
     }

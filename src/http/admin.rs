@@ -2,19 +2,19 @@
 //! `--admin-token` rule). The operator's view (lists, pages, history, bulk replay, stats) is
 //! in [`super::operator`].
 
-use axum::{
-    extract::{Path, State},
-    http::StatusCode,
-    Json,
-};
+use axum::{extract::State, http::StatusCode};
 use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::{value::RawValue, Value};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{error::ErrorBody, ApiError, AppState};
-use crate::store::StoredCallback;
+use super::{
+    error::ErrorBody,
+    extract::{Json, Path},
+    ApiError, AppState,
+};
+use crate::{store::StoredCallback, telemetry::Untrusted};
 
 /// The read/replay routes, with their OpenAPI descriptions.
 pub(super) fn router() -> OpenApiRouter<AppState> {
@@ -115,6 +115,7 @@ pub struct Replayed {
     params(("id" = String, Path, description = "The callback's id")),
     responses(
         (status = 202, description = "Queued for the handlers again, with a fresh attempt budget", body = Replayed),
+        (status = 400, description = "`invalid_parameter`: the id is not valid UTF-8 once percent-decoded", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 403, description = "`forbidden`", body = ErrorBody),
         (status = 404, description = "`not_found`: no callback has that id", body = ErrorBody),
@@ -130,7 +131,7 @@ async fn replay_callback(
         return Err(ApiError::NotFound(format!("no callback has the id `{id}`")));
     }
     state.wake.notify_one();
-    tracing::info!(%id, "callback replayed");
+    tracing::info!(id = %Untrusted(&id), "callback replayed");
     Ok((
         StatusCode::ACCEPTED,
         Json(Replayed {

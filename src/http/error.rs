@@ -11,7 +11,7 @@ use axum::{
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::{callback::ParseError, store::StoreError};
+use crate::{callback::ParseError, store::StoreError, telemetry::Untrusted};
 
 /// Every error body: `{"error": {"code": "<snake_case>", "message": "<what and how to fix>"}}`.
 #[derive(Debug, Serialize, ToSchema)]
@@ -89,6 +89,20 @@ pub enum ApiError {
     /// 405: the route exists but not with this method.
     #[error("method not allowed on this path")]
     MethodNotAllowed,
+    /// 415: a body other than the type the route takes (see [`super::extract`]).
+    #[error("content type `{got}` is not supported here: send the body as {expected}")]
+    UnsupportedBodyType {
+        /// The content type as sent.
+        got: String,
+        /// The one the route takes.
+        expected: &'static str,
+    },
+    /// 422: a well-formed body without the fields the route takes.
+    #[error("{0}")]
+    InvalidBody(String),
+    /// 400: the body could not be read to its end.
+    #[error("{0}")]
+    UnreadableBody(String),
 }
 
 impl ApiError {
@@ -114,6 +128,11 @@ impl ApiError {
             Self::RecordNotFound(_) => (StatusCode::NOT_FOUND, "record_not_found"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::UnsupportedBodyType { .. } => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            Self::InvalidBody(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
+            Self::UnreadableBody(_) => (StatusCode::BAD_REQUEST, "unreadable_body"),
         }
     }
 }
@@ -137,7 +156,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.parts();
         if let Self::StoreUnavailable(source) = &self {
-            tracing::error!(error = %source, "store unavailable");
+            tracing::error!(error = %Untrusted(&source.to_string()), "store unavailable");
         }
         let body = ErrorBody {
             error: ErrorDetail {

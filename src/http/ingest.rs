@@ -11,7 +11,6 @@ use axum::{
     body::{Body, Bytes},
     extract::{Request, State},
     http::{header, request::Parts, HeaderMap},
-    Json,
 };
 use chrono::Utc;
 use serde::Serialize;
@@ -19,12 +18,13 @@ use tokio::sync::SemaphorePermit;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{error::ErrorBody, ApiError, AppState};
+use super::{error::ErrorBody, extract::Json, schema::CallbackBody, ApiError, AppState};
 use crate::{
     callback::{CallbackType, Envelope},
     store::{Inserted, NewCallback},
-    telemetry::names,
+    telemetry::{names, Untrusted},
 };
+use tracing::field::display;
 
 /// The sink's route, with its OpenAPI description.
 pub(super) fn router() -> OpenApiRouter<AppState> {
@@ -65,10 +65,9 @@ fn metric_labels(envelope: &Envelope) -> (&'static str, String) {
     tag = "callbacks",
     description = "The sink Okra calls. Answers 200 only once the callback is durably stored; the same bytes again within the dedup window answer 200 with `duplicate: true` and are not handed to the handlers again.",
     request_body(
-        content = Object,
+        content = CallbackBody,
         content_type = "application/json",
-        description = "An Okra callback: a JSON object with a record id (`record` or `recordId`) and a callback type (`callback_type` or `method`); every other field is kept. A missing content type is taken as JSON.",
-        example = json!({"callback_type": "TRANSACTIONS", "callback_code": "PERIODIC_TRANSACTIONS", "record": "5f8d1e2a9c1b2a0012345678", "new_transactions": 3})
+        description = "An Okra callback: a JSON object with a record id (`record` or `recordId`) and a callback type (`callback_type` or `method`), each at most 128 characters; every other field is kept. A missing content type is taken as JSON.",
     ),
     responses(
         (status = 200, description = "Stored (or a duplicate of a stored callback)", body = Ack),
@@ -78,7 +77,7 @@ fn metric_labels(envelope: &Envelope) -> (&'static str, String) {
         (status = 408, description = "`request_timeout`: the request took longer than --request-timeout; nothing was acknowledged", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: larger than --max-body-bytes", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: a content type other than JSON", body = ErrorBody),
-        (status = 422, description = "`invalid_callback`: JSON, but not an object, or no record id or callback type", body = ErrorBody),
+        (status = 422, description = "`invalid_callback`: JSON, but not an object, or no record id or callback type, or a record id, type or code longer than 128 characters", body = ErrorBody),
         (status = 429, description = "`too_many_requests`: shedding load; retry after the `Retry-After` seconds", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
         (status = 503, description = "`store_unavailable`: nothing was acknowledged; retry later", body = ErrorBody),
@@ -141,9 +140,15 @@ fn is_json(content_type: &str) -> bool {
 fn parse(raw: Bytes) -> Result<Envelope, ApiError> {
     let envelope = Envelope::parse(raw)?;
     let span = tracing::Span::current();
-    span.record("record", envelope.record().as_str());
-    span.record("callback_type", envelope.callback_type());
-    span.record("callback_code", envelope.callback_code().unwrap_or(""));
+    span.record("record", display(Untrusted(envelope.record().as_str())));
+    span.record(
+        "callback_type",
+        display(Untrusted(envelope.callback_type())),
+    );
+    span.record(
+        "callback_code",
+        display(Untrusted(envelope.callback_code().unwrap_or(""))),
+    );
     Ok(envelope)
 }
 

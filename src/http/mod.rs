@@ -8,16 +8,19 @@
 //!
 //! Beside them: `access` (who may call: tokens, networks, signatures), `limits` (how much a
 //! request may take), [`error`] (the one error type, mapped to HTTP), `state` (what the routes
-//! share) and `serve` (the connection loop). `router` builds the whole `Router`, so it can be
+//! share), [`extract`] (the `Query`, `Path`, `Json` and `Form` every route takes, rejecting in
+//! our error body), `schema` (the OpenAPI schemas of what the routes accept) and `serve` (the connection loop). `router` builds the whole `Router`, so it can be
 //! tested with `tower::ServiceExt::oneshot` before any socket exists.
 
 mod access;
 mod admin;
 pub mod error;
+pub(crate) mod extract;
 mod ingest;
 mod limits;
 mod operator;
 mod ops;
+mod schema;
 pub(crate) mod serve;
 mod state;
 
@@ -107,7 +110,9 @@ fn routes() -> Routes {
 /// answers).
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let Routes { open, admin } = routes();
-    open.merge(admin).into_openapi()
+    let mut doc = open.merge(admin).into_openapi();
+    schema::mark_required(&mut doc);
+    doc
 }
 
 /// Builds every route of the receiver, with the layers in front of them: the request span, the
@@ -118,7 +123,8 @@ pub(crate) fn router(state: AppState) -> Router {
         state.access.clone(),
         access::require_admin,
     ));
-    let (routes, doc) = open.merge(admin).split_for_parts();
+    let (routes, mut doc) = open.merge(admin).split_for_parts();
+    schema::mark_required(&mut doc);
     let doc = ops::OpenApiJson::of(&doc);
     let mut router = routes
         .merge(crate::console::router(&state))

@@ -8,11 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::{
-    extract::{rejection::QueryRejection, Path, Query, State},
-    http::StatusCode,
-    Json,
-};
+use axum::{extract::State, http::StatusCode};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -20,10 +16,11 @@ use utoipa::{IntoParams, ToSchema};
 use super::{
     admin::{rfc3339, summary, CallbackSummary, DeliveryStatus},
     error::ErrorBody,
-    ApiError, AppState,
+    extract::{Json, Path, Query},
+    schema, ApiError, AppState,
 };
 use crate::{
-    callback::CallbackType,
+    callback::{CallbackType, MAX_FIELD_CHARS},
     store::{Attempt, Cursor, Filter, Scope, Status, StoredCallback},
 };
 
@@ -39,6 +36,7 @@ pub const DEFAULT_RECORD_LIMIT: usize = 100;
 #[into_params(parameter_in = Query)]
 pub struct FilterQuery {
     /// `pending`, `delivered` or `dead`; several comma-separated (`dead,pending`).
+    #[param(schema_with = schema::status_list_param)]
     status: Option<String>,
     /// The callback type, in any case (`transactions`, `IDENTITY`, …).
     callback_type: Option<String>,
@@ -47,8 +45,10 @@ pub struct FilterQuery {
     /// The record id.
     record: Option<String>,
     /// Only callbacks received at or after this time (RFC 3339, e.g. `2026-01-31T12:00:00Z`).
+    #[param(schema_with = schema::time_param)]
     received_after: Option<String>,
     /// Only callbacks received before this time (RFC 3339).
+    #[param(schema_with = schema::time_param)]
     received_before: Option<String>,
 }
 
@@ -58,6 +58,7 @@ pub struct FilterQuery {
 pub struct PageQuery {
     /// How many callbacks per page: 1–500 (default 50 on `GET /v1/callbacks`, 100 on
     /// `GET /v1/callback`).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
     limit: Option<String>,
     /// The previous page's `next_cursor`, to read the next page (same filters).
     cursor: Option<String>,
@@ -67,15 +68,6 @@ pub struct PageQuery {
 fn invalid(name: &str, value: &str, valid: &str) -> ApiError {
     ApiError::InvalidParameter(format!(
         "`{name}={value}` is not valid: {name} must be {valid}"
-    ))
-}
-
-/// Turns a query that could not be read at all (e.g. a parameter given twice) into our
-/// error body.
-pub(super) fn query_error(e: QueryRejection) -> ApiError {
-    ApiError::InvalidParameter(format!(
-        "the query string could not be read ({}): give each parameter once; list several statuses comma-separated, e.g. status=dead,pending",
-        e.body_text()
     ))
 }
 
@@ -213,7 +205,7 @@ pub struct CallbackPage {
     params(FilterQuery, PageQuery),
     responses(
         (status = 200, description = "One page of matching callbacks", body = CallbackPage),
-        (status = 400, description = "`invalid_parameter` (the message names the parameter and its valid values) or `invalid_cursor` (not the `next_cursor` of this listing)", body = ErrorBody),
+        (status = 400, description = "`invalid_parameter` (the message names the parameter and its valid values; or a parameter sent twice) or `invalid_cursor` (not the `next_cursor` of this listing)", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 403, description = "`forbidden`", body = ErrorBody),
         (status = 503, description = "`store_unavailable`", body = ErrorBody),
@@ -222,11 +214,9 @@ pub struct CallbackPage {
 )]
 pub(super) async fn search_callbacks(
     State(state): State<AppState>,
-    filters: Result<Query<FilterQuery>, QueryRejection>,
-    page: Result<Query<PageQuery>, QueryRejection>,
+    Query(filters): Query<FilterQuery>,
+    Query(page): Query<PageQuery>,
 ) -> Result<Json<CallbackPage>, ApiError> {
-    let Query(filters) = filters.map_err(query_error)?;
-    let Query(page) = page.map_err(query_error)?;
     let filter = filters.parse()?;
     let limit = page.limit(DEFAULT_LIMIT)?;
     let cursor = page.cursor(&filter, Scope::Search)?;
@@ -241,11 +231,13 @@ pub(super) async fn search_callbacks(
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct RecordQuery {
-    /// The record id.
-    #[param(required = true)]
+    /// The record id (absent: 400 `missing_parameter`; declared required by
+    /// `schema::mark_required`).
+    #[param(schema_with = schema::record_param)]
     record: Option<String>,
-    /// The product: AUTH, TRANSACTIONS, IDENTITY, INCOME, BALANCE, RECORD or ACCOUNTS (any case).
-    #[param(required = true)]
+    /// The product: AUTH, TRANSACTIONS, IDENTITY, INCOME, BALANCE, RECORD or ACCOUNTS (the
+    /// server also takes them in any case; absent: 400 `missing_parameter`).
+    #[param(schema_with = schema::method_param)]
     method: Option<String>,
 }
 
@@ -272,7 +264,7 @@ pub struct CallbackList {
     params(RecordQuery, PageQuery),
     responses(
         (status = 200, description = "A page of the record's callbacks of that type, oldest first", body = CallbackList),
-        (status = 400, description = "`missing_parameter`, `invalid_method` (the message lists the valid methods), `invalid_parameter` (`limit`) or `invalid_cursor`", body = ErrorBody),
+        (status = 400, description = "`missing_parameter`, `invalid_method` (the message lists the valid methods), `invalid_parameter` (`limit`, a parameter sent twice, a record id longer than 128 characters) or `invalid_cursor`", body = ErrorBody),
         (status = 401, description = "`unauthorized`: --admin-token is set and the bearer token is missing or wrong", body = ErrorBody),
         (status = 403, description = "`forbidden`: no --admin-token is set and the client is not on loopback", body = ErrorBody),
         (status = 404, description = "`record_not_found`: nothing was ever received for the record", body = ErrorBody),
@@ -282,11 +274,9 @@ pub struct CallbackList {
 )]
 pub(super) async fn list_callbacks(
     State(state): State<AppState>,
-    q: Result<Query<RecordQuery>, QueryRejection>,
-    page: Result<Query<PageQuery>, QueryRejection>,
+    Query(q): Query<RecordQuery>,
+    Query(page): Query<PageQuery>,
 ) -> Result<Json<CallbackList>, ApiError> {
-    let Query(q) = q.map_err(query_error)?;
-    let Query(page) = page.map_err(query_error)?;
     let record = q.record.filter(|r| !r.trim().is_empty()).ok_or_else(|| {
         ApiError::MissingParameter(
             "the `record` query parameter is required: GET /v1/callback?record=<RECORD ID>&method=TRANSACTIONS".into(),
@@ -297,6 +287,11 @@ pub(super) async fn list_callbacks(
             "the `method` query parameter is required: one of AUTH, TRANSACTIONS, IDENTITY, INCOME, BALANCE, RECORD, ACCOUNTS".into(),
         )
     })?;
+    if record.chars().count() > MAX_FIELD_CHARS {
+        return Err(ApiError::InvalidParameter(format!(
+            "the `record` query parameter is longer than {MAX_FIELD_CHARS} characters, so no callback has it: send the record id a callback gave"
+        )));
+    }
     let kind = CallbackType::from_name(method.trim()).ok_or(ApiError::InvalidMethod(method))?;
     let limit = page.limit(DEFAULT_RECORD_LIMIT)?;
     let scope = Filter {
@@ -392,6 +387,7 @@ pub struct CallbackDetail {
     params(("id" = String, Path, description = "The callback's id, as the acknowledgement gave it")),
     responses(
         (status = 200, description = "The callback, its delivery state and every handler attempt", body = CallbackDetail),
+        (status = 400, description = "`invalid_parameter`: the id is not valid UTF-8 once percent-decoded", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 403, description = "`forbidden`", body = ErrorBody),
         (status = 404, description = "`not_found`: no callback has that id", body = ErrorBody),
@@ -438,7 +434,7 @@ pub struct ReplayedCount {
     params(FilterQuery),
     responses(
         (status = 202, description = "The matching callbacks are queued for the handlers again", body = ReplayedCount),
-        (status = 400, description = "`missing_parameter`: no filter given; `invalid_parameter`: a filter that does not parse", body = ErrorBody),
+        (status = 400, description = "`missing_parameter`: no filter given; `invalid_parameter`: a filter that does not parse, or a parameter sent twice", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 403, description = "`forbidden`", body = ErrorBody),
         (status = 503, description = "`store_unavailable`", body = ErrorBody),
@@ -447,9 +443,8 @@ pub struct ReplayedCount {
 )]
 pub(super) async fn replay_matching(
     State(state): State<AppState>,
-    filters: Result<Query<FilterQuery>, QueryRejection>,
+    Query(filters): Query<FilterQuery>,
 ) -> Result<(StatusCode, Json<ReplayedCount>), ApiError> {
-    let Query(filters) = filters.map_err(query_error)?;
     let filter = filters.parse()?;
     if filter.is_empty() {
         return Err(ApiError::MissingParameter(

@@ -6,14 +6,14 @@ use axum::{
     extract::State,
     http::header,
     response::{IntoResponse, Response},
-    Extension, Json,
+    Extension,
 };
 use chrono::Utc;
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{error::ErrorBody, ApiError, AppState};
+use super::{error::ErrorBody, extract::Json, ApiError, AppState};
 use crate::telemetry::{names, Metrics};
 
 /// The routes open to all: health, readiness and the OpenAPI document.

@@ -3,10 +3,12 @@
 mod helpers;
 mod process;
 
+mod conformance;
 mod console;
 mod console_pages;
 mod crash;
 mod dispatch;
+mod hostile;
 mod ingest;
 mod metrics;
 mod openapi;
