@@ -434,7 +434,11 @@ impl Store for SqliteStore {
             for record in records {
                 lease_stmt.execute(params![record, owner, now + duration_ms(lease)])?;
                 let callbacks = pending_of(conn, &record, per_record)?;
-                claims.push(Claim { record, callbacks });
+                claims.push(Claim {
+                    record,
+                    callbacks,
+                    taken_over_from: None,
+                });
             }
             Ok(claims)
         })

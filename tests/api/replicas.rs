@@ -78,10 +78,11 @@ async fn a_worker_whose_lease_was_taken_over_stops_serving_the_record() {
         );
     }
     let (tx, mut calls) = mpsc::unbounded_channel();
-    let config = |lease_ms, poll_ms| DispatchConfig {
+    let config = |lease_ms, poll_ms, renew_leases| DispatchConfig {
         lease: Duration::from_millis(lease_ms),
         handler_timeout: Duration::from_secs(5),
         poll_interval: Duration::from_millis(poll_ms),
+        renew_leases,
         ..DispatchConfig::default()
     };
     let slow = Dispatcher::new(
@@ -91,8 +92,9 @@ async fn a_worker_whose_lease_was_taken_over_stops_serving_the_record() {
             delay: Duration::from_millis(1500),
             calls: tx.clone(),
         }),
-        // It does not poll again during the test, so the other replica takes the record over.
-        config(400, 10_000),
+        // It does not poll again during the test, and does not renew its lease (as if paused),
+        // so the other replica takes the record over.
+        config(400, 10_000, false),
         "replica-a".into(),
     );
     let fast = Dispatcher::new(
@@ -102,7 +104,7 @@ async fn a_worker_whose_lease_was_taken_over_stops_serving_the_record() {
             delay: Duration::ZERO,
             calls: tx,
         }),
-        config(10_000, 50),
+        config(10_000, 50, true),
         "replica-b".into(),
     );
     let stop = CancellationToken::new();
@@ -146,7 +148,7 @@ async fn a_worker_whose_lease_was_taken_over_stops_serving_the_record() {
     assert!(stored
         .iter()
         .all(|cb| cb.status == store::Status::Delivered));
-    // The stale worker's outcome was still recorded, without a second decrement.
+    // The stale worker's outcome was refused (fencing); the new owner's counted once.
     assert_eq!(store_b.backlog().await.unwrap().pending, 0);
 }
 
