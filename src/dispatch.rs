@@ -257,8 +257,7 @@ impl Dispatcher {
                         failing = false;
                     }
                     telemetry::record(self.metrics.as_ref(), || {
-                        metrics::counter!(names::LEASE_RENEWALS)
-                            .increment(renewal.renewed as u64);
+                        metrics::counter!(names::LEASE_RENEWALS).increment(renewal.renewed as u64);
                         metrics::gauge!(names::LEASES_HELD).set(renewal.renewed as f64);
                     });
                     if !renewal.lost.is_empty() {

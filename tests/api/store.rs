@@ -407,10 +407,7 @@ async fn finish_last_hands_over_the_next_callbacks_or_releases(backend: Backend)
     );
     let a3 = store.get("a3").await.unwrap().unwrap();
     // One attempt on both stores: PostgreSQL refused the stale owner's (fencing).
-    assert_eq!(
-        (a3.status, a3.attempts),
-        (Status::Pending, 1)
-    );
+    assert_eq!((a3.status, a3.attempts), (Status::Pending, 1));
     assert_eq!(
         store.get("a2").await.unwrap().unwrap().status,
         Status::Delivered

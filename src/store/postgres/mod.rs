@@ -202,7 +202,8 @@ impl PostgresStore {
     }
 
     fn forget(&self, owner: &str, record: &str) {
-        self.lock_held().remove(&(owner.to_owned(), record.to_owned()));
+        self.lock_held()
+            .remove(&(owner.to_owned(), record.to_owned()));
     }
 }
 
@@ -218,19 +219,29 @@ impl PostgresStore {
         last: Option<usize>,
     ) -> Result<AfterLast, StoreError> {
         let (reply, answer) = oneshot::channel();
+        let generation = self.generation(owner, &cb.record);
         let job = FinishJob {
             owner: owner.to_owned(),
             id: cb.id.clone(),
             record: cb.record.clone(),
-            generation: self.generation(owner, &cb.record),
+            generation,
             outcome,
             lease,
             last,
             reply,
         };
         let answer = submit(&self.finishes, job, answer).await;
-        if matches!(answer, Ok(AfterLast::Released) | Err(StoreError::LeaseLost(_))) {
-            self.forget(owner, &cb.record);
+        if matches!(
+            answer,
+            Ok(AfterLast::Released) | Err(StoreError::LeaseLost(_))
+        ) {
+            // Only that lease: a claim of this process may have taken the record again since
+            // the release committed.
+            let mut held = self.lock_held();
+            let key = (owner.to_owned(), cb.record.clone());
+            if held.get(&key) == Some(&generation) {
+                held.remove(&key);
+            }
         }
         answer
     }
@@ -438,9 +449,14 @@ impl Store for PostgresStore {
         let result = self
             .db
             .timed(async {
-                let stmt = client.prepare_cached(&statements::renew_statement()).await?;
+                let stmt = client
+                    .prepare_cached(&statements::renew_statement())
+                    .await?;
                 let rows = client
-                    .query(&stmt, &[&records, &generations, &owner, &duration_ms(lease)])
+                    .query(
+                        &stmt,
+                        &[&records, &generations, &owner, &duration_ms(lease)],
+                    )
                     .await?;
                 Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
             })
@@ -473,14 +489,11 @@ impl Store for PostgresStore {
              WHERE record = $1 AND lease_owner IS NOT NULL AND lease_until >= {NOW_MS}"
         );
         let result = self.db.timed(client.query_opt(&sql, &[&record])).await;
-        Ok(self
-            .db
-            .result_of(client, result)?
-            .map(|row| LeaseInfo {
-                owner: row.get(0),
-                until: from_millis(row.get(1)),
-                generation: row.get(2),
-            }))
+        Ok(self.db.result_of(client, result)?.map(|row| LeaseInfo {
+            owner: row.get(0),
+            until: from_millis(row.get(1)),
+            generation: row.get(2),
+        }))
     }
 
     async fn release(&self, owner: &str, record: &str) -> Result<(), StoreError> {
