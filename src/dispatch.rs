@@ -32,7 +32,7 @@ use tracing::Instrument;
 use crate::{
     callback::Envelope,
     handler::{Context, Handler},
-    store::{Claim, Outcome, Store, StoreError, StoredCallback},
+    store::{Attempt, AttemptOutcome, Claim, Outcome, Store, StoreError, StoredCallback},
     telemetry::{self, names, Metrics},
 };
 
@@ -325,7 +325,7 @@ impl Dispatcher {
                     self.lock_serving().remove(&record);
                     return false;
                 }
-                let outcome = self.attempt(cb).await;
+                let (outcome, attempt) = self.attempt(cb).await;
                 let must_wait = matches!(outcome, Outcome::Retry { .. });
                 if must_wait || i == last {
                     // Leave `serving` first: once the store has released the lease, a claim
@@ -334,10 +334,11 @@ impl Dispatcher {
                     self.lock_serving().remove(&record);
                     let recorded = self
                         .persist(stop, || {
-                            self.store.finish_last(
+                            self.store.finish_last_attempt(
                                 &self.owner,
                                 cb,
                                 outcome.clone(),
+                                &attempt,
                                 self.config.lease,
                                 self.config.batch,
                             )
@@ -367,8 +368,13 @@ impl Dispatcher {
                 } else {
                     let recorded = self
                         .persist(stop, || {
-                            self.store
-                                .finish(&self.owner, cb, outcome.clone(), self.config.lease)
+                            self.store.finish_attempt(
+                                &self.owner,
+                                cb,
+                                outcome.clone(),
+                                &attempt,
+                                self.config.lease,
+                            )
                         })
                         .await;
                     if let Err(e) = recorded {
@@ -434,8 +440,9 @@ impl Dispatcher {
         }
     }
 
-    /// One handler call for one callback, with its timeout, panic guard and verdict.
-    async fn attempt(&self, cb: &StoredCallback) -> Outcome {
+    /// One handler call for one callback, with its timeout, panic guard and verdict; and the
+    /// attempt as its history keeps it.
+    async fn attempt(&self, cb: &StoredCallback) -> (Outcome, Attempt) {
         let attempt = cb.attempts + 1;
         let span = tracing::info_span!(
             "deliver",
@@ -446,6 +453,7 @@ impl Dispatcher {
             attempt,
         );
         let started = std::time::Instant::now();
+        let started_at = Utc::now();
         let handler = self.handler.name().to_owned();
         let result = match Envelope::parse(cb.body.clone()) {
             // Bodies are validated before they are stored; this guards against a hand-edited row.
@@ -482,6 +490,18 @@ impl Dispatcher {
             }
         };
         let elapsed = started.elapsed().as_secs_f64();
+        let record = Attempt {
+            attempt,
+            started_at,
+            finished_at: Utc::now(),
+            outcome: match &result {
+                Ok(()) => AttemptOutcome::Succeeded,
+                Err(("timeout", _)) => AttemptOutcome::TimedOut,
+                Err(("panic", _)) => AttemptOutcome::Panicked,
+                Err(_) => AttemptOutcome::Failed,
+            },
+            error: result.as_ref().err().map(|(_, e)| e.clone()),
+        };
         let _enter = span.enter();
         let call_outcome = match &result {
             Ok(()) => "ok",
@@ -521,7 +541,7 @@ impl Dispatcher {
                 Outcome::Delivered => {}
             }
         });
-        outcome
+        (outcome, record)
     }
 }
 

@@ -62,6 +62,16 @@ pub mod names {
     pub const DEAD: &str = "okra_dead_callbacks";
     /// Gauge: age of the oldest pending callback (0 when none is pending).
     pub const OLDEST_PENDING_AGE: &str = "okra_oldest_pending_age_seconds";
+    /// Gauge: callbacks waiting for a (further) handler attempt, from the store's counts at
+    /// each scrape — the name alert rules use (`deploy/prometheus-alerts.yml`); the same value
+    /// as [`PENDING`].
+    pub const CALLBACKS_PENDING: &str = "okra_callbacks_pending";
+    /// Gauge: dead callbacks, from the store's counts at each scrape (alert on `> 0`); the same
+    /// value as [`DEAD`].
+    pub const CALLBACKS_DEAD: &str = "okra_callbacks_dead";
+    /// Gauge: seconds the oldest pending callback has waited (0 when none is pending); the
+    /// same value as [`OLDEST_PENDING_AGE`].
+    pub const CALLBACKS_OLDEST_PENDING_AGE: &str = "okra_callbacks_oldest_pending_age_seconds";
     /// Gauge: record leases this replica holds (PostgreSQL), as of its last heartbeat.
     pub const LEASES_HELD: &str = "okra_leases_held";
     /// Counter: leases renewed by the heartbeat (each lease each beat).

@@ -71,6 +71,12 @@ pub enum ApiError {
     /// 400: a required query parameter is missing.
     #[error("{0}")]
     MissingParameter(String),
+    /// 400: a query parameter does not parse; the message names it and its valid values.
+    #[error("{0}")]
+    InvalidParameter(String),
+    /// 400: `cursor` is not the `next_cursor` of this listing (edited, or of other filters).
+    #[error("{0}")]
+    InvalidCursor(String),
     /// 400: `method` is not a callback type.
     #[error("`{0}` is not a valid method: use one of AUTH, TRANSACTIONS, IDENTITY, INCOME, BALANCE, RECORD, ACCOUNTS")]
     InvalidMethod(String),
@@ -102,6 +108,8 @@ impl ApiError {
             Self::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             Self::StoreUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
             Self::MissingParameter(_) => (StatusCode::BAD_REQUEST, "missing_parameter"),
+            Self::InvalidParameter(_) => (StatusCode::BAD_REQUEST, "invalid_parameter"),
+            Self::InvalidCursor(_) => (StatusCode::BAD_REQUEST, "invalid_cursor"),
             Self::InvalidMethod(_) => (StatusCode::BAD_REQUEST, "invalid_method"),
             Self::RecordNotFound(_) => (StatusCode::NOT_FOUND, "record_not_found"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),

@@ -16,6 +16,7 @@ mod admin;
 pub mod error;
 mod ingest;
 mod limits;
+mod operator;
 mod ops;
 pub(crate) mod serve;
 mod state;

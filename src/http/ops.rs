@@ -103,6 +103,9 @@ async fn render_metrics(State(state): State<AppState>) -> Response {
                 .map(|t| (Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
                 .unwrap_or(0.0);
             metrics::gauge!(names::OLDEST_PENDING_AGE).set(age);
+            metrics::gauge!(names::CALLBACKS_PENDING).set(backlog.pending as f64);
+            metrics::gauge!(names::CALLBACKS_DEAD).set(backlog.dead as f64);
+            metrics::gauge!(names::CALLBACKS_OLDEST_PENDING_AGE).set(age);
         }
         Ok(Err(e)) => tracing::warn!(error = %e, "cannot read the backlog for /metrics"),
         Err(_) => tracing::warn!("the store did not report the backlog within 2 s"),

@@ -17,9 +17,11 @@ use chrono::{DateTime, TimeZone, Utc};
 use sha2::{Digest, Sha256};
 
 mod postgres;
+mod query;
 mod sqlite;
 
 pub use postgres::PostgresStore;
+pub use query::{Attempt, AttemptOutcome, Cursor, CursorError, Filter, Page, Scope, Stats};
 pub use sqlite::SqliteStore;
 
 /// The store could not do what was asked. Callers answer 503 and try again later.
@@ -101,6 +103,16 @@ impl Status {
             1 => Self::Delivered,
             _ => Self::Dead,
         }
+    }
+
+    /// Every status, in code order.
+    pub const ALL: [Self; 3] = [Self::Pending, Self::Delivered, Self::Dead];
+
+    /// The status an API spelling names (`pending`, `delivered`, `dead`; any case).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|s| s.as_str().eq_ignore_ascii_case(name.trim()))
     }
 }
 
@@ -255,6 +267,25 @@ impl Listing {
 }
 
 impl Outcome {
+    /// The history entry of an attempt that ended in this outcome, when the caller did not
+    /// measure it: started and finished now, failed (or succeeded), with the outcome's error.
+    pub fn unmeasured_attempt(&self, cb: &StoredCallback) -> Attempt {
+        let now = Utc::now();
+        let (outcome, error) = match self {
+            Self::Delivered => (AttemptOutcome::Succeeded, None),
+            Self::Retry { error, .. } | Self::Dead { error } => {
+                (AttemptOutcome::Failed, Some(error.clone()))
+            }
+        };
+        Attempt {
+            attempt: cb.attempts + 1,
+            started_at: now,
+            finished_at: now,
+            outcome,
+            error,
+        }
+    }
+
     /// What the outcome writes into its callback's row: the new status, the last error and when
     /// the next attempt is due.
     fn as_row(&self) -> (Status, Option<&str>, Option<DateTime<Utc>>) {
@@ -295,33 +326,37 @@ pub trait Store: Send + Sync + 'static {
         lease: Duration,
     ) -> Result<Vec<Claim>, StoreError>;
 
-    /// Records one attempt's outcome and extends `owner`'s lease on the record.
-    ///
-    /// If `owner` no longer holds the lease (it expired and another worker claimed the record),
-    /// nothing is recorded and the answer is [`StoreError::LeaseLost`]: the caller must stop
-    /// serving the record.
+    /// Records one attempt's outcome and extends `owner`'s lease on the record, like
+    /// [`Store::finish_attempt`] with an attempt the caller did not measure
+    /// ([`Outcome::unmeasured_attempt`]).
     async fn finish(
         &self,
         owner: &str,
         cb: &StoredCallback,
         outcome: Outcome,
         lease: Duration,
+    ) -> Result<(), StoreError> {
+        let attempt = outcome.unmeasured_attempt(cb);
+        self.finish_attempt(owner, cb, outcome, &attempt, lease)
+            .await
+    }
+
+    /// Records one attempt's outcome, and the attempt in the callback's history (in the same
+    /// durable write), and extends `owner`'s lease on the record.
+    ///
+    /// If `owner` no longer holds the lease (it expired and another worker claimed the record),
+    /// nothing is recorded and the answer is [`StoreError::LeaseLost`]: the caller must stop
+    /// serving the record.
+    async fn finish_attempt(
+        &self,
+        owner: &str,
+        cb: &StoredCallback,
+        outcome: Outcome,
+        attempt: &Attempt,
+        lease: Duration,
     ) -> Result<(), StoreError>;
 
-    /// Records the outcome of the last callback a worker holds of a record, like
-    /// [`Store::finish`], and decides in the same durable write whether the worker goes on with
-    /// the record: [`AfterLast::Next`] with up to `per_record` more due callbacks (oldest first;
-    /// the lease is kept and extended), or [`AfterLast::Released`] when none is due — always so
-    /// after an [`Outcome::Retry`] — and the record is claimable again.
-    ///
-    /// A worker that no longer holds the lease hears [`StoreError::LeaseLost`] from
-    /// [`PostgresStore`]; [`SqliteStore`] answers [`AfterLast::Released`] and leaves the lease
-    /// to its holder; it records the outcome, PostgreSQL does not (fencing).
-    ///
-    /// The default records the outcome with [`Store::finish`] and answers
-    /// [`AfterLast::StillLeased`]: the worker then releases the record itself and the next claim
-    /// picks it up again. Both built-in stores do it in one write, which saves a release and a
-    /// claim (two waits for a commit) per run of a record's callbacks.
+    /// [`Store::finish_last_attempt`] with an attempt the caller did not measure.
     async fn finish_last(
         &self,
         owner: &str,
@@ -330,8 +365,37 @@ pub trait Store: Send + Sync + 'static {
         lease: Duration,
         per_record: usize,
     ) -> Result<AfterLast, StoreError> {
+        let attempt = outcome.unmeasured_attempt(cb);
+        self.finish_last_attempt(owner, cb, outcome, &attempt, lease, per_record)
+            .await
+    }
+
+    /// Records the outcome of the last callback a worker holds of a record, like
+    /// [`Store::finish_attempt`] (history included), and decides in the same durable write
+    /// whether the worker goes on with the record: [`AfterLast::Next`] with up to `per_record`
+    /// more due callbacks (oldest first; the lease is kept and extended), or
+    /// [`AfterLast::Released`] when none is due — always so after an [`Outcome::Retry`] — and
+    /// the record is claimable again.
+    ///
+    /// A worker that no longer holds the lease hears [`StoreError::LeaseLost`] from
+    /// [`PostgresStore`]; [`SqliteStore`] answers [`AfterLast::Released`] and leaves the lease
+    /// to its holder; it records the outcome, PostgreSQL does not (fencing).
+    ///
+    /// The default records the outcome with [`Store::finish_attempt`] and answers
+    /// [`AfterLast::StillLeased`]: the worker then releases the record itself and the next claim
+    /// picks it up again. Both built-in stores do it in one write, which saves a release and a
+    /// claim (two waits for a commit) per run of a record's callbacks.
+    async fn finish_last_attempt(
+        &self,
+        owner: &str,
+        cb: &StoredCallback,
+        outcome: Outcome,
+        attempt: &Attempt,
+        lease: Duration,
+        per_record: usize,
+    ) -> Result<AfterLast, StoreError> {
         let _ = per_record;
-        self.finish(owner, cb, outcome, lease)
+        self.finish_attempt(owner, cb, outcome, attempt, lease)
             .await
             .map(|()| AfterLast::StillLeased)
     }
@@ -380,9 +444,40 @@ pub trait Store: Send + Sync + 'static {
     /// Counts pending and dead work.
     async fn backlog(&self) -> Result<Backlog, StoreError>;
 
-    /// Deletes delivered and dead callbacks, and dedup keys, older than `before`; returns how
-    /// many callbacks were deleted.
+    /// Deletes delivered and dead callbacks (with their attempt history), and dedup keys, older
+    /// than `before`; returns how many callbacks were deleted.
     async fn prune(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Up to `limit` callbacks matching `filter`, newest first, starting after `after` (a
+    /// cursor of a previous page of the same filter, [`Scope::Search`]). Without bodies.
+    async fn search(
+        &self,
+        filter: &Filter,
+        limit: usize,
+        after: Option<&Cursor>,
+    ) -> Result<Page, StoreError>;
+
+    /// Up to `limit` of a record's callbacks of `callback_type`, oldest first, starting after
+    /// `after` ([`Scope::Record`]), with their bodies; `None` when nothing at all was ever
+    /// received for the record.
+    async fn record_page(
+        &self,
+        record: &str,
+        callback_type: &str,
+        limit: usize,
+        after: Option<&Cursor>,
+    ) -> Result<Option<Page>, StoreError>;
+
+    /// A callback's handler attempts, oldest first (empty for an unknown id).
+    async fn history(&self, id: &str) -> Result<Vec<Attempt>, StoreError>;
+
+    /// Replays every dead or delivered callback matching `filter` (as [`Store::replay`]);
+    /// returns how many.
+    async fn replay_matching(&self, filter: &Filter) -> Result<u64, StoreError>;
+
+    /// Counts per status and per type, and the oldest pending callback — from counters kept
+    /// on write and indexes, never a scan of the callbacks.
+    async fn stats(&self) -> Result<Stats, StoreError>;
 }
 
 /// Opens the store a `--database-url` names: `sqlite://PATH` (created if missing) or

@@ -14,8 +14,10 @@ use rusqlite_migration::{Migrations, M};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    duration_ms, from_millis, millis, AfterLast, Backlog, Claim, Inserted, Listing, NewCallback,
-    Outcome, Status, Store, StoreError, StoredCallback, COLUMNS,
+    duration_ms, from_millis, millis,
+    query::{page, stats_of},
+    AfterLast, Attempt, AttemptOutcome, Backlog, Claim, Cursor, Filter, Inserted, Listing,
+    NewCallback, Outcome, Page, Scope, Stats, Status, Store, StoreError, StoredCallback, COLUMNS,
 };
 
 /// The most operations one transaction gathers.
@@ -82,6 +84,9 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/sqlite/0001_init.sql")),
         M::up(include_str!(
             "../../migrations/sqlite/0002_fewer_index_writes.sql"
+        )),
+        M::up(include_str!(
+            "../../migrations/sqlite/0003_operator_view.sql"
         )),
     ])
 }
@@ -288,13 +293,19 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<StoredCallback> {
 }
 
 fn replay_one(conn: &Connection, id: &str, now: i64) -> rusqlite::Result<bool> {
-    let found: Option<(String, i64)> = conn
-        .prepare_cached("SELECT record, status FROM callbacks WHERE id = ?1")?
-        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+    let found: Option<(String, i64, String)> = conn
+        .prepare_cached("SELECT record, status, callback_type FROM callbacks WHERE id = ?1")?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
-    let Some((record, status)) = found else {
+    let Some((record, status, callback_type)) = found else {
         return Ok(false);
     };
+    let status = Status::from_code(status);
+    if status != Status::Pending {
+        count(conn, &callback_type, status, -1)?;
+        count(conn, &callback_type, Status::Pending, 1)?;
+    }
+    let status = i64::from(status.code());
     conn.prepare_cached(
         "UPDATE callbacks SET status = 0, cycle_attempts = 0, next_attempt_at = ?2, finished_at = NULL
          WHERE id = ?1",
@@ -307,6 +318,73 @@ fn replay_one(conn: &Connection, id: &str, now: i64) -> rusqlite::Result<bool> {
     )?
     .execute(params![record, newly_pending, now])?;
     Ok(true)
+}
+
+/// Adds `delta` to the count of `callback_type` callbacks in `status`.
+fn count(
+    conn: &Connection,
+    callback_type: &str,
+    status: Status,
+    delta: i64,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO callback_counts (callback_type, status, n) VALUES (?1, ?2, ?3)
+         ON CONFLICT (callback_type, status) DO UPDATE SET n = n + excluded.n",
+    )?
+    .execute(params![callback_type, status.code(), delta])?;
+    Ok(())
+}
+
+/// The columns of a list row: everything but the body (lists show no payloads).
+const LIST_COLUMNS: &str = "id, record, callback_type, callback_code, X'' AS body, received_at, \
+                            status, attempts, cycle_attempts, last_error, next_attempt_at, \
+                            finished_at, seq";
+
+/// The `WHERE` conditions of `filter` (after `AND`), with their parameters.
+fn filter_sql(filter: &Filter) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value;
+    let mut sql = String::new();
+    let mut args: Vec<Value> = Vec::new();
+    let codes = filter.status_codes();
+    if !codes.is_empty() {
+        // `status <> 1` lets the planner use the partial index of pending and dead callbacks.
+        if !codes.contains(&Status::Delivered.code()) {
+            sql.push_str(" AND status <> 1");
+        }
+        let list: Vec<String> = codes.iter().map(i16::to_string).collect();
+        sql.push_str(&format!(" AND status IN ({})", list.join(", ")));
+    }
+    if let Some(t) = filter.type_key() {
+        args.push(Value::Text(t));
+        // With a record, or only pending/dead callbacks, asked for, those indexes hold far
+        // fewer rows than one type's: `+` keeps the planner off the type index (it would walk
+        // all of a type's callbacks for a few dead ones).
+        let narrower = filter.record.is_some()
+            || (!codes.is_empty() && !codes.contains(&Status::Delivered.code()));
+        let column = if narrower {
+            "+callback_type"
+        } else {
+            "callback_type"
+        };
+        sql.push_str(&format!(" AND upper({column}) = ?{}", args.len()));
+    }
+    if let Some(c) = &filter.callback_code {
+        args.push(Value::Text(c.clone()));
+        sql.push_str(&format!(" AND callback_code = ?{}", args.len()));
+    }
+    if let Some(r) = &filter.record {
+        args.push(Value::Text(r.clone()));
+        sql.push_str(&format!(" AND record = ?{}", args.len()));
+    }
+    if let Some(t) = filter.received_after {
+        args.push(Value::Integer(millis(t)));
+        sql.push_str(&format!(" AND received_at >= ?{}", args.len()));
+    }
+    if let Some(t) = filter.received_before {
+        args.push(Value::Integer(millis(t)));
+        sql.push_str(&format!(" AND received_at < ?{}", args.len()));
+    }
+    (sql, args)
 }
 
 /// Up to `limit` of a record's pending callbacks, oldest first.
@@ -322,28 +400,53 @@ fn pending_of(
     .collect()
 }
 
-/// Records one attempt's outcome and extends `owner`'s lease on the record.
+/// Records one attempt's outcome, and the attempt in the callback's history, and extends
+/// `owner`'s lease on the record.
+#[allow(clippy::too_many_arguments)]
 fn record_outcome(
     conn: &Connection,
     owner: &str,
     id: &str,
     record: &str,
     outcome: &Outcome,
+    attempt: &Attempt,
     lease: Duration,
     now: i64,
 ) -> rusqlite::Result<()> {
     let (status, error, next_at) = outcome.as_row();
     let next_at = next_at.map(millis);
     let finished = (status != Status::Pending).then_some(now);
-    let changed = conn
+    let changed: Option<(i64, i64, String)> = conn
         .prepare_cached(
             "UPDATE callbacks SET status = ?2, attempts = attempts + 1,
                cycle_attempts = cycle_attempts + 1, last_error = ?3,
                next_attempt_at = ?4, finished_at = ?5
-             WHERE id = ?1 AND status = 0",
+             WHERE id = ?1 AND status = 0
+             RETURNING seq, attempts, callback_type",
         )?
-        .execute(params![id, status.code(), error, next_at, finished])?;
-    let left = i64::from(changed > 0 && status != Status::Pending);
+        .query_row(params![id, status.code(), error, next_at, finished], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?;
+    if let Some((seq, number, callback_type)) = &changed {
+        conn.prepare_cached(
+            "INSERT INTO callback_attempts (seq, attempt, started_at, finished_at, outcome, error)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![
+            seq,
+            number,
+            millis(attempt.started_at),
+            millis(attempt.finished_at),
+            attempt.outcome.code(),
+            attempt.error
+        ])?;
+        if status != Status::Pending {
+            count(conn, callback_type, Status::Pending, -1)?;
+            count(conn, callback_type, status, 1)?;
+        }
+    }
+    let left = i64::from(changed.is_some() && status != Status::Pending);
     conn.prepare_cached(
         "UPDATE record_queue SET pending = MAX(pending - ?2, 0), due_at = COALESCE(?3, due_at),
            lease_until = CASE WHEN lease_owner = ?4 THEN ?5 ELSE lease_until END
@@ -404,6 +507,7 @@ impl Store for SqliteStore {
                    due_at = CASE WHEN pending = 0 THEN excluded.due_at ELSE due_at END",
             )?
             .execute(params![cb.record, now])?;
+            count(conn, &cb.callback_type, Status::Pending, 1)?;
             Ok(Inserted { id: cb.id.clone(), duplicate: false })
         })
         .await
@@ -445,14 +549,16 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn finish(
+    async fn finish_attempt(
         &self,
         owner: &str,
         cb: &StoredCallback,
         outcome: Outcome,
+        attempt: &Attempt,
         lease: Duration,
     ) -> Result<(), StoreError> {
         let (owner, id, record) = (owner.to_owned(), cb.id.clone(), cb.record.clone());
+        let attempt = attempt.clone();
         self.call(move |conn| {
             record_outcome(
                 conn,
@@ -460,6 +566,7 @@ impl Store for SqliteStore {
                 &id,
                 &record,
                 &outcome,
+                &attempt,
                 lease,
                 millis(Utc::now()),
             )
@@ -467,18 +574,20 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn finish_last(
+    async fn finish_last_attempt(
         &self,
         owner: &str,
         cb: &StoredCallback,
         outcome: Outcome,
+        attempt: &Attempt,
         lease: Duration,
         per_record: usize,
     ) -> Result<AfterLast, StoreError> {
         let (owner, id, record) = (owner.to_owned(), cb.id.clone(), cb.record.clone());
+        let attempt = attempt.clone();
         self.call(move |conn| {
             let now = millis(Utc::now());
-            record_outcome(conn, &owner, &id, &record, &outcome, lease, now)?;
+            record_outcome(conn, &owner, &id, &record, &outcome, &attempt, lease, now)?;
             let next = if matches!(outcome, Outcome::Retry { .. }) {
                 Vec::new()
             } else {
@@ -587,24 +696,12 @@ impl Store for SqliteStore {
     }
 
     async fn backlog(&self) -> Result<Backlog, StoreError> {
-        self.call(|conn| {
-            // `status <> 1` repeats the partial index's condition, so the planner uses
-            // `callbacks_unfinished` (it does not infer it from `status = 0`).
-            let count = |sql: &str| -> rusqlite::Result<u64> {
-                conn.prepare_cached(sql)?.query_row([], |r| r.get(0))
-            };
-            let oldest: Option<i64> = conn
-                .prepare_cached(
-                    "SELECT MIN(received_at) FROM callbacks WHERE status <> 1 AND status = 0",
-                )?
-                .query_row([], |r| r.get(0))?;
-            Ok(Backlog {
-                pending: count("SELECT COUNT(*) FROM callbacks WHERE status <> 1 AND status = 0")?,
-                dead: count("SELECT COUNT(*) FROM callbacks WHERE status <> 1 AND status = 2")?,
-                oldest_pending_at: oldest.map(from_millis),
-            })
+        let stats = self.stats().await?;
+        Ok(Backlog {
+            pending: stats.pending,
+            dead: stats.dead,
+            oldest_pending_at: stats.oldest_pending_at,
         })
-        .await
     }
 
     async fn prune(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
@@ -621,14 +718,165 @@ impl Store for SqliteStore {
                 )?
                 .query_row([before], |r| r.get(0))
                 .optional()?;
+            let bound = bound.unwrap_or(i64::MAX);
+            // The history goes with its callback, and the counts follow.
+            conn.prepare_cached(
+                "DELETE FROM callback_attempts WHERE seq IN (
+                   SELECT seq FROM callbacks
+                   WHERE seq < ?2 AND status IN (1, 2) AND received_at < ?1)",
+            )?
+            .execute(params![before, bound])?;
+            let gone: Vec<(String, i64, i64)> = conn
+                .prepare_cached(
+                    "SELECT callback_type, status, count(*) FROM callbacks
+                     WHERE seq < ?2 AND status IN (1, 2) AND received_at < ?1
+                     GROUP BY callback_type, status",
+                )?
+                .query_map(params![before, bound], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<_, _>>()?;
+            for (callback_type, status, n) in &gone {
+                count(conn, callback_type, Status::from_code(*status), -n)?;
+            }
             let n = conn
                 .prepare_cached(
                     "DELETE FROM callbacks WHERE seq < ?2 AND status IN (1, 2) AND received_at < ?1",
                 )?
-                .execute(params![before, bound.unwrap_or(i64::MAX)])?;
+                .execute(params![before, bound])?;
             conn.prepare_cached("DELETE FROM dedup WHERE received_at < ?1")?
                 .execute([before])?;
             Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn search(
+        &self,
+        filter: &Filter,
+        limit: usize,
+        after: Option<&Cursor>,
+    ) -> Result<Page, StoreError> {
+        let filter = filter.clone();
+        let after = after.map(|c| c.seq);
+        self.call(move |conn| {
+            let (mut sql, mut args) = filter_sql(&filter);
+            if let Some(seq) = after {
+                args.push(rusqlite::types::Value::Integer(seq));
+                sql.push_str(&format!(" AND seq < ?{}", args.len()));
+            }
+            args.push(rusqlite::types::Value::Integer(limit as i64 + 1));
+            let sql = format!(
+                "SELECT {LIST_COLUMNS} FROM callbacks WHERE 1 = 1{sql} ORDER BY seq DESC LIMIT ?{}",
+                args.len()
+            );
+            let rows = conn
+                .prepare_cached(&sql)?
+                .query_map(rusqlite::params_from_iter(args), |r| {
+                    Ok((from_row(r)?, r.get::<_, i64>(12)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(page(rows, limit, &filter, Scope::Search))
+        })
+        .await
+    }
+
+    async fn record_page(
+        &self,
+        record: &str,
+        callback_type: &str,
+        limit: usize,
+        after: Option<&Cursor>,
+    ) -> Result<Option<Page>, StoreError> {
+        let filter = Filter {
+            record: Some(record.to_owned()),
+            callback_type: Some(callback_type.to_owned()),
+            ..Filter::default()
+        };
+        let after = after.map_or(-1, |c| c.seq);
+        let (record, callback_type) = (record.to_owned(), callback_type.to_owned());
+        self.call(move |conn| {
+            let exists: bool = conn
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM callbacks WHERE record = ?1)")?
+                .query_row([&record], |r| r.get(0))?;
+            if !exists {
+                return Ok(None);
+            }
+            let rows = conn
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS}, seq FROM callbacks
+                     WHERE record = ?1 AND callback_type = ?2 AND seq > ?3
+                     ORDER BY seq LIMIT ?4"
+                ))?
+                .query_map(
+                    params![record, callback_type, after, limit as i64 + 1],
+                    |r| Ok((from_row(r)?, r.get::<_, i64>(12)?)),
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(Some(page(rows, limit, &filter, Scope::Record)))
+        })
+        .await
+    }
+
+    async fn history(&self, id: &str) -> Result<Vec<Attempt>, StoreError> {
+        let id = id.to_owned();
+        self.call(move |conn| {
+            conn.prepare_cached(
+                "SELECT a.attempt, a.started_at, a.finished_at, a.outcome, a.error
+                 FROM callbacks c JOIN callback_attempts a ON a.seq = c.seq
+                 WHERE c.id = ?1 ORDER BY a.attempt",
+            )?
+            .query_map([&id], |r| {
+                Ok(Attempt {
+                    attempt: r.get(0)?,
+                    started_at: from_millis(r.get(1)?),
+                    finished_at: from_millis(r.get(2)?),
+                    outcome: AttemptOutcome::from_code(r.get(3)?),
+                    error: r.get(4)?,
+                })
+            })?
+            .collect()
+        })
+        .await
+    }
+
+    async fn replay_matching(&self, filter: &Filter) -> Result<u64, StoreError> {
+        let Some(filter) = filter.replayable() else {
+            return Ok(0);
+        };
+        self.call(move |conn| {
+            let now = millis(Utc::now());
+            let (sql, args) = filter_sql(&filter);
+            let ids: Vec<String> = conn
+                .prepare(&format!(
+                    "SELECT id FROM callbacks WHERE 1 = 1{sql} ORDER BY seq"
+                ))?
+                .query_map(rusqlite::params_from_iter(args), |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            for id in &ids {
+                replay_one(conn, id, now)?;
+            }
+            Ok(ids.len() as u64)
+        })
+        .await
+    }
+
+    async fn stats(&self) -> Result<Stats, StoreError> {
+        self.call(|conn| {
+            let counts: Vec<(String, i64, i64)> = conn
+                .prepare_cached(
+                    "SELECT callback_type, status, n FROM callback_counts WHERE n <> 0
+                     ORDER BY callback_type, status",
+                )?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<_, _>>()?;
+            // The first pending callback in received order (`status <> 1`: the partial index).
+            let oldest: Option<i64> = conn
+                .prepare_cached(
+                    "SELECT received_at FROM callbacks WHERE status <> 1 AND status = 0
+                     ORDER BY seq LIMIT 1",
+                )?
+                .query_row([], |r| r.get(0))
+                .optional()?;
+            Ok(stats_of(counts, oldest))
         })
         .await
     }
@@ -708,6 +956,57 @@ mod tests {
         );
         let backlog = store.backlog().await.unwrap();
         assert_eq!((backlog.pending, backlog.dead), (1, 0));
+    }
+
+    /// A file of the schema before the operator's view (0002) opens under 0003 with its
+    /// callbacks counted per type and status, found by the new queries, with an empty history.
+    #[tokio::test]
+    async fn a_file_of_schema_0002_gets_counts_and_indexes_for_the_operators_view() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("okra.db");
+        let now = millis(Utc::now());
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            migrations().to_version(&mut conn, 2).unwrap();
+            conn.execute_batch(&format!(
+                "INSERT INTO callbacks (id, record, callback_type, callback_code, body, received_at, status, attempts, next_attempt_at, finished_at)
+                   VALUES ('a', 'r1', 'AUTH', 'AUTH_SUCCESS', X'7B7D', {now}, 1, 1, NULL, {now}),
+                          ('b', 'r1', 'AUTH', 'AUTH_SUCCESS', X'7B7D', {now} + 1, 2, 3, NULL, {now}),
+                          ('c', 'r2', 'Custom', NULL, X'7B7D', {now} + 2, 0, 0, {now}, NULL);
+                 INSERT INTO record_queue (record, pending, due_at) VALUES ('r2', 1, {now});"
+            ))
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).await.unwrap();
+        let stats = store.stats().await.unwrap();
+        assert_eq!((stats.pending, stats.delivered, stats.dead), (1, 1, 1));
+        assert_eq!(
+            stats.by_type,
+            [("AUTH".to_owned(), 2), ("Custom".to_owned(), 1)]
+        );
+        assert_eq!(stats.oldest_pending_at, Some(from_millis(now + 2)));
+        let dead = Filter {
+            statuses: vec![Status::Dead],
+            ..Filter::default()
+        };
+        let page = store.search(&dead, 10, None).await.unwrap();
+        let ids: Vec<_> = page.callbacks.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["b"]);
+        let custom = Filter {
+            callback_type: Some("CUSTOM".into()),
+            ..Filter::default()
+        };
+        let page = store.search(&custom, 10, None).await.unwrap();
+        assert_eq!(
+            page.callbacks.len(),
+            1,
+            "an unknown type, matched in any case"
+        );
+        assert!(store.history("b").await.unwrap().is_empty());
+        // The counts go on from there.
+        assert_eq!(store.replay_matching(&dead).await.unwrap(), 1);
+        let stats = store.stats().await.unwrap();
+        assert_eq!((stats.pending, stats.delivered, stats.dead), (2, 1, 0));
     }
 
     #[tokio::test]

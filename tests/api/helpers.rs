@@ -493,15 +493,16 @@ impl okra_callbacks::store::Store for Switchable {
         self.check()?;
         self.inner.claim(o, m, p, l).await
     }
-    async fn finish(
+    async fn finish_attempt(
         &self,
         o: &str,
         cb: &okra_callbacks::store::StoredCallback,
         out: okra_callbacks::store::Outcome,
+        a: &okra_callbacks::store::Attempt,
         l: Duration,
     ) -> Result<(), okra_callbacks::store::StoreError> {
         self.check()?;
-        self.inner.finish(o, cb, out, l).await
+        self.inner.finish_attempt(o, cb, out, a, l).await
     }
     async fn release(&self, o: &str, r: &str) -> Result<(), okra_callbacks::store::StoreError> {
         self.inner.release(o, r).await
@@ -549,6 +550,45 @@ impl okra_callbacks::store::Store for Switchable {
     ) -> Result<u64, okra_callbacks::store::StoreError> {
         self.check()?;
         self.inner.prune(b).await
+    }
+    async fn search(
+        &self,
+        f: &okra_callbacks::store::Filter,
+        n: usize,
+        c: Option<&okra_callbacks::store::Cursor>,
+    ) -> Result<okra_callbacks::store::Page, okra_callbacks::store::StoreError> {
+        self.check()?;
+        self.inner.search(f, n, c).await
+    }
+    async fn record_page(
+        &self,
+        r: &str,
+        t: &str,
+        n: usize,
+        c: Option<&okra_callbacks::store::Cursor>,
+    ) -> Result<Option<okra_callbacks::store::Page>, okra_callbacks::store::StoreError> {
+        self.check()?;
+        self.inner.record_page(r, t, n, c).await
+    }
+    async fn history(
+        &self,
+        id: &str,
+    ) -> Result<Vec<okra_callbacks::store::Attempt>, okra_callbacks::store::StoreError> {
+        self.check()?;
+        self.inner.history(id).await
+    }
+    async fn replay_matching(
+        &self,
+        f: &okra_callbacks::store::Filter,
+    ) -> Result<u64, okra_callbacks::store::StoreError> {
+        self.check()?;
+        self.inner.replay_matching(f).await
+    }
+    async fn stats(
+        &self,
+    ) -> Result<okra_callbacks::store::Stats, okra_callbacks::store::StoreError> {
+        self.check()?;
+        self.inner.stats().await
     }
 }
 

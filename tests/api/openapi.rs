@@ -11,6 +11,8 @@ const CONTRACT_ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/callbacks/{id}"),
     ("post", "/v1/callbacks/{id}/replay"),
     ("post", "/v1/callbacks/replay"),
+    ("get", "/v1/callbacks"),
+    ("get", "/v1/stats"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -79,7 +81,40 @@ async fn openapi_is_a_valid_openapi_3_document_open_to_all() {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert_eq!(params, ["record", "method"]);
+    assert_eq!(params, ["record", "method", "limit", "cursor"]);
+    // The operator's list documents every filter and page parameter, and its 400s.
+    let list = &doc["paths"]["/v1/callbacks"]["get"];
+    let params: Vec<&str> = list["parameters"]
+        .as_array()
+        .expect("GET /v1/callbacks has parameters")
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        params,
+        [
+            "status",
+            "callback_type",
+            "callback_code",
+            "record",
+            "received_after",
+            "received_before",
+            "limit",
+            "cursor"
+        ]
+    );
+    assert!(list["responses"].get("400").is_some(), "{list}");
+    let replay = &doc["paths"]["/v1/callbacks/replay"]["post"];
+    assert_eq!(
+        replay["parameters"].as_array().map(Vec::len),
+        Some(6),
+        "bulk replay takes the list's filters: {replay}"
+    );
+    let detail = &doc["components"]["schemas"]["CallbackDetail"];
+    assert!(
+        detail.to_string().contains("history"),
+        "GET /v1/callbacks/{{id}} documents the history: {detail}"
+    );
 }
 
 #[tokio::test]

@@ -726,11 +726,23 @@ async fn a_flood_past_the_concurrency_limit_gets_fast_429s() {
     assert!(p99 < Duration::from_secs(2), "429 p99 {p99:?}");
     assert!(total < Duration::from_secs(120));
     // Everything acknowledged was stored, and the receiver is still healthy.
-    let (status, listed) = app
-        .get_json("/v1/callback?record=r-flood&method=AUTH")
-        .await;
-    assert_eq!(status, 200);
-    assert_eq!(listed["callbacks"].as_array().unwrap().len(), ok);
+    // (The record's query answers pages: walk them all.)
+    let mut stored = 0;
+    let mut cursor = String::new();
+    loop {
+        let (status, listed) = app
+            .get_json(&format!(
+                "/v1/callback?record=r-flood&method=AUTH&limit=500{cursor}"
+            ))
+            .await;
+        assert_eq!(status, 200);
+        stored += listed["callbacks"].as_array().unwrap().len();
+        match listed["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(stored, ok);
     assert_eq!(app.get_json("/healthz").await.0, 200);
 }
 

@@ -458,7 +458,11 @@ async fn migrations_are_applied_once_when_replicas_start_together() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1, 3], "each migration applied exactly once");
+    assert_eq!(
+        versions,
+        vec![1, 2, 3],
+        "each migration applied exactly once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

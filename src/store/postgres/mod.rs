@@ -29,6 +29,7 @@
 //! database is back.
 
 mod batch;
+mod operator;
 mod statements;
 
 use std::{
@@ -49,11 +50,12 @@ use tokio::{
 use tokio_postgres::{Error as PgError, NoTls};
 
 use super::{
-    duration_ms, from_millis, millis, AfterLast, Backlog, Claim, Inserted, LeaseInfo, Listing,
-    NewCallback, Outcome, Renewal, Status, Store, StoreError, StoreOptions, StoredCallback,
-    COLUMNS,
+    duration_ms, from_millis, millis, AfterLast, Attempt, Backlog, Claim, Cursor, Filter, Inserted,
+    LeaseInfo, Listing, NewCallback, Outcome, Page, Renewal, Stats, Status, Store, StoreError,
+    StoreOptions, StoredCallback, COLUMNS,
 };
 use batch::{gather, submit, MAX_BATCH};
+use operator::COUNT_SQL;
 use statements::{from_row, pending_of, FinishJob, InsertJob, ReleaseJob};
 
 /// Schema changes, applied in order, each once, under an advisory lock so replicas starting
@@ -62,6 +64,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (
         1,
         include_str!("../../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        include_str!("../../../migrations/postgres/0002_operator_view.sql"),
     ),
     (
         3,
@@ -215,6 +221,7 @@ impl PostgresStore {
         owner: &str,
         cb: &StoredCallback,
         outcome: Outcome,
+        attempt: &Attempt,
         lease: Duration,
         last: Option<usize>,
     ) -> Result<AfterLast, StoreError> {
@@ -226,6 +233,7 @@ impl PostgresStore {
             record: cb.record.clone(),
             generation,
             outcome,
+            attempt: attempt.clone(),
             lease,
             last,
             reply,
@@ -411,27 +419,29 @@ impl Store for PostgresStore {
             .collect())
     }
 
-    async fn finish(
+    async fn finish_attempt(
         &self,
         owner: &str,
         cb: &StoredCallback,
         outcome: Outcome,
+        attempt: &Attempt,
         lease: Duration,
     ) -> Result<(), StoreError> {
-        self.record_outcome(owner, cb, outcome, lease, None)
+        self.record_outcome(owner, cb, outcome, attempt, lease, None)
             .await
             .map(drop)
     }
 
-    async fn finish_last(
+    async fn finish_last_attempt(
         &self,
         owner: &str,
         cb: &StoredCallback,
         outcome: Outcome,
+        attempt: &Attempt,
         lease: Duration,
         per_record: usize,
     ) -> Result<AfterLast, StoreError> {
-        self.record_outcome(owner, cb, outcome, lease, Some(per_record.max(1)))
+        self.record_outcome(owner, cb, outcome, attempt, lease, Some(per_record.max(1)))
             .await
     }
 
@@ -575,12 +585,16 @@ impl Store for PostgresStore {
                 let tx = client.transaction().await?;
                 // Lock order, as everywhere: the record's queue row, then the callback's row.
                 let Some(row) = tx
-                    .query_opt("SELECT record FROM okra_callbacks WHERE id = $1", &[&id])
+                    .query_opt(
+                        "SELECT record, callback_type FROM okra_callbacks WHERE id = $1",
+                        &[&id],
+                    )
                     .await?
                 else {
                     return Ok(false);
                 };
                 let record: String = row.get(0);
+                let callback_type: String = row.get(1);
                 tx.execute(
                     "SELECT 1 FROM okra_record_queue WHERE record = $1 FOR UPDATE",
                     &[&record],
@@ -604,6 +618,12 @@ impl Store for PostgresStore {
                 .await?;
                 let newly_pending = i32::from(status != Status::Pending.code());
                 tx.execute(&queue_sql, &[&record, &newly_pending]).await?;
+                if status != Status::Pending.code() {
+                    tx.execute(COUNT_SQL, &[&callback_type, &status, &-1i64])
+                        .await?;
+                    tx.execute(COUNT_SQL, &[&callback_type, &Status::Pending.code(), &1i64])
+                        .await?;
+                }
                 tx.commit().await?;
                 Ok(true)
             })
@@ -643,21 +663,11 @@ impl Store for PostgresStore {
     }
 
     async fn backlog(&self) -> Result<Backlog, StoreError> {
-        let client = self.db.client().await?;
-        let result = self
-            .db
-            .timed(client.query_one(
-                "SELECT (SELECT count(*) FROM okra_callbacks WHERE status = 0),
-                        (SELECT count(*) FROM okra_callbacks WHERE status = 2),
-                        (SELECT min(received_at) FROM okra_callbacks WHERE status = 0)",
-                &[],
-            ))
-            .await;
-        let row = self.db.result_of(client, result)?;
+        let stats = self.stats_now().await?;
         Ok(Backlog {
-            pending: row.get::<_, i64>(0).try_into().unwrap_or(0),
-            dead: row.get::<_, i64>(1).try_into().unwrap_or(0),
-            oldest_pending_at: row.get::<_, Option<i64>>(2).map(from_millis),
+            pending: stats.pending,
+            dead: stats.dead,
+            oldest_pending_at: stats.oldest_pending_at,
         })
     }
 
@@ -667,18 +677,64 @@ impl Store for PostgresStore {
         let result = self
             .db
             .timed(async {
-                let n = client
-                    .execute(
-                        "DELETE FROM okra_callbacks WHERE status IN (1, 2) AND received_at < $1",
+                // The history goes with its callback, and the counts follow, in one
+                // statement (so in one transaction).
+                let row = client
+                    .query_one(
+                        "WITH gone AS (
+                           DELETE FROM okra_callbacks WHERE status IN (1, 2) AND received_at < $1
+                           RETURNING seq, callback_type, status
+                         ), h AS (
+                           DELETE FROM okra_callback_attempts WHERE seq IN (SELECT seq FROM gone)
+                         ), c AS (
+                           INSERT INTO okra_callback_counts (callback_type, status, shard, n)
+                           SELECT callback_type, status, pg_backend_pid(), -count(*) FROM gone
+                           GROUP BY callback_type, status ORDER BY callback_type, status
+                           ON CONFLICT (callback_type, status, shard)
+                             DO UPDATE SET n = okra_callback_counts.n + EXCLUDED.n
+                         )
+                         SELECT count(*) FROM gone",
                         &[&before],
                     )
                     .await?;
                 client
                     .execute("DELETE FROM okra_dedup WHERE received_at < $1", &[&before])
                     .await?;
-                Ok(n)
+                Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
             })
             .await;
         self.db.result_of(client, result)
+    }
+
+    async fn search(
+        &self,
+        filter: &Filter,
+        limit: usize,
+        after: Option<&Cursor>,
+    ) -> Result<Page, StoreError> {
+        self.search_page(filter, limit, after).await
+    }
+
+    async fn record_page(
+        &self,
+        record: &str,
+        callback_type: &str,
+        limit: usize,
+        after: Option<&Cursor>,
+    ) -> Result<Option<Page>, StoreError> {
+        self.record_page_of(record, callback_type, limit, after)
+            .await
+    }
+
+    async fn history(&self, id: &str) -> Result<Vec<Attempt>, StoreError> {
+        self.history_of(id).await
+    }
+
+    async fn replay_matching(&self, filter: &Filter) -> Result<u64, StoreError> {
+        self.replay_where(filter).await
+    }
+
+    async fn stats(&self) -> Result<Stats, StoreError> {
+        self.stats_now().await
     }
 }

@@ -17,7 +17,7 @@ use super::{
     Db, NOW_MS,
 };
 use crate::store::{
-    duration_ms, from_millis, millis, AfterLast, Inserted, NewCallback, Outcome, Status,
+    duration_ms, from_millis, millis, AfterLast, Attempt, Inserted, NewCallback, Outcome, Status,
     StoreError, StoredCallback, COLUMNS,
 };
 
@@ -30,6 +30,8 @@ pub(super) struct FinishJob {
     /// while the record's lease is still that one.
     pub(super) generation: i64,
     pub(super) outcome: Outcome,
+    /// The attempt, for the callback's history.
+    pub(super) attempt: Attempt,
     pub(super) lease: Duration,
     /// [`Store::finish_last`](crate::store::Store::finish_last): also decide whether the worker
     /// goes on with the record, handing over up to this many more of its callbacks (or giving
@@ -199,6 +201,13 @@ fn insert_statement() -> String {
            SELECT id, record, callback_type, callback_code, body, received_at, received_at
            FROM fresh WHERE (SELECT count(*) FROM q) > 0 ORDER BY n
            RETURNING 1
+         ), k AS (
+           INSERT INTO okra_callback_counts (callback_type, status, shard, n)
+           SELECT callback_type, 0, pg_backend_pid(), count(*) FROM fresh
+           WHERE (SELECT count(*) FROM q) > 0
+           GROUP BY callback_type ORDER BY callback_type
+           ON CONFLICT (callback_type, status, shard)
+             DO UPDATE SET n = okra_callback_counts.n + EXCLUDED.n
          )
          SELECT hash FROM d"
     )
@@ -307,9 +316,11 @@ fn finish_statement() -> String {
         "WITH input AS (
            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::smallint[],
                                 $5::text[], $6::bigint[], $7::bigint[], $8::bool[],
-                                $9::bigint[], $10::bigint[], $11::bool[], $12::bigint[])
+                                $9::bigint[], $10::bigint[], $11::bool[], $12::bigint[],
+                                $13::bigint[], $14::smallint[], $15::text[], $16::bigint[])
              WITH ORDINALITY AS t(id, record, owner, status, error, next_at, finished_at,
-                                  leaves, retry_in, lease, last, gen, n)
+                                  leaves, retry_in, lease, last, att_started, att_finished,
+                                  att_outcome, att_error, gen, n)
          ), lk AS (
            SELECT record, lease_owner, lease_gen FROM okra_record_queue
            WHERE record IN (SELECT record FROM input)
@@ -322,7 +333,23 @@ fn finish_statement() -> String {
            WHERE c.id = i.id AND c.status = 0 AND (SELECT count(*) FROM lk) >= 0
              AND EXISTS (SELECT 1 FROM lk WHERE lk.record = i.record
                          AND lk.lease_owner = i.owner AND lk.lease_gen = i.gen)
-           RETURNING c.id
+           RETURNING c.id, c.seq, c.attempts, c.callback_type, c.status
+         ), h AS (
+           INSERT INTO okra_callback_attempts
+             (seq, attempt, started_at, finished_at, outcome, error)
+           SELECT u.seq, u.attempts, i.att_started, i.att_finished, i.att_outcome, i.att_error
+           FROM u JOIN input i ON i.id = u.id
+           ON CONFLICT DO NOTHING
+         ), k AS (
+           INSERT INTO okra_callback_counts (callback_type, status, shard, n)
+           SELECT callback_type, status, pg_backend_pid(), sum(d) FROM (
+             SELECT callback_type, 0::smallint AS status, -1 AS d FROM u WHERE status <> 0
+             UNION ALL
+             SELECT callback_type, status, 1 FROM u WHERE status <> 0
+           ) moved
+           GROUP BY callback_type, status ORDER BY callback_type, status
+           ON CONFLICT (callback_type, status, shard)
+             DO UPDATE SET n = okra_callback_counts.n + EXCLUDED.n
          )
          UPDATE okra_record_queue r SET
            pending = GREATEST(r.pending - {LEAVES}, 0),
@@ -357,6 +384,12 @@ struct FinishColumns<'a> {
     leases: Vec<i64>,
     /// Whether the job is a [`Store::finish_last`](crate::store::Store::finish_last).
     lasts: Vec<bool>,
+    /// The attempts, for the history: when each started and finished, how it ended, what
+    /// failed.
+    started: Vec<i64>,
+    ended: Vec<i64>,
+    kinds: Vec<i16>,
+    failures: Vec<Option<&'a str>>,
     /// The lease generation each worker holds.
     generations: Vec<i64>,
 }
@@ -375,6 +408,10 @@ impl<'a> FinishColumns<'a> {
             retry_ins: Vec::with_capacity(jobs.len()),
             leases: Vec::with_capacity(jobs.len()),
             lasts: Vec::with_capacity(jobs.len()),
+            started: Vec::with_capacity(jobs.len()),
+            ended: Vec::with_capacity(jobs.len()),
+            kinds: Vec::with_capacity(jobs.len()),
+            failures: Vec::with_capacity(jobs.len()),
             generations: Vec::with_capacity(jobs.len()),
         };
         for job in jobs {
@@ -394,12 +431,16 @@ impl<'a> FinishColumns<'a> {
             columns.leaves.push(status != Status::Pending);
             columns.leases.push(duration_ms(job.lease));
             columns.lasts.push(job.last.is_some());
+            columns.started.push(millis(job.attempt.started_at));
+            columns.ended.push(millis(job.attempt.finished_at));
+            columns.kinds.push(job.attempt.outcome.code());
+            columns.failures.push(job.attempt.error.as_deref());
             columns.generations.push(job.generation);
         }
         columns
     }
 
-    fn params(&self) -> [&(dyn ToSql + Sync); 12] {
+    fn params(&self) -> [&(dyn ToSql + Sync); 16] {
         [
             &self.ids,
             &self.records,
@@ -412,6 +453,10 @@ impl<'a> FinishColumns<'a> {
             &self.retry_ins,
             &self.leases,
             &self.lasts,
+            &self.started,
+            &self.ended,
+            &self.kinds,
+            &self.failures,
             &self.generations,
         ]
     }

@@ -1,0 +1,290 @@
+//! The operator's view on PostgreSQL: filtered pages, attempt history, bulk replay and stats.
+//!
+//! Counts are kept on write in `okra_callback_counts`, one row per callback type, status and
+//! *shard* — the writing connection's backend pid — so concurrent writers never wait for each
+//! other's counter rows (two live connections never share a pid), and the stats add the shards
+//! up. Rows of connections that have gone are folded into shard 0 now and then, so the table
+//! stays a few rows per live connection.
+
+use tokio_postgres::types::ToSql;
+
+use super::{from_row, PostgresStore, COLUMNS};
+use crate::store::{
+    from_millis,
+    query::{page, stats_of},
+    Attempt, AttemptOutcome, Cursor, Filter, Page, Scope, Stats, Status, StoreError,
+    StoredCallback,
+};
+
+/// The columns of a list row: everything but the body (lists show no payloads), then `seq`.
+const LIST_COLUMNS: &str = "id, record, callback_type, callback_code, ''::bytea AS body, \
+                            received_at, status, attempts, cycle_attempts, last_error, \
+                            next_attempt_at, finished_at, seq";
+
+/// Adds `$3` to the count of `$1` callbacks in status `$2`, in this connection's shard.
+pub(super) const COUNT_SQL: &str =
+    "INSERT INTO okra_callback_counts (callback_type, status, shard, n)
+     VALUES ($1, $2, pg_backend_pid(), $3)
+     ON CONFLICT (callback_type, status, shard) DO UPDATE SET n = okra_callback_counts.n + EXCLUDED.n";
+
+/// The key of the advisory lock under which shards of gone connections are folded.
+const FOLD_LOCK: i64 = 0x006f_6b72_6166_6f6c;
+
+/// The `WHERE` conditions of `filter` (after `AND`), with their parameters (numbered from 1).
+fn filter_sql(filter: &Filter) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
+    let mut sql = String::new();
+    let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+    let codes = filter.status_codes();
+    if !codes.is_empty() {
+        // `status <> 1` lets the planner use the partial index of pending and dead callbacks.
+        if !codes.contains(&Status::Delivered.code()) {
+            sql.push_str(" AND status <> 1");
+        }
+        // One status as a plain equality, so the (status, seq) index yields pages in order.
+        if let [code] = codes[..] {
+            args.push(Box::new(code));
+            sql.push_str(&format!(" AND status = ${}", args.len()));
+        } else {
+            args.push(Box::new(codes.clone()));
+            sql.push_str(&format!(" AND status = ANY(${})", args.len()));
+        }
+    }
+    if let Some(t) = filter.type_key() {
+        args.push(Box::new(t));
+        // With a record, or only pending/dead callbacks, asked for, those indexes hold far
+        // fewer rows than one type's: an expression the type index does not match keeps the
+        // planner off it (it would walk all of a type's callbacks for a few dead ones).
+        let narrower = filter.record.is_some()
+            || (!codes.is_empty() && !codes.contains(&Status::Delivered.code()));
+        let column = if narrower {
+            "(callback_type || '')"
+        } else {
+            "callback_type"
+        };
+        sql.push_str(&format!(" AND upper({column}) = ${}", args.len()));
+    }
+    if let Some(c) = &filter.callback_code {
+        args.push(Box::new(c.clone()));
+        sql.push_str(&format!(" AND callback_code = ${}", args.len()));
+    }
+    if let Some(r) = &filter.record {
+        args.push(Box::new(r.clone()));
+        sql.push_str(&format!(" AND record = ${}", args.len()));
+    }
+    if let Some(t) = filter.received_after {
+        args.push(Box::new(t.timestamp_millis()));
+        sql.push_str(&format!(" AND received_at >= ${}", args.len()));
+    }
+    if let Some(t) = filter.received_before {
+        args.push(Box::new(t.timestamp_millis()));
+        sql.push_str(&format!(" AND received_at < ${}", args.len()));
+    }
+    (sql, args)
+}
+
+fn refs(args: &[Box<dyn ToSql + Sync + Send>]) -> Vec<&(dyn ToSql + Sync)> {
+    args.iter()
+        .map(|a| a.as_ref() as &(dyn ToSql + Sync))
+        .collect()
+}
+
+impl PostgresStore {
+    pub(super) async fn search_page(
+        &self,
+        filter: &Filter,
+        limit: usize,
+        after: Option<&Cursor>,
+    ) -> Result<Page, StoreError> {
+        let (mut sql, mut args) = filter_sql(filter);
+        if let Some(c) = after {
+            args.push(Box::new(c.seq));
+            sql.push_str(&format!(" AND seq < ${}", args.len()));
+        }
+        args.push(Box::new(limit as i64 + 1));
+        let sql = format!(
+            "SELECT {LIST_COLUMNS} FROM okra_callbacks WHERE true{sql} ORDER BY seq DESC LIMIT ${}",
+            args.len()
+        );
+        let client = self.db.client().await?;
+        let result = self.db.timed(client.query(&sql, &refs(&args))).await;
+        let rows = self.db.result_of(client, result)?;
+        let rows: Vec<(StoredCallback, i64)> =
+            rows.iter().map(|r| (from_row(r), r.get(12))).collect();
+        Ok(page(rows, limit, filter, Scope::Search))
+    }
+
+    pub(super) async fn record_page_of(
+        &self,
+        record: &str,
+        callback_type: &str,
+        limit: usize,
+        after: Option<&Cursor>,
+    ) -> Result<Option<Page>, StoreError> {
+        let filter = Filter {
+            record: Some(record.to_owned()),
+            callback_type: Some(callback_type.to_owned()),
+            ..Filter::default()
+        };
+        let after = after.map_or(-1, |c| c.seq);
+        let sql = format!(
+            "SELECT {COLUMNS}, seq FROM okra_callbacks
+             WHERE record = $1 AND callback_type = $2 AND seq > $3
+             ORDER BY seq LIMIT $4"
+        );
+        let client = self.db.client().await?;
+        let result = self
+            .db
+            .timed(async {
+                let exists: bool = client
+                    .query_one(
+                        "SELECT EXISTS (SELECT 1 FROM okra_callbacks WHERE record = $1)",
+                        &[&record],
+                    )
+                    .await?
+                    .get(0);
+                if !exists {
+                    return Ok(None);
+                }
+                let rows = client
+                    .query(
+                        &sql,
+                        &[&record, &callback_type, &after, &(limit as i64 + 1)],
+                    )
+                    .await?;
+                Ok(Some(rows))
+            })
+            .await;
+        let Some(rows) = self.db.result_of(client, result)? else {
+            return Ok(None);
+        };
+        let rows: Vec<(StoredCallback, i64)> =
+            rows.iter().map(|r| (from_row(r), r.get(12))).collect();
+        Ok(Some(page(rows, limit, &filter, Scope::Record)))
+    }
+
+    pub(super) async fn history_of(&self, id: &str) -> Result<Vec<Attempt>, StoreError> {
+        let client = self.db.client().await?;
+        let result = self
+            .db
+            .timed(client.query(
+                "SELECT a.attempt, a.started_at, a.finished_at, a.outcome, a.error
+                 FROM okra_callbacks c JOIN okra_callback_attempts a ON a.seq = c.seq
+                 WHERE c.id = $1 ORDER BY a.attempt",
+                &[&id],
+            ))
+            .await;
+        let rows = self.db.result_of(client, result)?;
+        Ok(rows
+            .iter()
+            .map(|r| Attempt {
+                attempt: r.get::<_, i32>(0).try_into().unwrap_or(0),
+                started_at: from_millis(r.get(1)),
+                finished_at: from_millis(r.get(2)),
+                outcome: AttemptOutcome::from_code(r.get::<_, i16>(3).into()),
+                error: r.get(4),
+            })
+            .collect())
+    }
+
+    pub(super) async fn replay_where(&self, filter: &Filter) -> Result<u64, StoreError> {
+        let Some(filter) = filter.replayable() else {
+            return Ok(0);
+        };
+        let (sql, args) = filter_sql(&filter);
+        let sql = format!("SELECT id FROM okra_callbacks WHERE true{sql} ORDER BY seq");
+        let client = self.db.client().await?;
+        let result = self.db.timed(client.query(&sql, &refs(&args))).await;
+        let ids: Vec<String> = self
+            .db
+            .result_of(client, result)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut n = 0;
+        for id in ids {
+            n += u64::from(crate::store::Store::replay(self, &id).await?);
+        }
+        Ok(n)
+    }
+
+    pub(super) async fn stats_now(&self) -> Result<Stats, StoreError> {
+        let client = self.db.client().await?;
+        let result = self
+            .db
+            .timed(async {
+                let counts = client
+                    .query(
+                        "SELECT callback_type, status, sum(n)::bigint FROM okra_callback_counts
+                         GROUP BY callback_type, status HAVING sum(n) <> 0",
+                        &[],
+                    )
+                    .await?;
+                // The first pending callback in received order (`status <> 1`: the partial
+                // index of pending and dead callbacks, by seq).
+                let oldest = client
+                    .query_opt(
+                        "SELECT received_at FROM okra_callbacks WHERE status <> 1 AND status = 0
+                         ORDER BY seq LIMIT 1",
+                        &[],
+                    )
+                    .await?;
+                Ok((counts, oldest))
+            })
+            .await;
+        let (counts, oldest) = self.db.result_of(client, result)?;
+        let counts = counts
+            .iter()
+            .map(|r| {
+                (
+                    r.get::<_, String>(0),
+                    i64::from(r.get::<_, i16>(1)),
+                    r.get::<_, i64>(2),
+                )
+            })
+            .collect();
+        let stats = stats_of(counts, oldest.map(|r| r.get(0)));
+        // Tidy the counters after answering, off the caller's path.
+        let this = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = this.fold_counts().await {
+                tracing::debug!(error = %e, "cannot fold the counts of gone connections; next time");
+            }
+        });
+        Ok(stats)
+    }
+
+    /// Folds the counter shards of connections that have gone into shard 0, under an advisory
+    /// lock (skipped when another replica is at it). Nobody else writes those shards.
+    async fn fold_counts(&self) -> Result<(), StoreError> {
+        let mut client = self.db.client().await?;
+        let result = self
+            .db
+            .timed(async {
+                let tx = client.transaction().await?;
+                let locked: bool = tx
+                    .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&FOLD_LOCK])
+                    .await?
+                    .get(0);
+                if !locked {
+                    return Ok(());
+                }
+                tx.batch_execute(
+                    "WITH gone AS (
+                       DELETE FROM okra_callback_counts
+                       WHERE shard <> 0
+                         AND shard NOT IN (SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL)
+                       RETURNING callback_type, status, n
+                     )
+                     INSERT INTO okra_callback_counts (callback_type, status, shard, n)
+                     SELECT callback_type, status, 0, sum(n) FROM gone
+                     GROUP BY callback_type, status ORDER BY callback_type, status
+                     ON CONFLICT (callback_type, status, shard)
+                       DO UPDATE SET n = okra_callback_counts.n + EXCLUDED.n",
+                )
+                .await?;
+                tx.commit().await
+            })
+            .await;
+        self.db.result_of(client, result)
+    }
+}
