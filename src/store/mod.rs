@@ -47,6 +47,27 @@ pub enum StoreError {
     LeaseLost(String),
 }
 
+impl StoreError {
+    /// Why the store is unavailable, in a few words an operator can act on: `disk full`,
+    /// `read-only`, `database unreachable` or `timeout` (`unavailable` when the database did not
+    /// say). Named in `store_unavailable` bodies and `/readyz`.
+    pub fn cause(&self) -> &'static str {
+        match self {
+            Self::Unavailable(message) => CAUSES
+                .iter()
+                .find(|cause| message.starts_with(&format!("{cause}:")))
+                .copied()
+                .unwrap_or("unavailable"),
+            Self::Config(_) => "invalid configuration",
+            Self::LeaseLost(_) => "lease lost",
+        }
+    }
+}
+
+/// The causes [`StoreError::cause`] names; an [`StoreError::Unavailable`] message starts with
+/// one of them and a colon when its cause is known.
+const CAUSES: [&str; 4] = ["disk full", "read-only", "database unreachable", "timeout"];
+
 /// How a store talks to its database. The embedded store ignores what does not apply to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreOptions {

@@ -111,6 +111,20 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
+/// A failed query's error, its cause named: a connection that broke or never opened is
+/// `database unreachable`; a refusal by the server (it answered) keeps its own message.
+fn query_failed(e: PgError) -> StoreError {
+    if e.code().is_none() || e.is_closed() {
+        StoreError::Unavailable(format!("database unreachable: {e}"))
+    } else if e.code() == Some(&tokio_postgres::error::SqlState::DISK_FULL) {
+        StoreError::Unavailable(format!("disk full: {e}"))
+    } else if e.code() == Some(&tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION) {
+        StoreError::Unavailable(format!("read-only: {e}"))
+    } else {
+        unavailable(e)
+    }
+}
+
 impl PostgresStore {
     /// Connects to `url` (`postgres://USER[:PASSWORD]@HOST[:PORT]/DB`) with the default
     /// [`StoreOptions`] and runs migrations.
@@ -257,10 +271,16 @@ impl PostgresStore {
 
 impl Db {
     async fn client(&self) -> Result<Object, StoreError> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| unavailable(format!("no database connection: {e}")))
+        self.pool.get().await.map_err(|e| match e {
+            // Every connection busy for the whole timeout: the database is slow, not away.
+            deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait) => {
+                StoreError::Unavailable(format!(
+                    "timeout: no database connection was free within {:?}",
+                    self.timeout
+                ))
+            }
+            e => StoreError::Unavailable(format!("database unreachable: {e}")),
+        })
     }
 
     /// Bounds one operation by the store's timeout.
@@ -281,11 +301,11 @@ impl Db {
     ) -> Result<T, StoreError> {
         match result {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(unavailable(e)),
+            Ok(Err(e)) => Err(query_failed(e)),
             Err(_) => {
                 drop(Object::take(client));
                 Err(StoreError::Unavailable(format!(
-                    "the database did not answer within {:?}",
+                    "timeout: the database did not answer within {:?}",
                     self.timeout
                 )))
             }
