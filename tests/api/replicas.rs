@@ -1116,8 +1116,10 @@ async fn a_handler_running_three_leases_long_keeps_its_record_and_is_called_once
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     wait_all_delivered(&sink, &acknowledged, Duration::from_secs(20)).await;
-    let sink = sink.lock().unwrap();
-    let seqs: Vec<u64> = sink.by_record[&record].iter().map(|d| d.seq).collect();
+    let seqs: Vec<u64> = sink.lock().unwrap().by_record[&record]
+        .iter()
+        .map(|d| d.seq)
+        .collect();
     assert_eq!(seqs, [0, 1], "each callback called once, in order");
     for i in 0..2 {
         assert_eq!(replicas.metric(i, "okra_lease_takeovers_total").await, 0.0);
