@@ -321,7 +321,10 @@ impl Dispatcher {
                     return true;
                 }
                 if self.lease_gone(&record) {
-                    self.outcome_not_recorded(cb, &StoreError::LeaseLost(record.clone()));
+                    tracing::warn!(id = %cb.id, record = %record, "the record's lease is gone (taken over, or not renewed for a whole --lease); leaving the record before the next handler call");
+                    telemetry::record(self.metrics.as_ref(), || {
+                        metrics::counter!(names::LEASES_LOST).increment(1)
+                    });
                     self.lock_serving().remove(&record);
                     return false;
                 }
