@@ -326,6 +326,7 @@ impl Dispatcher {
                         metrics::counter!(names::LEASES_LOST).increment(1)
                     });
                     self.lock_serving().remove(&record);
+                    self.abandon(&record).await;
                     return false;
                 }
                 let (outcome, attempt) = self.attempt(cb).await;
@@ -351,6 +352,7 @@ impl Dispatcher {
                         Ok(more) => more,
                         Err(e) => {
                             self.outcome_not_recorded(cb, &e);
+                            self.abandon(&record).await;
                             return false;
                         }
                     };
@@ -383,6 +385,7 @@ impl Dispatcher {
                     if let Err(e) = recorded {
                         self.outcome_not_recorded(cb, &e);
                         self.lock_serving().remove(&record);
+                        self.abandon(&record).await;
                         return false;
                     }
                 }
@@ -394,6 +397,19 @@ impl Dispatcher {
                 Some(more) => callbacks = more,
                 None => return true,
             }
+        }
+    }
+
+    /// Gives up the lease of a record this worker leaves without finishing, unless another task
+    /// of this process serves the record now: a lease this process took again meanwhile (its
+    /// claim was left to this task) must not stay held — and renewed by the heartbeat — with
+    /// nobody serving it. A lease another replica holds is left alone by the store.
+    async fn abandon(&self, record: &str) {
+        if self.lock_serving().contains(record) {
+            return;
+        }
+        if let Err(e) = self.store.release(&self.owner, record).await {
+            tracing::debug!(record = %record, error = %e, "cannot release a lease left behind; it expires by itself");
         }
     }
 
