@@ -299,9 +299,12 @@ pub struct DeliveryConfig {
     #[arg(long, env = "OKRA_HANDLER_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub handler_timeout: Duration,
 
-    /// How long a replica's claim on a record lasts without news from it; a crashed replica's
-    /// records go to the others after this. Default: 4 × `--handler-timeout`, at least 30s.
-    /// Must exceed `--handler-timeout` + `--database-timeout`, so a live worker never loses it.
+    /// How long a replica's claim on a record lasts without news from it: a killed or cut-off
+    /// replica's records go to the others after about this. A heartbeat renews it every third of
+    /// it while handlers run, so a handler may run as long as `--handler-timeout` allows.
+    /// Default: 10s (2 × `--database-timeout` if that is longer). Must exceed a third of itself
+    /// plus `--database-timeout` (one beat plus one renewal that times out), i.e. 1.5 ×
+    /// `--database-timeout`.
     #[arg(long, env = "OKRA_LEASE", value_parser = parse_duration)]
     pub lease: Option<Duration>,
 
@@ -407,15 +410,22 @@ impl Config {
                 "--database-timeout must be more than 0: use e.g. 5s".into(),
             ));
         }
-        if let Some(lease) = delivery.lease {
-            let floor = delivery.handler_timeout + store.database_timeout;
-            if lease <= floor {
-                return Err(ConfigError(format!(
-                    "--lease {} must exceed --handler-timeout + --database-timeout ({}), or a worker could lose a record while its handler still runs: raise --lease or lower the timeouts",
-                    humantime::format_duration(lease),
-                    humantime::format_duration(floor),
-                )));
-            }
+        let lease = delivery.lease_or_default(store.database_timeout);
+        if lease < Duration::from_millis(300) {
+            return Err(ConfigError(format!(
+                "--lease {} is too short: the heartbeat renews leases every third of it; use at least 300ms (the default is 10s)",
+                humantime::format_duration(lease),
+            )));
+        }
+        let beat = lease / 3;
+        if beat + store.database_timeout >= lease {
+            return Err(ConfigError(format!(
+                "--lease {} is too short for --database-timeout {}: leases are renewed every {} and one renewal may take up to --database-timeout, so a live replica could lose its records; use --lease of more than {} (1.5 × --database-timeout) or a shorter --database-timeout",
+                humantime::format_duration(lease),
+                humantime::format_duration(store.database_timeout),
+                humantime::format_duration(beat),
+                humantime::format_duration(store.database_timeout * 3 / 2),
+            )));
         }
         if limits.max_body_bytes == 0 {
             return Err(ConfigError("--max-body-bytes must be at least 1".into()));
@@ -477,8 +487,13 @@ impl AccessConfig {
 }
 
 impl DeliveryConfig {
-    /// The dispatcher settings these flags describe; the lease defaults to 4 × the handler
-    /// timeout, at least 30 s and at least the handler timeout plus two database timeouts.
+    /// `--lease`, or its default: 10 s, or two database timeouts if that is longer.
+    fn lease_or_default(&self, database_timeout: Duration) -> Duration {
+        self.lease
+            .unwrap_or_else(|| Duration::from_secs(10).max(database_timeout * 2))
+    }
+
+    /// The dispatcher settings these flags describe, the lease's default filled in.
     fn dispatch_config(&self, database_timeout: Duration) -> DispatchConfig {
         DispatchConfig {
             max_attempts: self.max_attempts,
@@ -486,11 +501,7 @@ impl DeliveryConfig {
             retry_max_delay: self.retry_max_delay,
             handler_timeout: self.handler_timeout,
             concurrency: self.workers as usize,
-            lease: self.lease.unwrap_or_else(|| {
-                (self.handler_timeout * 4)
-                    .max(self.handler_timeout + database_timeout * 2)
-                    .max(Duration::from_secs(30))
-            }),
+            lease: self.lease_or_default(database_timeout),
             ..DispatchConfig::default()
         }
     }
@@ -541,16 +552,18 @@ mod tests {
     }
 
     #[test]
-    fn lease_defaults_to_four_handler_timeouts_and_can_be_set() {
-        let config = Cli::parse_from(["x", "--handler-timeout", "20s"]).config;
+    fn lease_defaults_to_ten_seconds_whatever_the_handler_timeout_and_can_be_set() {
+        for handler_timeout in ["1s", "30s", "5m"] {
+            let config = Cli::parse_from(["x", "--handler-timeout", handler_timeout]).config;
+            let dispatch = config.resolve().unwrap().dispatch;
+            assert_eq!(dispatch.lease, Duration::from_secs(10), "{handler_timeout}");
+            assert!(dispatch.renew_leases);
+        }
+        let config = Cli::parse_from(["x", "--database-timeout", "8s"]).config;
         assert_eq!(
             config.resolve().unwrap().dispatch.lease,
-            Duration::from_secs(80)
-        );
-        let config = Cli::parse_from(["x", "--handler-timeout", "1s"]).config;
-        assert_eq!(
-            config.resolve().unwrap().dispatch.lease,
-            Duration::from_secs(30)
+            Duration::from_secs(16),
+            "the default lease leaves room for a renewal that times out"
         );
         let settings = Cli::parse_from([
             "x",
@@ -606,11 +619,28 @@ mod tests {
             .to_string();
         assert!(err.contains("30s"), "{err}");
         assert!(Cli::try_parse_from(["x", "--max-attempts", "0"]).is_err());
-        let err = Cli::parse_from(["x", "--lease", "10s", "--handler-timeout", "8s"])
+        // A handler longer than the lease is fine now (the heartbeat renews it) …
+        let settings = Cli::parse_from(["x", "--lease", "10s", "--handler-timeout", "8m"])
+            .config
+            .resolve()
+            .unwrap();
+        assert_eq!(settings.dispatch.lease, Duration::from_secs(10));
+        // … but one renewal that times out must fit in what a beat leaves of the lease.
+        let err = Cli::parse_from(["x", "--lease", "6s", "--database-timeout", "5s"])
             .config
             .resolve()
             .unwrap_err();
-        assert!(err.to_string().contains("--lease 10s must exceed"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("--lease 6s is too short for --database-timeout 5s"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("more than 7s 500ms"), "{err}");
+        let err = Cli::parse_from(["x", "--lease", "100ms", "--database-timeout", "50ms"])
+            .config
+            .resolve()
+            .unwrap_err();
+        assert!(err.to_string().contains("at least 300ms"), "{err}");
     }
 
     #[test]

@@ -5,12 +5,18 @@
 //! first. A failure (error, panic or timeout) schedules a retry with exponential backoff and
 //! jitter and holds the record's later callbacks back; after `max_attempts` the callback is
 //! marked dead and the record goes on. Different records are served concurrently.
+//!
+//! While handlers run, a heartbeat renews every lease this dispatcher holds, every third of
+//! `lease`, in one store call ([`Store::renew`]): a slow handler keeps its record, and a killed
+//! replica's records go to another within about `lease`. A worker whose lease is gone — taken
+//! over (the store refuses its outcome, or the heartbeat finds it), or not renewed for a whole
+//! `lease` (database unreachable, process paused) — stops before its next handler call.
 
 use std::{
     collections::HashSet,
     panic::AssertUnwindSafe,
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use chrono::Utc;
@@ -45,8 +51,13 @@ pub struct DispatchConfig {
     pub concurrency: usize,
     /// How many of one record's callbacks are claimed together.
     pub batch: usize,
-    /// How long a claim is held before another worker may take the record over.
+    /// How long a replica that stopped renewing keeps its records before another may take them
+    /// over; renewed every third of it while handlers run.
     pub lease: Duration,
+    /// Whether the heartbeat renews leases while handlers run (on by default). Off, a claim
+    /// lasts `lease` from the last outcome written, so `lease` must cover the longest handler
+    /// call; off is for modelling a replica that stopped renewing.
+    pub renew_leases: bool,
     /// How often to look for due retries (and other replicas' work) when idle.
     pub poll_interval: Duration,
 }
@@ -60,7 +71,8 @@ impl Default for DispatchConfig {
             handler_timeout: Duration::from_secs(30),
             concurrency: 64,
             batch: 32,
-            lease: Duration::from_secs(120),
+            lease: Duration::from_secs(10),
+            renew_leases: true,
             poll_interval: Duration::from_millis(250),
         }
     }
@@ -93,6 +105,12 @@ pub struct Dispatcher {
     serving: Mutex<HashSet<String>>,
     /// Where handler metrics go; the global recorder when `None`.
     metrics: Option<Metrics>,
+    /// Records whose lease the heartbeat found taken over: their workers stop before their
+    /// next handler call.
+    lost: Mutex<HashSet<String>>,
+    /// When the leases were last known to be this dispatcher's (a claim or a heartbeat that
+    /// reached the store). Older than `lease`, another replica may hold them: workers stop.
+    renewed_at: Mutex<Instant>,
 }
 
 impl Dispatcher {
@@ -111,6 +129,8 @@ impl Dispatcher {
             wake: Arc::new(Notify::new()),
             serving: Mutex::default(),
             metrics: None,
+            lost: Mutex::default(),
+            renewed_at: Mutex::new(Instant::now()),
         }
     }
 
@@ -137,6 +157,10 @@ impl Dispatcher {
         let slots = Arc::new(Semaphore::new(this.config.concurrency.max(1)));
         let mut tasks = JoinSet::new();
         let mut store_errors = 0u32;
+        let heartbeat = this
+            .config
+            .renew_leases
+            .then(|| tokio::spawn(this.clone().heartbeat(stop.clone())));
         while !stop.is_cancelled() {
             while tasks.try_join_next().is_some() {}
             let free = slots.available_permits();
@@ -152,7 +176,15 @@ impl Dispatcher {
                 // work: going round again at once would spin.
                 Ok(claims) if claims.iter().any(|c| !c.callbacks.is_empty()) => {
                     store_errors = 0;
+                    *this.lock_renewed() = Instant::now();
                     for claim in claims {
+                        this.lock_lost().remove(&claim.record);
+                        if let Some(from) = &claim.taken_over_from {
+                            tracing::info!(record = %Untrusted(&claim.record), from = %from, "took over a record whose lease ran out");
+                            telemetry::record(this.metrics.as_ref(), || {
+                                metrics::counter!(names::LEASE_TAKEOVERS).increment(1)
+                            });
+                        }
                         let Ok(permit) = slots.clone().acquire_owned().await else {
                             break;
                         };
@@ -186,6 +218,9 @@ impl Dispatcher {
             }
         }
         while tasks.join_next().await.is_some() {}
+        if let Some(heartbeat) = heartbeat {
+            heartbeat.abort();
+        }
         if let Err(e) = this.store.release_all(&this.owner).await {
             tracing::warn!(error = %e, "could not release leases on shutdown; they expire by themselves");
         }
@@ -193,6 +228,62 @@ impl Dispatcher {
 
     fn lock_serving(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
         self.serving.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_lost(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.lost.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_renewed(&self) -> std::sync::MutexGuard<'_, Instant> {
+        self.renewed_at.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Renews this dispatcher's leases every third of `lease`, in one store call per beat,
+    /// until `stop`; tells workers whose lease was taken over.
+    async fn heartbeat(self: Arc<Self>, stop: CancellationToken) {
+        let every = (self.config.lease / 3).max(Duration::from_millis(10));
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            let started = Instant::now();
+            match self.store.renew(&self.owner, self.config.lease).await {
+                Ok(renewal) => {
+                    *self.lock_renewed() = started;
+                    if failing {
+                        tracing::info!("lease renewals succeed again");
+                        failing = false;
+                    }
+                    telemetry::record(self.metrics.as_ref(), || {
+                        metrics::counter!(names::LEASE_RENEWALS).increment(renewal.renewed as u64);
+                        metrics::gauge!(names::LEASES_HELD).set(renewal.renewed as f64);
+                    });
+                    if !renewal.lost.is_empty() {
+                        self.lock_lost().extend(renewal.lost);
+                    }
+                }
+                Err(e) => {
+                    telemetry::record(self.metrics.as_ref(), || {
+                        metrics::counter!(names::LEASE_RENEWAL_FAILURES).increment(1)
+                    });
+                    if !failing {
+                        tracing::warn!(error = %e, "cannot renew record leases; past --lease without a renewal, workers stop and other replicas take the records over");
+                        failing = true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the worker on `record` must stop: the lease was found taken over, or has not
+    /// been renewed for a whole `lease` (another replica may hold it by now).
+    fn lease_gone(&self, record: &str) -> bool {
+        if self.lock_lost().remove(record) {
+            return true;
+        }
+        self.config.renew_leases && self.lock_renewed().elapsed() >= self.config.lease
     }
 
     /// Delivers one claimed record's callbacks, then gives the record up: first here (so a
@@ -220,6 +311,7 @@ impl Dispatcher {
         let Claim {
             record,
             mut callbacks,
+            ..
         } = claim;
         loop {
             let last = callbacks.len().saturating_sub(1);
@@ -227,6 +319,15 @@ impl Dispatcher {
             for (i, cb) in callbacks.iter().enumerate() {
                 if stop.is_cancelled() {
                     return true;
+                }
+                if self.lease_gone(&record) {
+                    tracing::warn!(id = %Untrusted(&cb.id), record = %Untrusted(&record), "the record's lease is gone (taken over, or not renewed for a whole --lease); leaving the record before the next handler call");
+                    telemetry::record(self.metrics.as_ref(), || {
+                        metrics::counter!(names::LEASES_LOST).increment(1)
+                    });
+                    self.lock_serving().remove(&record);
+                    self.abandon(&record).await;
+                    return false;
                 }
                 let (outcome, attempt) = self.attempt(cb).await;
                 let must_wait = matches!(outcome, Outcome::Retry { .. });
@@ -251,6 +352,7 @@ impl Dispatcher {
                         Ok(more) => more,
                         Err(e) => {
                             self.outcome_not_recorded(cb, &e);
+                            self.abandon(&record).await;
                             return false;
                         }
                     };
@@ -283,6 +385,7 @@ impl Dispatcher {
                     if let Err(e) = recorded {
                         self.outcome_not_recorded(cb, &e);
                         self.lock_serving().remove(&record);
+                        self.abandon(&record).await;
                         return false;
                     }
                 }
@@ -297,12 +400,28 @@ impl Dispatcher {
         }
     }
 
+    /// Gives up the lease of a record this worker leaves without finishing, unless another task
+    /// of this process serves the record now: a lease this process took again meanwhile (its
+    /// claim was left to this task) must not stay held — and renewed by the heartbeat — with
+    /// nobody serving it. A lease another replica holds is left alone by the store.
+    async fn abandon(&self, record: &str) {
+        if self.lock_serving().contains(record) {
+            return;
+        }
+        if let Err(e) = self.store.release(&self.owner, record).await {
+            tracing::debug!(record = %Untrusted(record), error = %Untrusted(&e.to_string()), "cannot release a lease left behind; it expires by itself");
+        }
+    }
+
     /// Logs why a handler outcome could not be recorded; the worker then leaves the record.
     fn outcome_not_recorded(&self, cb: &StoredCallback, e: &StoreError) {
         match e {
             // Another worker serves the record now; going on would deliver alongside it.
             StoreError::LeaseLost(_) => {
-                tracing::warn!(id = %Untrusted(&cb.id), record = %Untrusted(&cb.record), "lease lost to another worker; leaving the record to it")
+                tracing::warn!(id = %Untrusted(&cb.id), record = %Untrusted(&cb.record), "lease lost to another worker; leaving the record to it");
+                telemetry::record(self.metrics.as_ref(), || {
+                    metrics::counter!(names::LEASES_LOST).increment(1)
+                });
             }
             // The lease runs out and the callback is delivered again: at least once.
             e => {

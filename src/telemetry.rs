@@ -163,6 +163,19 @@ pub mod names {
     /// Gauge: seconds the oldest pending callback has waited (0 when none is pending); the
     /// same value as [`OLDEST_PENDING_AGE`].
     pub const CALLBACKS_OLDEST_PENDING_AGE: &str = "okra_callbacks_oldest_pending_age_seconds";
+    /// Gauge: record leases this replica holds (PostgreSQL), as of its last heartbeat.
+    pub const LEASES_HELD: &str = "okra_leases_held";
+    /// Counter: leases renewed by the heartbeat (each lease each beat).
+    pub const LEASE_RENEWALS: &str = "okra_lease_renewals_total";
+    /// Counter: heartbeats that could not renew this replica's leases (database unreachable or
+    /// too slow); once none succeeds for a whole `--lease`, workers stop before their next call.
+    pub const LEASE_RENEWAL_FAILURES: &str = "okra_lease_renewal_failures_total";
+    /// Counter: records claimed from a replica whose lease ran out (it was killed, paused or cut
+    /// off); each is a failover.
+    pub const LEASE_TAKEOVERS: &str = "okra_lease_takeovers_total";
+    /// Counter: records this replica stopped serving because another took its lease over (its
+    /// outcome was refused, or a heartbeat found the lease gone).
+    pub const LEASES_LOST: &str = "okra_leases_lost_total";
     /// Gauge `{version}`: always 1; tells dashboards which version runs.
     pub const BUILD_INFO: &str = "okra_build_info";
 }

@@ -65,8 +65,9 @@ pub enum ApiError {
     /// 429: too many callbacks in flight; try again after `Retry-After` seconds.
     #[error("the receiver is at its limit of concurrent callbacks: retry after {0} s")]
     TooManyRequests(u64),
-    /// 503: the store cannot be reached; nothing was acknowledged.
-    #[error("the store is unavailable, so the callback was not accepted: retry later")]
+    /// 503: the store cannot be reached; nothing was acknowledged. The message names the cause
+    /// ([`StoreError::cause`]: disk full, read-only, database unreachable, timeout).
+    #[error("the store is unavailable ({}), so nothing was accepted: retry later, and see the receiver's log and /readyz", .0.cause())]
     StoreUnavailable(#[source] StoreError),
     /// 400: a required query parameter is missing.
     #[error("{0}")]

@@ -377,6 +377,23 @@ pub struct CallbackDetail {
     pub finished_at: Option<String>,
     /// Every handler attempt, oldest first.
     pub history: Vec<AttemptEntry>,
+    /// Which replica holds the record's lease now and until when, for debugging a stuck
+    /// record; `null` when nobody does (and always on the embedded store, which has no leases
+    /// to show).
+    pub lease: Option<LeaseDetail>,
+}
+
+/// A record's lease as `GET /v1/callbacks/{id}` shows it.
+#[derive(Serialize, ToSchema)]
+pub struct LeaseDetail {
+    /// The replica holding it: `HOSTNAME-<uuid>`, as in the replica's logs.
+    pub owner: String,
+    /// When it runs out unless the replica renews it (RFC 3339, the database's clock). A
+    /// replica that stopped answering loses its records to another after this.
+    pub until: String,
+    /// How many times the record was claimed; a replica holding an older generation can no
+    /// longer record outcomes for it.
+    pub generation: i64,
 }
 
 /// `GET /v1/callbacks/{id}`: one callback with its delivery state and attempt history.
@@ -415,6 +432,15 @@ pub(super) async fn get_callback(
             .map(rfc3339),
         finished_at: cb.finished_at.map(rfc3339),
         history: history.iter().map(AttemptEntry::from).collect(),
+        lease: state
+            .store
+            .lease_of(&cb.record)
+            .await?
+            .map(|lease| LeaseDetail {
+                owner: lease.owner,
+                until: rfc3339(lease.until),
+                generation: lease.generation,
+            }),
     }))
 }
 

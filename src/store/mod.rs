@@ -35,8 +35,9 @@ pub enum StoreError {
     Config(String),
     /// The worker no longer holds the record's lease: another worker (in this replica or
     /// another) claimed the record after the lease expired, or the lease was released. The
-    /// outcome was recorded all the same (the handler did run); the worker must stop serving the
-    /// record, or two workers would hand its callbacks to handlers at once.
+    /// outcome was *not* recorded (the lease's holder decides the callback's fate: fencing); the
+    /// worker must stop serving the record, or two workers would hand its callbacks to handlers
+    /// at once.
     ///
     /// Only [`PostgresStore`] answers this, from [`Store::finish`] and [`Store::finish_last`]: a
     /// lease that merely expired, with nobody claiming the record since, is still the worker's
@@ -45,6 +46,27 @@ pub enum StoreError {
     #[error("the lease on record {0} was taken over by another worker")]
     LeaseLost(String),
 }
+
+impl StoreError {
+    /// Why the store is unavailable, in a few words an operator can act on: `disk full`,
+    /// `read-only`, `database unreachable` or `timeout` (`unavailable` when the database did not
+    /// say). Named in `store_unavailable` bodies and `/readyz`.
+    pub fn cause(&self) -> &'static str {
+        match self {
+            Self::Unavailable(message) => CAUSES
+                .iter()
+                .find(|cause| message.starts_with(&format!("{cause}:")))
+                .copied()
+                .unwrap_or("unavailable"),
+            Self::Config(_) => "invalid configuration",
+            Self::LeaseLost(_) => "lease lost",
+        }
+    }
+}
+
+/// The causes [`StoreError::cause`] names; an [`StoreError::Unavailable`] message starts with
+/// one of them and a colon when its cause is known.
+const CAUSES: [&str; 4] = ["disk full", "read-only", "database unreachable", "timeout"];
 
 /// How a store talks to its database. The embedded store ignores what does not apply to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,6 +206,32 @@ pub struct Claim {
     pub record: String,
     /// Its pending callbacks in received order (at most the batch size asked for).
     pub callbacks: Vec<StoredCallback>,
+    /// The replica whose lease ran out before this claim (it stopped renewing: killed, paused
+    /// or cut off), when the record was taken over rather than found free; counted as a
+    /// takeover.
+    pub taken_over_from: Option<String>,
+}
+
+/// What one heartbeat ([`Store::renew`]) did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Renewal {
+    /// Leases renewed (held by the owner and still its own).
+    pub renewed: usize,
+    /// Records whose lease the owner held but lost: another worker claimed them after the lease
+    /// ran out. The owner must stop serving them.
+    pub lost: Vec<String>,
+}
+
+/// Who holds a record's lease and until when (PostgreSQL), for debugging a stuck record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseInfo {
+    /// The replica (and process) holding it, as `--lease` owners are named: `HOST-PID-…`.
+    pub owner: String,
+    /// When it runs out unless renewed, by the database's clock.
+    pub until: DateTime<Utc>,
+    /// How many times the record was claimed: each claim takes the next generation, and writes
+    /// naming an older one are refused (fencing).
+    pub generation: i64,
 }
 
 /// What happened to one handler attempt.
@@ -318,8 +366,8 @@ pub trait Store: Send + Sync + 'static {
     /// durable write), and extends `owner`'s lease on the record.
     ///
     /// If `owner` no longer holds the lease (it expired and another worker claimed the record),
-    /// the outcome is still recorded but the lease is left alone and the answer is
-    /// [`StoreError::LeaseLost`]: the caller must stop serving the record.
+    /// nothing is recorded and the answer is [`StoreError::LeaseLost`]: the caller must stop
+    /// serving the record.
     async fn finish_attempt(
         &self,
         owner: &str,
@@ -352,7 +400,7 @@ pub trait Store: Send + Sync + 'static {
     ///
     /// A worker that no longer holds the lease hears [`StoreError::LeaseLost`] from
     /// [`PostgresStore`]; [`SqliteStore`] answers [`AfterLast::Released`] and leaves the lease
-    /// to its holder. Both record the outcome either way.
+    /// to its holder; it records the outcome, PostgreSQL does not (fencing).
     ///
     /// The default records the outcome with [`Store::finish_attempt`] and answers
     /// [`AfterLast::StillLeased`]: the worker then releases the record itself and the next claim
@@ -371,6 +419,24 @@ pub trait Store: Send + Sync + 'static {
         self.finish_attempt(owner, cb, outcome, attempt, lease)
             .await
             .map(|()| AfterLast::StillLeased)
+    }
+
+    /// Renews every lease `owner` holds for another `lease`, in one write (the heartbeat, run
+    /// every third of a lease while handlers run). Leases another worker took over meanwhile
+    /// are not renewed: they are answered in [`Renewal::lost`].
+    ///
+    /// The default does nothing: the embedded store has one process, whose leases nobody else
+    /// can take.
+    async fn renew(&self, owner: &str, lease: Duration) -> Result<Renewal, StoreError> {
+        let _ = (owner, lease);
+        Ok(Renewal::default())
+    }
+
+    /// Who holds `record`'s lease now, if anyone does (a lease that ran out is nobody's). `None`
+    /// from the embedded store, which has no leases to show.
+    async fn lease_of(&self, record: &str) -> Result<Option<LeaseInfo>, StoreError> {
+        let _ = record;
+        Ok(None)
     }
 
     /// Gives up `owner`'s lease on a record.

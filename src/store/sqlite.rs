@@ -56,7 +56,7 @@ where
                 Ok(())
             }
             Err(e) => {
-                self.result = Some(Err(e.to_string()));
+                self.result = Some(Err(describe(&e)));
                 Err(e)
             }
         }
@@ -88,7 +88,29 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!(
             "../../migrations/sqlite/0003_operator_view.sql"
         )),
+        M::up(include_str!(
+            "../../migrations/sqlite/0004_readiness_probe.sql"
+        )),
     ])
+}
+
+/// A SQLite error as the store reports it, its cause named first when an operator can act on
+/// it (see [`StoreError::cause`]): a full disk, a file that cannot be written, a lock held too
+/// long.
+fn describe(e: &rusqlite::Error) -> String {
+    use rusqlite::ErrorCode;
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DiskFull) => format!(
+            "disk full: the database file cannot grow ({e}): free space on its filesystem"
+        ),
+        Some(ErrorCode::ReadOnly) => format!(
+            "read-only: the database file cannot be written ({e}): check its permissions and mount (a read-only filesystem?)"
+        ),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            format!("timeout: the database file stayed locked ({e})")
+        }
+        _ => e.to_string(),
+    }
 }
 
 /// The embedded SQLite store. See the module docs for its durability.
@@ -225,7 +247,7 @@ fn run(conn: Connection, mut jobs: mpsc::Receiver<Job>) {
 fn run_batch(conn: &Connection, batch: &mut [Job]) -> Result<(), String> {
     let begin = |batch: &mut [Job]| {
         run_cached(conn, "BEGIN IMMEDIATE").map_err(|e| {
-            let e = e.to_string();
+            let e = describe(&e);
             for job in batch.iter_mut() {
                 job.fail(&e);
             }
@@ -236,7 +258,7 @@ fn run_batch(conn: &Connection, batch: &mut [Job]) -> Result<(), String> {
     if batch.iter_mut().any(|job| job.run(conn).is_err()) {
         // Some job failed partway: start again, each job in a savepoint.
         if !conn.is_autocommit() {
-            run_cached(conn, "ROLLBACK").map_err(|e| e.to_string())?;
+            run_cached(conn, "ROLLBACK").map_err(|e| describe(&e))?;
         }
         begin(batch)?;
         for i in 0..batch.len() {
@@ -248,10 +270,10 @@ fn run_batch(conn: &Connection, batch: &mut [Job]) -> Result<(), String> {
                 }
                 return Err(e.to_owned());
             }
-            in_savepoint(conn, &mut batch[i]).map_err(|e| e.to_string())?;
+            in_savepoint(conn, &mut batch[i]).map_err(|e| describe(&e))?;
         }
     }
-    run_cached(conn, "COMMIT").map_err(|e| e.to_string())
+    run_cached(conn, "COMMIT").map_err(|e| describe(&e))
 }
 
 /// Runs one statement without parameters through the statement cache: the transaction
@@ -538,7 +560,11 @@ impl Store for SqliteStore {
             for record in records {
                 lease_stmt.execute(params![record, owner, now + duration_ms(lease)])?;
                 let callbacks = pending_of(conn, &record, per_record)?;
-                claims.push(Claim { record, callbacks });
+                claims.push(Claim {
+                    record,
+                    callbacks,
+                    taken_over_from: None,
+                });
             }
             Ok(claims)
         })
@@ -686,9 +712,18 @@ impl Store for SqliteStore {
         .await
     }
 
+    /// A write, committed like any callback's: a full disk or a read-only file fails it (with
+    /// the cause named), where a read would still succeed.
     async fn ping(&self) -> Result<(), StoreError> {
-        self.call(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
-            .await
+        self.call(|conn| {
+            conn.prepare_cached(
+                "INSERT INTO readiness_probe (id, checked_at) VALUES (1, ?1)
+                 ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
+            )?
+            .execute([millis(Utc::now())])
+            .map(drop)
+        })
+        .await
     }
 
     async fn backlog(&self) -> Result<Backlog, StoreError> {
@@ -898,6 +933,38 @@ mod tests {
     #[test]
     fn migrations_are_valid() {
         migrations().validate().unwrap();
+    }
+
+    /// The causes an operator can act on are named first, as `StoreError::cause` reads them.
+    #[test]
+    fn sqlite_errors_name_their_cause() {
+        let error = |code| {
+            rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), Some("boom".into()))
+        };
+        let cause = |code| StoreError::Unavailable(describe(&error(code))).cause();
+        assert_eq!(cause(rusqlite::ffi::SQLITE_FULL), "disk full");
+        assert_eq!(cause(rusqlite::ffi::SQLITE_READONLY), "read-only");
+        assert_eq!(cause(rusqlite::ffi::SQLITE_BUSY), "timeout");
+        assert_eq!(cause(rusqlite::ffi::SQLITE_CORRUPT), "unavailable");
+        let message = describe(&error(rusqlite::ffi::SQLITE_FULL));
+        assert!(message.contains("free space"), "{message}");
+    }
+
+    /// Readiness writes: a database that cannot be written (here `PRAGMA query_only`, which
+    /// answers SQLITE_READONLY as a read-only file or mount would, even to root) fails the
+    /// check, naming why.
+    #[tokio::test]
+    async fn ping_fails_with_the_cause_when_the_file_cannot_be_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("okra.db")).await.unwrap();
+        store.ping().await.expect("a writable file is ready");
+        store
+            .call(|conn| conn.execute_batch("PRAGMA query_only = ON"))
+            .await
+            .unwrap();
+        let err = store.ping().await.unwrap_err();
+        assert_eq!(err.cause(), "read-only", "{err}");
+        assert!(err.to_string().contains("permissions"), "{err}");
     }
 
     /// A file written by the previous release (migration 0001 only) opens with its callbacks,

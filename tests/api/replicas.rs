@@ -78,10 +78,11 @@ async fn a_worker_whose_lease_was_taken_over_stops_serving_the_record() {
         );
     }
     let (tx, mut calls) = mpsc::unbounded_channel();
-    let config = |lease_ms, poll_ms| DispatchConfig {
+    let config = |lease_ms, poll_ms, renew_leases| DispatchConfig {
         lease: Duration::from_millis(lease_ms),
         handler_timeout: Duration::from_secs(5),
         poll_interval: Duration::from_millis(poll_ms),
+        renew_leases,
         ..DispatchConfig::default()
     };
     let slow = Dispatcher::new(
@@ -91,8 +92,9 @@ async fn a_worker_whose_lease_was_taken_over_stops_serving_the_record() {
             delay: Duration::from_millis(1500),
             calls: tx.clone(),
         }),
-        // It does not poll again during the test, so the other replica takes the record over.
-        config(400, 10_000),
+        // It does not poll again during the test, and does not renew its lease (as if paused),
+        // so the other replica takes the record over.
+        config(400, 10_000, false),
         "replica-a".into(),
     );
     let fast = Dispatcher::new(
@@ -102,7 +104,7 @@ async fn a_worker_whose_lease_was_taken_over_stops_serving_the_record() {
             delay: Duration::ZERO,
             calls: tx,
         }),
-        config(10_000, 50),
+        config(10_000, 50, true),
         "replica-b".into(),
     );
     let stop = CancellationToken::new();
@@ -146,7 +148,7 @@ async fn a_worker_whose_lease_was_taken_over_stops_serving_the_record() {
     assert!(stored
         .iter()
         .all(|cb| cb.status == store::Status::Delivered));
-    // The stale worker's outcome was still recorded, without a second decrement.
+    // The stale worker's outcome was refused (fencing); the new owner's counted once.
     assert_eq!(store_b.backlog().await.unwrap().pending, 0);
 }
 
@@ -218,6 +220,23 @@ impl Drop for Replicas {
 
 impl Replicas {
     async fn start(n: usize, database_url: &str, forward_url: &str) -> Self {
+        let flags = [
+            "--handler-timeout",
+            "1s",
+            "--forward-timeout",
+            "1s",
+            "--database-timeout",
+            "1s",
+            "--lease",
+            "3s",
+            "--database-pool-size",
+            "8",
+        ];
+        Self::start_with(n, database_url, forward_url, &flags).await
+    }
+
+    /// `n` replicas with `flags` besides the database and forward URLs (`[]`: the defaults).
+    async fn start_with(n: usize, database_url: &str, forward_url: &str, flags: &[&str]) -> Self {
         let mut replicas = Replicas {
             children: Vec::new(),
             bases: Vec::new(),
@@ -240,9 +259,7 @@ impl Replicas {
                 .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
                 .args(["--database-url", database_url])
                 .args(["--forward-url", forward_url])
-                .args(["--handler-timeout", "1s", "--forward-timeout", "1s"])
-                .args(["--database-timeout", "1s", "--lease", "3s"])
-                .args(["--database-pool-size", "8"])
+                .args(flags)
                 .args(["--retry-base-delay-ms", "20", "--retry-max-delay", "200ms"])
                 .stdout(Stdio::null())
                 .stderr(if verbose {
@@ -278,6 +295,35 @@ impl Replicas {
         child.kill().unwrap();
         child.wait().unwrap();
     }
+
+    /// Sends `signal` (`STOP`, `CONT`) to replica `i`.
+    fn signal(&self, i: usize, signal: &str) {
+        let pid = self.children[i]
+            .lock()
+            .unwrap()
+            .as_ref()
+            .expect("alive")
+            .id();
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
+    /// Replica `i`'s `/metrics` value of `name` (0 when not exported yet).
+    async fn metric(&self, i: usize, name: &str) -> f64 {
+        let text = reqwest::get(format!("{}/metrics", self.bases[i]))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
 }
 
 /// One handler call the sink saw, in arrival order.
@@ -286,6 +332,8 @@ struct Delivery {
     seq: u64,
     id: String,
     ok: bool,
+    /// When the call arrived.
+    at: Instant,
 }
 
 /// The internal service behind `--forward-url`: logs every delivery per record, fails the first
@@ -296,6 +344,12 @@ struct Sink {
     by_record: HashMap<String, Vec<Delivery>>,
     in_flight: HashMap<String, u32>,
     overlaps: Vec<String>,
+    /// Settings for the lease tests: no failing first attempts, …
+    never_fail_first: bool,
+    /// … records whose calls take this long, …
+    delays: HashMap<String, Duration>,
+    /// … and a record whose every call fails while set.
+    failing: Option<String>,
 }
 
 type SinkLog = Arc<Mutex<Sink>>;
@@ -320,9 +374,17 @@ async fn sink_deliver(
     let seq = payload["seq"].as_u64().unwrap();
     let header = |name: &str| headers[name].to_str().unwrap().to_owned();
     let (id, attempt) = (header("x-okra-callback-id"), header("x-okra-attempt"));
-    let ok = !(seq % 10 == 3 && attempt == "1");
+    let delay;
+    let ok;
     {
         let mut sink = log.lock().unwrap();
+        ok = !(seq % 10 == 3 && attempt == "1" && !sink.never_fail_first)
+            && sink.failing.as_deref() != Some(record.as_str());
+        delay = sink
+            .delays
+            .get(&record)
+            .copied()
+            .unwrap_or(Duration::from_millis(2));
         let n = sink.in_flight.entry(record.clone()).or_default();
         *n += 1;
         if *n > 1 {
@@ -331,11 +393,16 @@ async fn sink_deliver(
         sink.by_record
             .entry(record.clone())
             .or_default()
-            .push(Delivery { seq, id, ok });
+            .push(Delivery {
+                seq,
+                id,
+                ok,
+                at: Instant::now(),
+            });
     }
     let _guard = InFlight(log.clone(), record);
     // Hold the call open a moment, so overlapping deliveries would be caught.
-    tokio::time::sleep(Duration::from_millis(2)).await;
+    tokio::time::sleep(delay).await;
     if ok {
         axum::http::StatusCode::OK
     } else {
@@ -805,5 +872,393 @@ async fn while_the_database_is_away_post_answers_503_and_recovers_without_restar
         outage_lasted.as_secs_f64(),
         slowest.as_secs_f64(),
         recovered.as_secs_f64()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Leases that live by heartbeat: failover in about `--lease`, slow handlers keep their record,
+// a paused replica is fenced off.
+
+/// The records a replica (`replica-{i}-…`) holds a live lease on, with work pending.
+async fn leases_held(db: &tokio_postgres::Client, replica: usize) -> Vec<String> {
+    db.query(
+        "SELECT record FROM okra_record_queue
+         WHERE lease_owner LIKE $1 AND pending > 0
+           AND lease_until > (extract(epoch from now()) * 1000)::bigint
+         ORDER BY record",
+        &[&format!("replica-{replica}-%")],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+/// A record's lease owner and generation, as the database holds them.
+async fn lease_row(db: &tokio_postgres::Client, record: &str) -> (Option<String>, i64) {
+    let row = db
+        .query_one(
+            "SELECT lease_owner, lease_gen FROM okra_record_queue WHERE record = $1",
+            &[&record],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+async fn connect(url: &str) -> tokio_postgres::Client {
+    let (db, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    db
+}
+
+/// Posts `per_record` callbacks to each record, alternating replicas; returns what was
+/// acknowledged.
+async fn post_records(
+    client: &reqwest::Client,
+    replicas: &Replicas,
+    records: &[String],
+    per_record: usize,
+) -> Vec<(String, Vec<String>)> {
+    let mut acknowledged = Vec::new();
+    for (r, record) in records.iter().enumerate() {
+        let mut ids = Vec::with_capacity(per_record);
+        for seq in 0..per_record {
+            let body = callback(record, "TRANSACTIONS", "PERIODIC_TRANSACTIONS", seq);
+            ids.push(post_round_robin(client, replicas, r + seq, &body).await);
+        }
+        acknowledged.push((record.clone(), ids));
+    }
+    acknowledged
+}
+
+/// Waits (at most `limit`) until the sink saw every acknowledged callback succeed.
+async fn wait_all_delivered(
+    sink: &SinkLog,
+    acknowledged: &[(String, Vec<String>)],
+    limit: Duration,
+) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let done = {
+            let sink = sink.lock().unwrap();
+            acknowledged.iter().all(|(record, ids)| {
+                (0..ids.len()).all(|seq| {
+                    sink.by_record
+                        .get(record)
+                        .is_some_and(|d| d.iter().any(|d| d.ok && d.seq == seq as u64))
+                })
+            })
+        };
+        if done {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "acknowledged callbacks were not all delivered within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// With default flags (`--lease 10s`), a replica killed with `kill -9` while holding leases
+/// loses its records to the survivor within about the lease: every acknowledged callback is
+/// delivered within 30 s of the kill, in order, with at most one redelivery per record it held
+/// (the call in flight when it died), and the survivor counts the takeovers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_replicas_records_resume_within_thirty_seconds_with_default_flags() {
+    const RECORDS: usize = 16;
+    const PER_RECORD: usize = 8;
+    const VICTIM: usize = 0;
+    const SURVIVOR: usize = 1;
+    let Some(base) = postgres_url() else { return };
+    let url = fresh_postgres_database(&base).await;
+    let (forward_url, sink) = start_sink().await;
+    let records: Vec<String> = (0..RECORDS).map(|r| format!("rec-{r:02}")).collect();
+    {
+        let mut sink = sink.lock().unwrap();
+        sink.never_fail_first = true;
+        for record in &records {
+            // Slow enough that both replicas hold leases while the test posts.
+            sink.delays
+                .insert(record.clone(), Duration::from_millis(400));
+        }
+    }
+    let replicas = Replicas::start_with(2, &url, &forward_url, &[]).await;
+    let db = connect(&url).await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let acknowledged = post_records(&client, &replicas, &records, PER_RECORD).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut held = Vec::new();
+    while held.is_empty() {
+        assert!(Instant::now() < deadline, "the victim never held a lease");
+        held = leases_held(&db, VICTIM).await;
+    }
+    let killed_at = Instant::now();
+    replicas.kill(VICTIM);
+    wait_all_delivered(&sink, &acknowledged, Duration::from_secs(30)).await;
+    let all_delivered_after = killed_at.elapsed();
+    // Takeover: from the kill to the first call of each record the victim held.
+    let takeover = {
+        let sink = sink.lock().unwrap();
+        held.iter()
+            .map(|record| {
+                sink.by_record[record]
+                    .iter()
+                    .find(|d| d.at > killed_at)
+                    .map_or(Duration::MAX, |d| d.at - killed_at)
+            })
+            .max()
+            .unwrap()
+    };
+    let (redelivered, retried) = check_deliveries(&sink.lock().unwrap(), &acknowledged);
+    assert_eq!(retried, 0, "no call failed");
+    assert!(
+        redelivered <= held.len(),
+        "{redelivered} redeliveries for {} records held at the kill",
+        held.len()
+    );
+    let takeovers = replicas
+        .metric(SURVIVOR, "okra_lease_takeovers_total")
+        .await;
+    assert!(
+        takeovers >= held.len() as f64,
+        "the survivor counted {takeovers} takeovers of {} records",
+        held.len()
+    );
+    assert!(takeover < Duration::from_secs(30), "{takeover:?}");
+    eprintln!(
+        "failover (default flags, --lease 10s): replica-{VICTIM} SIGKILLed holding {} leases; \
+         its records resumed on the survivor {:.1}s after the kill (the last of them); all \
+         {} callbacks delivered {:.1}s after the kill; redeliveries: {redelivered}",
+        held.len(),
+        takeover.as_secs_f64(),
+        RECORDS * PER_RECORD,
+        all_delivered_after.as_secs_f64(),
+    );
+}
+
+/// A handler that runs three leases long (`--lease 2s`, a 6 s call) is called once: the
+/// heartbeat renews the lease, so the other replica never takes the record (the lease keeps its
+/// owner and generation throughout), and `GET /v1/callbacks/{id}` shows who holds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_handler_running_three_leases_long_keeps_its_record_and_is_called_once() {
+    let Some(base) = postgres_url() else { return };
+    let url = fresh_postgres_database(&base).await;
+    let (forward_url, sink) = start_sink().await;
+    let record = "rec-slow".to_owned();
+    {
+        let mut sink = sink.lock().unwrap();
+        sink.never_fail_first = true;
+        sink.delays.insert(record.clone(), Duration::from_secs(6));
+    }
+    let flags = [
+        "--lease",
+        "2s",
+        "--database-timeout",
+        "1s",
+        "--handler-timeout",
+        "20s",
+        "--forward-timeout",
+        "20s",
+    ];
+    let replicas = Replicas::start_with(2, &url, &forward_url, &flags).await;
+    let db = connect(&url).await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let acknowledged = post_records(&client, &replicas, std::slice::from_ref(&record), 2).await;
+    let ids = acknowledged[0].1.clone();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sink.lock().unwrap().by_record.contains_key(&record) {
+        assert!(
+            Instant::now() < deadline,
+            "the first callback was never delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let started = Instant::now();
+    let (owner, generation) = lease_row(&db, &record).await;
+    let owner = owner.expect("the record is leased while its handler runs");
+    // While the 6 s call runs (three leases), the lease stays with its owner, at its
+    // generation; any replica shows it.
+    let mut shown = 0;
+    while started.elapsed() < Duration::from_millis(5500) {
+        assert_eq!(
+            lease_row(&db, &record).await,
+            (Some(owner.clone()), generation),
+            "the record changed hands {:?} into its handler call",
+            started.elapsed()
+        );
+        let base = &replicas.bases[shown % 2];
+        let detail: Value = client
+            .get(format!("{base}/v1/callbacks/{}", ids[0]))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(detail["lease"]["owner"], owner.as_str(), "{detail}");
+        assert_eq!(detail["lease"]["generation"], generation, "{detail}");
+        let until =
+            chrono::DateTime::parse_from_rfc3339(detail["lease"]["until"].as_str().unwrap())
+                .unwrap();
+        assert!(until > chrono::Utc::now(), "a live lease: {detail}");
+        shown += 1;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    wait_all_delivered(&sink, &acknowledged, Duration::from_secs(20)).await;
+    let seqs: Vec<u64> = sink.lock().unwrap().by_record[&record]
+        .iter()
+        .map(|d| d.seq)
+        .collect();
+    assert_eq!(seqs, [0, 1], "each callback called once, in order");
+    for i in 0..2 {
+        assert_eq!(replicas.metric(i, "okra_lease_takeovers_total").await, 0.0);
+    }
+    let renewals = replicas.metric(0, "okra_lease_renewals_total").await
+        + replicas.metric(1, "okra_lease_renewals_total").await;
+    assert!(
+        renewals >= 3.0,
+        "the lease was renewed by heartbeat: {renewals}"
+    );
+}
+
+/// A replica paused (`SIGSTOP`) past its lease while its handler runs loses the record to the
+/// other; resumed (`SIGCONT`), its handler's success is refused by the database (the lease's
+/// generation moved on): the callback stays pending while the new owner's calls fail, nothing is
+/// recorded twice, and order holds once the new owner delivers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_paused_replica_records_no_outcome_for_a_record_taken_over_meanwhile() {
+    let Some(base) = postgres_url() else { return };
+    let url = fresh_postgres_database(&base).await;
+    let (forward_url, sink) = start_sink().await;
+    let record = "rec-stop".to_owned();
+    {
+        let mut sink = sink.lock().unwrap();
+        sink.never_fail_first = true;
+        sink.delays.insert(record.clone(), Duration::from_secs(1));
+    }
+    let flags = [
+        "--lease",
+        "2s",
+        "--database-timeout",
+        "1s",
+        "--handler-timeout",
+        "10s",
+        "--forward-timeout",
+        "10s",
+        "--max-attempts",
+        "1000",
+    ];
+    let replicas = Replicas::start_with(2, &url, &forward_url, &flags).await;
+    let db = connect(&url).await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let acknowledged = post_records(&client, &replicas, std::slice::from_ref(&record), 3).await;
+    let ids = acknowledged[0].1.clone();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sink.lock().unwrap().by_record.contains_key(&record) {
+        assert!(
+            Instant::now() < deadline,
+            "the first callback was never delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Pause the replica whose handler call is in flight (the sink answers it after 1 s).
+    let (owner, _) = lease_row(&db, &record).await;
+    let owner = owner.unwrap();
+    let stale = usize::from(owner.starts_with("replica-1-"));
+    let other = 1 - stale;
+    replicas.signal(stale, "STOP");
+    let stopped_at = Instant::now();
+    sink.lock().unwrap().failing = Some(record.clone());
+    // The other replica takes the record over once the lease runs out, and its calls fail.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let taken = sink.lock().unwrap().by_record[&record]
+            .iter()
+            .any(|d| d.at > stopped_at);
+        if taken {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nobody took the paused replica's record over"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let taken_over_after = stopped_at.elapsed();
+    assert!(lease_row(&db, &record)
+        .await
+        .0
+        .unwrap()
+        .starts_with(&format!("replica-{other}-")));
+    // Resume the stale one: its call had succeeded, but it may not record it.
+    replicas.signal(stale, "CONT");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let detail: Value = client
+        .get(format!("{}/v1/callbacks/{}", replicas.bases[other], ids[0]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        detail["status"], "pending",
+        "the stale replica's success was recorded over the new owner's lease: {detail}"
+    );
+    assert!(
+        detail["lease"]["owner"]
+            .as_str()
+            .is_some_and(|o| o.starts_with(&format!("replica-{other}-"))),
+        "{detail}"
+    );
+    assert!(replicas.metric(stale, "okra_leases_lost_total").await >= 1.0);
+    assert!(replicas.metric(other, "okra_lease_takeovers_total").await >= 1.0);
+    sink.lock().unwrap().failing = None;
+    wait_all_delivered(&sink, &acknowledged, Duration::from_secs(15)).await;
+    // Order held; and the first callback's recorded attempts are exactly the new owner's calls.
+    let (_, _) = check_deliveries(&sink.lock().unwrap(), &acknowledged);
+    let calls_by_new_owner = sink.lock().unwrap().by_record[&record]
+        .iter()
+        .filter(|d| d.seq == 0 && d.at > stopped_at)
+        .count();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let detail = loop {
+        let detail: Value = client
+            .get(format!("{}/v1/callbacks/{}", replicas.bases[other], ids[0]))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if detail["status"] == "delivered" {
+            break detail;
+        }
+        assert!(Instant::now() < deadline, "{detail}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        detail["attempts"].as_u64().unwrap() as usize,
+        calls_by_new_owner,
+        "the stale replica's attempt is not among the recorded ones: {detail}"
+    );
+    eprintln!(
+        "SIGSTOP: record taken over {:.1}s after the pause (--lease 2s); the resumed replica's \
+         outcome was refused",
+        taken_over_after.as_secs_f64()
     );
 }

@@ -377,8 +377,8 @@ async fn finish_last_hands_over_the_next_callbacks_or_releases(backend: Backend)
     assert_eq!(a3.id, "a3");
     store.insert(new_cb("b0", "b", now), WINDOW).await.unwrap();
     if backend == Backend::Postgres {
-        // Shared by replicas: an old owner's outcome is recorded, but it hears it lost the
-        // lease. (The embedded store has one owner, its own process.)
+        // Shared by replicas: an old owner's outcome is refused (fencing), and it hears it lost
+        // the lease. (The embedded store has one owner, its own process.)
         let lost = store
             .finish_last("w1", &a3, Outcome::Delivered, LEASE, 5)
             .await;
@@ -386,7 +386,11 @@ async fn finish_last_hands_over_the_next_callbacks_or_releases(backend: Backend)
             matches!(lost, Err(store::StoreError::LeaseLost(_))),
             "{lost:?}"
         );
-        store.replay("a3").await.unwrap();
+        assert_eq!(
+            store.get("a3").await.unwrap().unwrap().status,
+            store::Status::Pending,
+            "the stale owner's outcome is not recorded"
+        );
     }
     // A retry releases the record too, and it waits until the retry is due.
     let retry = Outcome::Retry {
@@ -402,15 +406,8 @@ async fn finish_last_hands_over_the_next_callbacks_or_releases(backend: Backend)
         "record a waits for its retry"
     );
     let a3 = store.get("a3").await.unwrap().unwrap();
-    let expected_attempts = if matches!(backend, Backend::Postgres) {
-        2
-    } else {
-        1
-    };
-    assert_eq!(
-        (a3.status, a3.attempts),
-        (Status::Pending, expected_attempts)
-    );
+    // One attempt on both stores: PostgreSQL refused the stale owner's (fencing).
+    assert_eq!((a3.status, a3.attempts), (Status::Pending, 1));
     assert_eq!(
         store.get("a2").await.unwrap().unwrap().status,
         Status::Delivered
@@ -461,7 +458,11 @@ async fn migrations_are_applied_once_when_replicas_start_together() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1, 2], "each migration applied exactly once");
+    assert_eq!(
+        versions,
+        vec![1, 2, 3],
+        "each migration applied exactly once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -597,11 +598,11 @@ async fn finishing_without_the_lease_reports_lease_lost() {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::LeaseLost(_)), "{err}");
-    // The outcome was recorded; b's lease is untouched.
-    assert_eq!(
-        store.get(&cb.id).await.unwrap().unwrap().status,
-        store::Status::Delivered
-    );
+    // Fencing: the stale owner's outcome is refused; the callback waits for b, whose lease is
+    // untouched.
+    let stored = store.get(&cb.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, store::Status::Pending);
+    assert_eq!(stored.attempts, 0, "no attempt recorded by the stale owner");
     store
         .finish("b", &claim_b[0].callbacks[0], Outcome::Delivered, DAY)
         .await

@@ -10,8 +10,11 @@
 //! - **Order.** An insert takes its record's queue row lock *before* it draws its sequence
 //!   number, so within a record sequence order is commit order: a worker never delivers a later
 //!   callback while an earlier one is still being committed.
-//! - **Ownership.** [`Store::finish`] tells a worker whose lease was taken over
-//!   ([`StoreError::LeaseLost`]), so it stops instead of delivering alongside the new owner.
+//! - **Ownership.** Each claim of a record takes the next *generation* of its lease; the
+//!   heartbeat ([`Store::renew`], one statement for all of a replica's leases) and every outcome
+//!   write name the generation they hold, and the database refuses stale ones. A replica that was
+//!   paused or cut off while another took its record over records nothing for it: it hears
+//!   [`StoreError::LeaseLost`] and stops, whatever its own clock says.
 //!
 //! Writes are group-committed: callbacks that arrive while others are being stored go into
 //! the next insert statement together (one round trip, one WAL flush for all of them), and
@@ -29,7 +32,13 @@ mod batch;
 mod operator;
 mod statements;
 
-use std::{collections::HashMap, future::Future, str::FromStr, time::Duration};
+use std::{
+    collections::HashMap,
+    future::Future,
+    str::FromStr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -41,9 +50,9 @@ use tokio::{
 use tokio_postgres::{Error as PgError, NoTls};
 
 use super::{
-    duration_ms, millis, AfterLast, Attempt, Backlog, Claim, Cursor, Filter, Inserted, Listing,
-    NewCallback, Outcome, Page, Stats, Status, Store, StoreError, StoreOptions, StoredCallback,
-    COLUMNS,
+    duration_ms, from_millis, millis, AfterLast, Attempt, Backlog, Claim, Cursor, Filter, Inserted,
+    LeaseInfo, Listing, NewCallback, Outcome, Page, Renewal, Stats, Status, Store, StoreError,
+    StoreOptions, StoredCallback, COLUMNS,
 };
 use batch::{gather, submit, MAX_BATCH};
 use operator::COUNT_SQL;
@@ -59,6 +68,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (
         2,
         include_str!("../../../migrations/postgres/0002_operator_view.sql"),
+    ),
+    (
+        3,
+        include_str!("../../../migrations/postgres/0003_lease_generation.sql"),
     ),
 ];
 
@@ -79,6 +92,9 @@ pub struct PostgresStore {
     finishes: mpsc::Sender<FinishJob>,
     /// Record leases waiting to be given back.
     releases: mpsc::Sender<ReleaseJob>,
+    /// The leases this process holds: (owner, record) → the generation its claim took. Outcome
+    /// writes and renewals name it, so the database can refuse them once the lease is another's.
+    held: Arc<Mutex<HashMap<(String, String), i64>>>,
 }
 
 /// A connection pool and the bound on each operation. A store has two: one that only stores
@@ -93,6 +109,20 @@ pub(super) struct Db {
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
+}
+
+/// A failed query's error, its cause named: a connection that broke or never opened is
+/// `database unreachable`; a refusal by the server (it answered) keeps its own message.
+fn query_failed(e: PgError) -> StoreError {
+    if e.code().is_none() || e.is_closed() {
+        StoreError::Unavailable(format!("database unreachable: {e}"))
+    } else if e.code() == Some(&tokio_postgres::error::SqlState::DISK_FULL) {
+        StoreError::Unavailable(format!("disk full: {e}"))
+    } else if e.code() == Some(&tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION) {
+        StoreError::Unavailable(format!("read-only: {e}"))
+    } else {
+        unavailable(e)
+    }
 }
 
 impl PostgresStore {
@@ -174,7 +204,26 @@ impl PostgresStore {
             inserts,
             finishes,
             releases,
+            held: Arc::default(),
         })
+    }
+
+    fn lock_held(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), i64>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The generation of `owner`'s lease on `record`; `-1` (which no lease has) when this
+    /// process holds none, so the database refuses the write.
+    fn generation(&self, owner: &str, record: &str) -> i64 {
+        self.lock_held()
+            .get(&(owner.to_owned(), record.to_owned()))
+            .copied()
+            .unwrap_or(-1)
+    }
+
+    fn forget(&self, owner: &str, record: &str) {
+        self.lock_held()
+            .remove(&(owner.to_owned(), record.to_owned()));
     }
 }
 
@@ -191,26 +240,47 @@ impl PostgresStore {
         last: Option<usize>,
     ) -> Result<AfterLast, StoreError> {
         let (reply, answer) = oneshot::channel();
+        let generation = self.generation(owner, &cb.record);
         let job = FinishJob {
             owner: owner.to_owned(),
             id: cb.id.clone(),
             record: cb.record.clone(),
+            generation,
             outcome,
             attempt: attempt.clone(),
             lease,
             last,
             reply,
         };
-        submit(&self.finishes, job, answer).await
+        let answer = submit(&self.finishes, job, answer).await;
+        if matches!(
+            answer,
+            Ok(AfterLast::Released) | Err(StoreError::LeaseLost(_))
+        ) {
+            // Only that lease: a claim of this process may have taken the record again since
+            // the release committed.
+            let mut held = self.lock_held();
+            let key = (owner.to_owned(), cb.record.clone());
+            if held.get(&key) == Some(&generation) {
+                held.remove(&key);
+            }
+        }
+        answer
     }
 }
 
 impl Db {
     async fn client(&self) -> Result<Object, StoreError> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| unavailable(format!("no database connection: {e}")))
+        self.pool.get().await.map_err(|e| match e {
+            // Every connection busy for the whole timeout: the database is slow, not away.
+            deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait) => {
+                StoreError::Unavailable(format!(
+                    "timeout: no database connection was free within {:?}",
+                    self.timeout
+                ))
+            }
+            e => StoreError::Unavailable(format!("database unreachable: {e}")),
+        })
     }
 
     /// Bounds one operation by the store's timeout.
@@ -231,11 +301,11 @@ impl Db {
     ) -> Result<T, StoreError> {
         match result {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(unavailable(e)),
+            Ok(Err(e)) => Err(query_failed(e)),
             Err(_) => {
                 drop(Object::take(client));
                 Err(StoreError::Unavailable(format!(
-                    "the database did not answer within {:?}",
+                    "timeout: the database did not answer within {:?}",
                     self.timeout
                 )))
             }
@@ -317,43 +387,54 @@ impl Store for PostgresStore {
         lease: Duration,
     ) -> Result<Vec<Claim>, StoreError> {
         let client = self.db.client().await?;
+        // A lease that ran out without being released (`lease_until` still set) belonged to a
+        // worker that stopped renewing it: taking it is a takeover.
         let lease_sql = format!(
             "WITH c AS (
-               SELECT record FROM okra_record_queue
+               SELECT record, lease_owner AS was_owner, lease_until AS was_until
+               FROM okra_record_queue
                WHERE pending > 0 AND due_at <= {NOW_MS}
                  AND (lease_until IS NULL OR lease_until < {NOW_MS})
                ORDER BY due_at LIMIT $1
                FOR UPDATE SKIP LOCKED
              )
-             UPDATE okra_record_queue q SET lease_owner = $2, lease_until = {NOW_MS} + $3
+             UPDATE okra_record_queue q SET lease_owner = $2, lease_until = {NOW_MS} + $3,
+               lease_gen = q.lease_gen + 1
              FROM c WHERE q.record = c.record
-             RETURNING q.record"
+             RETURNING q.record, q.lease_gen,
+               CASE WHEN c.was_until IS NOT NULL AND c.was_owner <> $2 THEN c.was_owner END"
         );
         let result = self
             .db
             .timed(async {
-                let records: Vec<String> = client
+                let leases: Vec<(String, i64, Option<String>)> = client
                     .query(
                         &lease_sql,
                         &[&(max_records as i64), &owner, &duration_ms(lease)],
                     )
                     .await?
                     .iter()
-                    .map(|r| r.get(0))
+                    .map(|r| (r.get(0), r.get(1), r.get(2)))
                     .collect();
-                if records.is_empty() {
-                    return Ok((records, HashMap::new()));
+                if leases.is_empty() {
+                    return Ok((leases, HashMap::new()));
                 }
+                let records: Vec<&str> = leases.iter().map(|(r, _, _)| r.as_str()).collect();
                 let pending = pending_of(&client, &records, per_record).await?;
-                Ok((records, pending))
+                Ok((leases, pending))
             })
             .await;
-        let (records, mut pending) = self.db.result_of(client, result)?;
-        Ok(records
+        let (leases, mut pending) = self.db.result_of(client, result)?;
+        let mut held = self.lock_held();
+        Ok(leases
             .into_iter()
-            .map(|record| Claim {
-                callbacks: pending.remove(&record).unwrap_or_default(),
-                record,
+            .map(|(record, generation, taken_over_from)| {
+                held.insert((owner.to_owned(), record.clone()), generation);
+                Claim {
+                    callbacks: pending.remove(&record).unwrap_or_default(),
+                    record,
+                    taken_over_from,
+                }
             })
             .collect())
     }
@@ -384,7 +465,69 @@ impl Store for PostgresStore {
             .await
     }
 
+    async fn renew(&self, owner: &str, lease: Duration) -> Result<Renewal, StoreError> {
+        let (records, generations): (Vec<String>, Vec<i64>) = self
+            .lock_held()
+            .iter()
+            .filter(|((o, _), _)| o == owner)
+            .map(|((_, record), generation)| (record.clone(), *generation))
+            .unzip();
+        if records.is_empty() {
+            return Ok(Renewal::default());
+        }
+        let client = self.db.client().await?;
+        let result = self
+            .db
+            .timed(async {
+                let stmt = client
+                    .prepare_cached(&statements::renew_statement())
+                    .await?;
+                let rows = client
+                    .query(
+                        &stmt,
+                        &[&records, &generations, &owner, &duration_ms(lease)],
+                    )
+                    .await?;
+                Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
+            })
+            .await;
+        let renewed: std::collections::HashSet<String> = self.db.result_of(client, result)?;
+        // Not renewed: taken over, or given up meanwhile by the worker itself (then no longer
+        // held here, and not counted as lost).
+        let mut held = self.lock_held();
+        let mut lost = Vec::new();
+        for (record, generation) in records.into_iter().zip(generations) {
+            if renewed.contains(&record) {
+                continue;
+            }
+            let key = (owner.to_owned(), record);
+            if held.get(&key) == Some(&generation) {
+                held.remove(&key);
+                lost.push(key.1);
+            }
+        }
+        Ok(Renewal {
+            renewed: renewed.len(),
+            lost,
+        })
+    }
+
+    async fn lease_of(&self, record: &str) -> Result<Option<LeaseInfo>, StoreError> {
+        let client = self.db.client().await?;
+        let sql = format!(
+            "SELECT lease_owner, lease_until, lease_gen FROM okra_record_queue
+             WHERE record = $1 AND lease_owner IS NOT NULL AND lease_until >= {NOW_MS}"
+        );
+        let result = self.db.timed(client.query_opt(&sql, &[&record])).await;
+        Ok(self.db.result_of(client, result)?.map(|row| LeaseInfo {
+            owner: row.get(0),
+            until: from_millis(row.get(1)),
+            generation: row.get(2),
+        }))
+    }
+
     async fn release(&self, owner: &str, record: &str) -> Result<(), StoreError> {
+        self.forget(owner, record);
         let (reply, answer) = oneshot::channel();
         let job = ReleaseJob {
             owner: owner.to_owned(),
@@ -395,6 +538,7 @@ impl Store for PostgresStore {
     }
 
     async fn release_all(&self, owner: &str) -> Result<(), StoreError> {
+        self.lock_held().retain(|(o, _), _| o != owner);
         let client = self.db.client().await?;
         let result = self
             .db

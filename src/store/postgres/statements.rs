@@ -26,6 +26,9 @@ pub(super) struct FinishJob {
     pub(super) owner: String,
     pub(super) id: String,
     pub(super) record: String,
+    /// The generation of the lease the worker holds (fencing): the outcome is recorded only
+    /// while the record's lease is still that one.
+    pub(super) generation: i64,
     pub(super) outcome: Outcome,
     /// The attempt, for the callback's history.
     pub(super) attempt: Attempt,
@@ -278,11 +281,35 @@ impl<'a> InsertBatch<'a> {
     }
 }
 
+/// The heartbeat's statement: renews, for `$4` ms more, each of `$1` records whose lease `$3`
+/// still holds at generation `$2`, and answers those renewed. Queue rows are locked in record
+/// order first, like every other writer's.
+pub(super) fn renew_statement() -> String {
+    format!(
+        "WITH input AS (
+           SELECT * FROM unnest($1::text[], $2::bigint[]) AS t(record, gen)
+         ), lk AS (
+           SELECT record FROM okra_record_queue WHERE record IN (SELECT record FROM input)
+           ORDER BY record FOR UPDATE
+         )
+         UPDATE okra_record_queue q SET lease_until = {NOW_MS} + $4
+         FROM input i
+         WHERE q.record = i.record AND q.lease_owner = $3 AND q.lease_gen = i.gen
+           AND q.lease_until IS NOT NULL AND (SELECT count(*) FROM lk) >= 0
+         RETURNING q.record"
+    )
+}
+
 /// `finish_batch`'s statement. Every value of the queue row is read from the row being updated
 /// (`r`), never from a copy taken earlier in the statement: the row is re-read after its lock is
 /// granted, so a count an insert committed meanwhile is not lost. Lock order, as for inserts:
 /// the records' queue rows first, in record order (`lk`; `u` is gated by a one-time filter on
-/// it), then the callbacks' rows.
+/// it), then the callbacks' rows; the queue rows are updated last (gated by a one-time filter
+/// on `u`), since `lk` cannot lock a row this statement already updated.
+///
+/// Fencing: the callback's row is only written while its worker's lease (owner *and*
+/// generation, read from the locked queue row) is still the record's lease; a worker whose
+/// lease another claimed since records nothing and hears that it lost the lease.
 fn finish_statement() -> String {
     const LEAVES: &str = "CASE WHEN i.leaves AND i.id IN (SELECT id FROM u) THEN 1 ELSE 0 END";
     format!(
@@ -290,12 +317,13 @@ fn finish_statement() -> String {
            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::smallint[],
                                 $5::text[], $6::bigint[], $7::bigint[], $8::bool[],
                                 $9::bigint[], $10::bigint[], $11::bool[], $12::bigint[],
-                                $13::bigint[], $14::smallint[], $15::text[])
+                                $13::bigint[], $14::smallint[], $15::text[], $16::bigint[])
              WITH ORDINALITY AS t(id, record, owner, status, error, next_at, finished_at,
                                   leaves, retry_in, lease, last, att_started, att_finished,
-                                  att_outcome, att_error, n)
+                                  att_outcome, att_error, gen, n)
          ), lk AS (
-           SELECT record FROM okra_record_queue WHERE record IN (SELECT record FROM input)
+           SELECT record, lease_owner, lease_gen FROM okra_record_queue
+           WHERE record IN (SELECT record FROM input)
            ORDER BY record FOR UPDATE
          ), u AS (
            UPDATE okra_callbacks c SET status = i.status, attempts = c.attempts + 1,
@@ -303,6 +331,8 @@ fn finish_statement() -> String {
              next_attempt_at = i.next_at, finished_at = i.finished_at
            FROM input i
            WHERE c.id = i.id AND c.status = 0 AND (SELECT count(*) FROM lk) >= 0
+             AND EXISTS (SELECT 1 FROM lk WHERE lk.record = i.record
+                         AND lk.lease_owner = i.owner AND lk.lease_gen = i.gen)
            RETURNING c.id, c.seq, c.attempts, c.callback_type, c.status
          ), h AS (
            INSERT INTO okra_callback_attempts
@@ -323,15 +353,17 @@ fn finish_statement() -> String {
          )
          UPDATE okra_record_queue r SET
            pending = GREATEST(r.pending - {LEAVES}, 0),
-           due_at = CASE WHEN r.lease_owner = i.owner AND i.retry_in IS NOT NULL
+           due_at = CASE WHEN r.lease_owner = i.owner AND r.lease_gen = i.gen
+                           AND i.retry_in IS NOT NULL
                          THEN {NOW_MS} + i.retry_in ELSE r.due_at END,
            lease_until = CASE
-             WHEN r.lease_owner IS DISTINCT FROM i.owner THEN r.lease_until
+             WHEN r.lease_owner IS DISTINCT FROM i.owner OR r.lease_gen <> i.gen
+               THEN r.lease_until
              WHEN i.last AND NOT (i.retry_in IS NULL AND r.due_at <= {NOW_MS}
                                   AND r.pending - {LEAVES} > 0) THEN NULL
              ELSE {NOW_MS} + i.lease END
-         FROM input i WHERE r.record = i.record
-         RETURNING i.n, r.lease_owner IS NOT DISTINCT FROM i.owner,
+         FROM input i WHERE r.record = i.record AND (SELECT count(*) FROM u) >= 0
+         RETURNING i.n, r.lease_owner IS NOT DISTINCT FROM i.owner AND r.lease_gen = i.gen,
                    i.last AND r.lease_until IS NOT NULL"
     )
 }
@@ -358,6 +390,8 @@ struct FinishColumns<'a> {
     ended: Vec<i64>,
     kinds: Vec<i16>,
     failures: Vec<Option<&'a str>>,
+    /// The lease generation each worker holds.
+    generations: Vec<i64>,
 }
 
 impl<'a> FinishColumns<'a> {
@@ -378,6 +412,7 @@ impl<'a> FinishColumns<'a> {
             ended: Vec::with_capacity(jobs.len()),
             kinds: Vec::with_capacity(jobs.len()),
             failures: Vec::with_capacity(jobs.len()),
+            generations: Vec::with_capacity(jobs.len()),
         };
         for job in jobs {
             let (status, error, next_at) = job.outcome.as_row();
@@ -400,11 +435,12 @@ impl<'a> FinishColumns<'a> {
             columns.ended.push(millis(job.attempt.finished_at));
             columns.kinds.push(job.attempt.outcome.code());
             columns.failures.push(job.attempt.error.as_deref());
+            columns.generations.push(job.generation);
         }
         columns
     }
 
-    fn params(&self) -> [&(dyn ToSql + Sync); 15] {
+    fn params(&self) -> [&(dyn ToSql + Sync); 16] {
         [
             &self.ids,
             &self.records,
@@ -421,6 +457,7 @@ impl<'a> FinishColumns<'a> {
             &self.ended,
             &self.kinds,
             &self.failures,
+            &self.generations,
         ]
     }
 }
@@ -489,9 +526,9 @@ impl Db {
         Ok(batch.answers(&stored, &first_ids))
     }
 
-    /// Records `jobs`' outcomes in one statement ([`finish_statement`]). The outcome is recorded
-    /// whoever holds the lease (the handler did run); the lease and the record's due time are
-    /// only touched by their owner, and a job whose worker no longer owns the lease hears
+    /// Records `jobs`' outcomes in one statement ([`finish_statement`]). An outcome, the lease
+    /// and the record's due time are only written by the lease's holder (owner and
+    /// generation); a job whose worker no longer holds it records nothing and hears
     /// [`StoreError::LeaseLost`].
     ///
     /// A [`Store::finish_last`](crate::store::Store::finish_last) job also decides in the same
