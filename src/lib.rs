@@ -50,6 +50,7 @@ pub mod config;
 pub mod dispatch;
 pub mod handler;
 pub mod http;
+pub mod output;
 pub mod server;
 pub mod signature;
 pub mod store;
@@ -64,5 +65,6 @@ pub use callback::{
 };
 pub use config::{Config, Secret};
 pub use handler::{dispatch, AllOf, Context, Handler, HandlerError, HandlerResult};
+pub use output::{AmqpOutput, NatsOutput, OutputConfig, RedisOutput};
 pub use server::{Error, Receiver};
 pub use telemetry::Metrics;

@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use okra_callbacks::{
     client,
     config::Config,
+    output::OutputArgs,
     signature::{self, Verifier},
     telemetry, AllOf, ForwardHandler, LogHandler, Receiver,
 };
@@ -23,14 +24,21 @@ struct Cli {
     /// `serve` is what runs with no subcommand.
     #[command(flatten)]
     serve: Config,
+    #[command(flatten)]
+    outputs: OutputArgs,
 }
 
-// Parsed once at start-up: the size of `Serve(Config)` does not matter.
+// Parsed once at start-up: the size of `Serve` does not matter.
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the receiver (the default).
-    Serve(Config),
+    Serve {
+        #[command(flatten)]
+        config: Config,
+        #[command(flatten)]
+        outputs: OutputArgs,
+    },
     /// Deliver a callback to a running receiver as Okra would, and print its answer.
     Send(SendArgs),
     /// Hand stored callbacks to the handlers again, through a running receiver.
@@ -108,8 +116,8 @@ struct HealthArgs {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        None => serve(cli.serve).await,
-        Some(Command::Serve(config)) => serve(config).await,
+        None => serve(cli.serve, cli.outputs).await,
+        Some(Command::Serve { config, outputs }) => serve(config, outputs).await,
         Some(Command::Send(args)) => send(args).await,
         Some(Command::Replay(args)) => replay(args).await,
         Some(Command::Healthcheck(args)) => client::healthcheck(&args.url)
@@ -126,20 +134,28 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: Config) -> Result<(), String> {
+async fn serve(config: Config, outputs: OutputArgs) -> Result<(), String> {
     telemetry::init_tracing(config.log_format);
     let config = config.resolve().map_err(|e| e.to_string())?;
+    let outputs = outputs.configs().map_err(|e| e.to_string())?;
     let metrics = telemetry::install_metrics()?;
     let mut handlers = AllOf::new().with(LogHandler::new().with_bodies(config.log_bodies));
     if let Some(url) = &config.forward_url {
         handlers = handlers
             .with(ForwardHandler::new(url, config.forward_timeout).map_err(|e| e.to_string())?);
     }
+    for output in okra_callbacks::output::connect_all(&outputs)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        handlers.push(output);
+    }
     let listen = config.listen;
     tracing::info!(
         %listen,
         database = %okra_callbacks::store::redact_url(&config.database_url),
         handlers = ?handlers,
+        outputs = ?outputs,
         callback_token = config.callback_token.is_some(),
         admin_token = config.admin_token.is_some(),
         signature = if config.hmac_secret.is_some() {
