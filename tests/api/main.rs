@@ -8,6 +8,7 @@ mod dispatch;
 mod ingest;
 mod metrics;
 mod openapi;
+mod outputs;
 mod replicas;
 mod security;
 mod store;
