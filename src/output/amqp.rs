@@ -152,7 +152,14 @@ impl AmqpOutput {
             }
             tracing::warn!(output = "amqp", server = %self.shown, "connection lost; reconnecting");
         }
-        *link = None;
+        if let Some(old) = link.take() {
+            // The channel may have closed on an error while the connection lives on.
+            if old.connection.status().connected() {
+                tokio::spawn(async move {
+                    let _ = old.connection.close(200, "reconnecting".into()).await;
+                });
+            }
+        }
         let fresh = tokio::time::timeout(CONNECT_TIMEOUT, self.open())
             .await
             .map_err(|_| {

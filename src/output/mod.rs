@@ -14,11 +14,11 @@
 //! downstream), record, type and code travel as headers or fields.
 //!
 //! ```no_run
-//! use okra_callbacks::{output::{NatsOutput, OutputConfig}, AllOf, LogHandler};
+//! use okra_callbacks::{AllOf, LogHandler, NatsOutput};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let OutputConfig::Nats(nats) = OutputConfig::parse("nats://127.0.0.1:4222")? else { unreachable!() };
-//! let handlers = AllOf::new().with(NatsOutput::connect(nats).await?).with(LogHandler::new());
+//! let nats = NatsOutput::connect("nats://127.0.0.1:4222?subject=okra.{callback_type}".parse()?).await?;
+//! let handlers = AllOf::new().with(nats).with(LogHandler::new());
 //! # Ok(()) }
 //! ```
 
@@ -150,6 +150,29 @@ pub async fn connect_all(
     }
     Ok(out)
 }
+
+/// Implements `FromStr` for a broker's config: the URL must be of that broker's scheme.
+macro_rules! parse_as {
+    ($config:ident, $variant:ident, $scheme:literal) => {
+        impl std::str::FromStr for $config {
+            type Err = OutputConfigError;
+            fn from_str(url: &str) -> Result<Self, OutputConfigError> {
+                match OutputConfig::parse(url)? {
+                    OutputConfig::$variant(c) => Ok(c),
+                    _ => Err(OutputConfigError(format!(
+                        "`{}` is not a {} URL: write {}://…",
+                        redact(url),
+                        $scheme,
+                        $scheme
+                    ))),
+                }
+            }
+        }
+    };
+}
+parse_as!(NatsConfig, Nats, "nats");
+parse_as!(RedisConfig, Redis, "redis");
+parse_as!(AmqpConfig, Amqp, "amqp");
 
 /// `url` with its password, if any, replaced by `***` (`amqp://guest:***@host/`): what logs and
 /// error messages show.
@@ -366,6 +389,7 @@ pub(crate) fn fields(cx: &crate::handler::Context) -> [(&'static str, &str); 4] 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::output::nats::DEFAULT_SUBJECT as DEFAULT_NATS_SUBJECT;
 
     fn envelope(body: &str) -> Envelope {
         Envelope::parse(body.as_bytes().to_vec()).unwrap()
@@ -517,6 +541,19 @@ mod tests {
         }
         assert_eq!(redact("amqp://guest:guest@host/"), "amqp://guest:***@host/");
         assert_eq!(redact("nats://host:4222"), "nats://host:4222");
+    }
+
+    #[test]
+    fn each_config_parses_from_its_own_scheme_only() {
+        let n: NatsConfig = "nats://127.0.0.1:4222".parse().unwrap();
+        assert_eq!(n.subject.as_str(), DEFAULT_NATS_SUBJECT);
+        let e = "redis://u:pw@127.0.0.1"
+            .parse::<NatsConfig>()
+            .unwrap_err()
+            .0;
+        assert!(e.contains("not a nats URL") && !e.contains("pw@"), "{e}");
+        assert!("amqp://127.0.0.1".parse::<AmqpConfig>().is_ok());
+        assert!("amqp://127.0.0.1".parse::<RedisConfig>().is_err());
     }
 
     #[test]
