@@ -5,7 +5,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY migrations ./migrations
-COPY tests/fixtures ./tests/fixtures
+COPY samples ./samples
 COPY benches ./benches
 COPY examples ./examples
 RUN cargo build --release --locked --bin okra-callbacks

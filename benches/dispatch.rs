@@ -24,9 +24,8 @@ use std::{
 use futures::{stream, StreamExt};
 use okra_callbacks::{
     async_trait,
-    dispatch::{DispatchConfig, Dispatcher},
     store::{self, NewCallback, Store},
-    Context, Handler, HandlerResult,
+    Context, DispatchConfig, Dispatcher, Handler, HandlerResult,
 };
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;

@@ -34,10 +34,9 @@ use lapin::{
 };
 use okra_callbacks::{
     async_trait,
-    dispatch::{DispatchConfig, Dispatcher},
     output::OutputConfig,
     store::{self, NewCallback, Store},
-    AllOf, Context, Handler, HandlerResult,
+    AllOf, Context, DispatchConfig, Dispatcher, Handler, HandlerResult,
 };
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;

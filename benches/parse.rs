@@ -1,4 +1,4 @@
-//! How long `Envelope::parse` takes per callback, for each fixture in `tests/fixtures/`.
+//! How long `Envelope::parse` takes per callback, for each sample in `samples/`.
 //!
 //! `cargo bench --bench parse` (see BENCHMARKS.md). The time per iteration is the time to
 //! parse one callback: bytes to a typed `Callback` with every field kept.
@@ -10,7 +10,7 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughpu
 use okra_callbacks::Envelope;
 
 fn fixtures() -> Vec<(String, Bytes)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples");
     let mut out: Vec<(String, Bytes)> = fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .filter_map(Result::ok)

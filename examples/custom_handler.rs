@@ -68,10 +68,8 @@ impl Handler for Underwriting {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     okra_callbacks::telemetry::init_tracing(Default::default());
-    let config = Config {
-        database_url: "sqlite://example-callbacks.db".into(),
-        ..Config::default()
-    };
+    let mut config = Config::default();
+    config.store.database_url = "sqlite://example-callbacks.db".into();
     let handlers = AllOf::new().with(LogHandler::new()).with(Underwriting);
     let receiver = Receiver::new(config, handlers).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;

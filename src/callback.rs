@@ -717,7 +717,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn fixture(name: &str) -> Envelope {
-        let path = format!("{}/tests/fixtures/{name}.json", env!("CARGO_MANIFEST_DIR"));
+        let path = format!("{}/samples/{name}.json", env!("CARGO_MANIFEST_DIR"));
         let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
         Envelope::parse(bytes).unwrap_or_else(|e| panic!("{name}: {e}"))
     }

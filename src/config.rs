@@ -1,15 +1,11 @@
-//! Typed configuration for `okra-callbacks serve`, validated at start-up.
+//! Typed configuration of a receiver, in groups (store, access, limits, delivery), validated
+//! once at start-up. The binary's own flags (`--listen`, logging, `--forward-url`) live in the
+//! binary.
 //!
 //! Every flag also reads an environment variable; secrets can come from a file
 //! (`--callback-token-file`, `OKRA_CALLBACK_TOKEN_FILE`, …) and never print.
 
-use std::{
-    fmt,
-    net::{IpAddr, SocketAddr},
-    path::PathBuf,
-    str::FromStr,
-    time::Duration,
-};
+use std::{fmt, net::IpAddr, path::PathBuf, str::FromStr, time::Duration};
 
 use clap::Args;
 use ipnet::IpNet;
@@ -58,16 +54,6 @@ impl FromStr for Secret {
     }
 }
 
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    #[default]
-    Text,
-    /// One JSON object per line, for log collectors.
-    Json,
-}
-
 /// A network in CIDR notation (`10.0.0.0/8`, `fd00::/8`) or a single address (`10.1.2.3`).
 pub fn parse_net(s: &str) -> Result<IpNet, String> {
     let s = s.trim();
@@ -78,19 +64,44 @@ pub fn parse_net(s: &str) -> Result<IpNet, String> {
         })
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+/// Parses a duration such as `500ms`, `30s`, `10m` or `24h` (clap's value parser for every
+/// duration flag, the binary's own included).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s)
         .map_err(|e| format!("{e}: write a duration such as 500ms, 30s, 10m or 24h"))
 }
 
-/// Everything `serve` needs. Build it with `Config::default()` in code, or from the command line
-/// and environment through clap.
-#[derive(Debug, Clone, Args)]
-pub struct Config {
-    /// Address to serve on.
-    #[arg(long, env = "OKRA_LISTEN", default_value = "0.0.0.0:8080")]
-    pub listen: SocketAddr,
+/// `--retry-base-delay-ms` is a whole number of milliseconds (the contract's spelling).
+fn parse_millis(s: &str) -> Result<Duration, String> {
+    s.trim()
+        .parse::<u64>()
+        .map(Duration::from_millis)
+        .map_err(|_| format!("`{s}` is not a whole number of milliseconds: write e.g. 1000"))
+}
 
+/// What the library needs to serve: where callbacks are stored, who may call, the limits on
+/// requests, how handlers are retried. Build it with `Config::default()` in code (setting the
+/// groups you care about), or from the command line and environment through clap
+/// (`#[command(flatten)]`, as the binary does). [`crate::Receiver::new`] checks it once.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Config {
+    /// Where callbacks are kept, and for how long.
+    #[command(flatten, next_help_heading = "Store")]
+    pub store: StoreConfig,
+    /// Who may call: tokens, signatures, networks.
+    #[command(flatten, next_help_heading = "Access")]
+    pub access: AccessConfig,
+    /// What bounds connections and requests.
+    #[command(flatten, next_help_heading = "Limits")]
+    pub limits: LimitsConfig,
+    /// How stored callbacks reach the handlers.
+    #[command(flatten, next_help_heading = "Delivery")]
+    pub delivery: DeliveryConfig,
+}
+
+/// Where callbacks are kept, and for how long.
+#[derive(Debug, Clone, Args)]
+pub struct StoreConfig {
     /// `sqlite://PATH` (embedded, created if missing) or `postgres://…` (shared by replicas).
     #[arg(
         long,
@@ -99,6 +110,42 @@ pub struct Config {
     )]
     pub database_url: String,
 
+    /// How long one database operation may take before the store counts as unavailable
+    /// (`POST` answers 503, `/readyz` 503).
+    #[arg(long, env = "OKRA_DATABASE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub database_timeout: Duration,
+
+    /// The most PostgreSQL connections this replica opens; all replicas together must stay
+    /// under the server's `max_connections`.
+    #[arg(long, env = "OKRA_DATABASE_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub database_pool_size: u32,
+
+    /// The same body bytes again within this window are answered as a duplicate.
+    #[arg(long, env = "OKRA_DEDUP_WINDOW", default_value = "24h", value_parser = parse_duration)]
+    pub dedup_window: Duration,
+
+    /// Delete delivered and dead callbacks older than this (e.g. 90d). Unset: keep everything.
+    #[arg(long, env = "OKRA_RETENTION", value_parser = parse_duration)]
+    pub retention: Option<Duration>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        let store = StoreOptions::default();
+        Self {
+            database_url: "sqlite://okra-callbacks.db".into(),
+            database_timeout: store.timeout,
+            database_pool_size: store.max_connections as u32,
+            dedup_window: Duration::from_secs(24 * 3600),
+            retention: None,
+        }
+    }
+}
+
+/// Who may call: bearer tokens, body signatures and networks. Each secret can also come from a
+/// file (`…_file`), read once at start-up.
+#[derive(Debug, Clone, Args)]
+pub struct AccessConfig {
     /// When set, `POST /v1/callback` requires `Authorization: Bearer <token>`.
     #[arg(long, env = "OKRA_CALLBACK_TOKEN", hide_env_values = true)]
     pub callback_token: Option<Secret>,
@@ -160,7 +207,29 @@ pub struct Config {
     /// Unset: from anywhere.
     #[arg(long, env = "OKRA_ALLOW_FROM", value_delimiter = ',', value_parser = parse_net)]
     pub allow_from: Vec<IpNet>,
+}
 
+impl Default for AccessConfig {
+    fn default() -> Self {
+        Self {
+            callback_token: None,
+            callback_token_file: None,
+            admin_token: None,
+            admin_token_file: None,
+            hmac_secret: None,
+            hmac_secret_file: None,
+            hmac_header: DEFAULT_HMAC_HEADER.into(),
+            webhook_secret: None,
+            webhook_secret_file: None,
+            trusted_proxies: Vec::new(),
+            allow_from: Vec::new(),
+        }
+    }
+}
+
+/// What bounds connections and requests, so slow or many clients cannot exhaust the receiver.
+#[derive(Debug, Clone, Args)]
+pub struct LimitsConfig {
     /// A connection must send its request line and headers within this time, or it is closed
     /// (slow clients cannot hold connections open). Also closes idle keep-alive connections.
     #[arg(long, env = "OKRA_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
@@ -170,25 +239,57 @@ pub struct Config {
     #[arg(long, env = "OKRA_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
 
-    /// Open connections at once; past it, new ones wait in the kernel's accept queue.
-    #[arg(long, env = "OKRA_MAX_CONNECTIONS", default_value_t = 1024)]
-    pub max_connections: usize,
+    /// Open HTTP connections at once; past it, new ones wait in the kernel's accept queue.
+    #[arg(
+        long = "max-connections",
+        env = "OKRA_MAX_CONNECTIONS",
+        value_name = "MAX_CONNECTIONS",
+        default_value_t = 1024
+    )]
+    pub max_open_connections: usize,
 
-    /// POST each callback's original JSON to this internal URL; a non-2xx answer is a failure.
-    #[arg(long, env = "OKRA_FORWARD_URL")]
-    pub forward_url: Option<String>,
+    /// Larger request bodies get 413.
+    #[arg(long, env = "OKRA_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_body_bytes: usize,
 
-    /// Timeout of one forward request.
-    #[arg(long, env = "OKRA_FORWARD_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
-    pub forward_timeout: Duration,
+    /// Callbacks being stored at once before new ones get 429 with `Retry-After`.
+    #[arg(long, env = "OKRA_MAX_CONCURRENT_REQUESTS", default_value_t = 1024)]
+    pub max_concurrent_requests: usize,
 
+    /// On SIGTERM, how long to wait for in-flight requests and handler calls.
+    #[arg(long, env = "OKRA_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_open_connections: 1024,
+            max_body_bytes: 4 * 1024 * 1024,
+            max_concurrent_requests: 1024,
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How stored callbacks reach the handlers: attempts, backoff, timeouts, parallelism.
+#[derive(Debug, Clone, Args)]
+pub struct DeliveryConfig {
     /// Handler attempts before a callback is marked dead.
     #[arg(long, env = "OKRA_MAX_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_attempts: u32,
 
     /// First retry delay in milliseconds; doubles each attempt (with jitter).
-    #[arg(long, env = "OKRA_RETRY_BASE_DELAY_MS", default_value_t = 1000)]
-    pub retry_base_delay_ms: u64,
+    #[arg(
+        long = "retry-base-delay-ms",
+        env = "OKRA_RETRY_BASE_DELAY_MS",
+        value_name = "MS",
+        default_value = "1000",
+        value_parser = parse_millis
+    )]
+    pub retry_base_delay: Duration,
 
     /// The longest delay between two attempts.
     #[arg(long, env = "OKRA_RETRY_MAX_DELAY", default_value = "1h", value_parser = parse_duration)]
@@ -204,88 +305,21 @@ pub struct Config {
     #[arg(long, env = "OKRA_LEASE", value_parser = parse_duration)]
     pub lease: Option<Duration>,
 
-    /// How long one database operation may take before the store counts as unavailable
-    /// (`POST` answers 503, `/readyz` 503).
-    #[arg(long, env = "OKRA_DATABASE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
-    pub database_timeout: Duration,
-
-    /// The most PostgreSQL connections this replica opens; all replicas together must stay
-    /// under the server's `max_connections`.
-    #[arg(long, env = "OKRA_DATABASE_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
-    pub database_pool_size: u32,
-
     /// How many records are handled in parallel.
     #[arg(long, env = "OKRA_WORKERS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub workers: u32,
-
-    /// Larger request bodies get 413.
-    #[arg(long, env = "OKRA_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
-    pub max_body_bytes: usize,
-
-    /// The same body bytes again within this window are answered as a duplicate.
-    #[arg(long, env = "OKRA_DEDUP_WINDOW", default_value = "24h", value_parser = parse_duration)]
-    pub dedup_window: Duration,
-
-    /// Callbacks being stored at once before new ones get 429 with `Retry-After`.
-    #[arg(long, env = "OKRA_MAX_CONCURRENT_REQUESTS", default_value_t = 1024)]
-    pub max_concurrent_requests: usize,
-
-    /// On SIGTERM, how long to wait for in-flight requests and handler calls.
-    #[arg(long, env = "OKRA_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
-    pub shutdown_timeout: Duration,
-
-    /// Delete delivered and dead callbacks older than this (e.g. 90d). Unset: keep everything.
-    #[arg(long, env = "OKRA_RETENTION", value_parser = parse_duration)]
-    pub retention: Option<Duration>,
-
-    /// Log output format.
-    #[arg(long, env = "OKRA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
-
-    /// Log full callback bodies (they hold personal data: BVNs, names, phone numbers). Off by
-    /// default; turn on only while debugging, never in production.
-    #[arg(long, env = "OKRA_LOG_BODIES")]
-    pub log_bodies: bool,
 }
 
-impl Default for Config {
+impl Default for DeliveryConfig {
     fn default() -> Self {
         let dispatch = DispatchConfig::default();
-        let store = StoreOptions::default();
         Self {
-            listen: ([0, 0, 0, 0], 8080).into(),
-            database_url: "sqlite://okra-callbacks.db".into(),
-            callback_token: None,
-            callback_token_file: None,
-            admin_token: None,
-            admin_token_file: None,
-            hmac_secret: None,
-            hmac_secret_file: None,
-            hmac_header: DEFAULT_HMAC_HEADER.into(),
-            webhook_secret: None,
-            webhook_secret_file: None,
-            trusted_proxies: Vec::new(),
-            allow_from: Vec::new(),
-            header_read_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(30),
-            max_connections: 1024,
-            forward_url: None,
-            forward_timeout: Duration::from_secs(10),
             max_attempts: dispatch.max_attempts,
-            retry_base_delay_ms: dispatch.retry_base_delay.as_millis() as u64,
+            retry_base_delay: dispatch.retry_base_delay,
             retry_max_delay: dispatch.retry_max_delay,
             handler_timeout: dispatch.handler_timeout,
             lease: None,
-            database_timeout: store.timeout,
-            database_pool_size: store.max_connections as u32,
             workers: dispatch.concurrency as u32,
-            max_body_bytes: 4 * 1024 * 1024,
-            dedup_window: Duration::from_secs(24 * 3600),
-            max_concurrent_requests: 1024,
-            shutdown_timeout: Duration::from_secs(30),
-            retention: None,
-            log_format: LogFormat::Text,
-            log_bodies: false,
         }
     }
 }
@@ -303,48 +337,78 @@ fn read_secret(path: &PathBuf, flag: &str) -> Result<Secret, ConfigError> {
         .map_err(|e| ConfigError(format!("--{flag} {}: {e}", path.display())))
 }
 
+/// A secret given inline or as a file to read.
+fn secret(
+    inline: Option<Secret>,
+    file: Option<PathBuf>,
+    flag: &str,
+) -> Result<Option<Secret>, ConfigError> {
+    match file {
+        Some(path) => read_secret(&path, flag).map(Some),
+        None => Ok(inline),
+    }
+}
+
+/// [`AccessConfig`] with its secret files read and its signature check built.
+#[derive(Debug, Clone)]
+pub(crate) struct Access {
+    /// Required on `POST /v1/callback` when set.
+    pub callback_token: Option<Secret>,
+    /// Required on every read/admin endpoint when set.
+    pub admin_token: Option<Secret>,
+    /// The signature every callback body must carry, when set.
+    pub signature: Option<Verifier>,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// When not empty, `POST /v1/callback` only from these networks.
+    pub allow_from: Vec<IpNet>,
+}
+
+/// A [`Config`] read and checked once, in the shapes the parts of a receiver take.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    /// The store's URL (`sqlite://…` or `postgres://…`).
+    pub database_url: String,
+    /// The store's pool and timeout.
+    pub store: StoreOptions,
+    /// The same bytes again within this window are a duplicate.
+    pub dedup_window: Duration,
+    /// Delivered and dead callbacks older than this are deleted.
+    pub retention: Option<Duration>,
+    /// Who may call.
+    pub access: Access,
+    /// What bounds connections and requests.
+    pub limits: LimitsConfig,
+    /// The dispatcher's settings, the lease's default filled in.
+    pub dispatch: DispatchConfig,
+}
+
 impl Config {
-    /// Reads the `…_FILE` secrets and checks the settings fit together. Call once at start-up
-    /// ([`crate::Receiver::new`] does).
-    pub fn resolve(mut self) -> Result<Self, ConfigError> {
-        if let Some(path) = self.callback_token_file.take() {
-            self.callback_token = Some(read_secret(&path, "callback-token-file")?);
-        }
-        if let Some(path) = self.admin_token_file.take() {
-            self.admin_token = Some(read_secret(&path, "admin-token-file")?);
-        }
-        if let Some(path) = self.hmac_secret_file.take() {
-            self.hmac_secret = Some(read_secret(&path, "hmac-secret-file")?);
-        }
-        if let Some(path) = self.webhook_secret_file.take() {
-            self.webhook_secret = Some(read_secret(&path, "webhook-secret-file")?);
-        }
-        self.signature_verifier()?;
-        if self.header_read_timeout.is_zero() || self.request_timeout.is_zero() {
+    /// Reads the `…_file` secrets, builds the signature check and checks the settings fit
+    /// together. Runs once, when a receiver is built.
+    pub(crate) fn resolve(self) -> Result<Settings, ConfigError> {
+        let Config {
+            store,
+            access,
+            limits,
+            delivery,
+        } = self;
+        let access = access.resolve()?;
+        if limits.header_read_timeout.is_zero() || limits.request_timeout.is_zero() {
             return Err(ConfigError(
                 "--header-read-timeout and --request-timeout must be longer than 0 s".into(),
             ));
         }
-        if self.max_connections == 0 {
+        if limits.max_open_connections == 0 {
             return Err(ConfigError("--max-connections must be at least 1".into()));
         }
-        if let Some(url) = &self.forward_url {
-            let ok = reqwest::Url::parse(url)
-                .map(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
-                .unwrap_or(false);
-            if !ok {
-                return Err(ConfigError(format!(
-                    "--forward-url `{url}` is not an http(s) URL: use e.g. http://ledger.internal:9000/okra"
-                )));
-            }
-        }
-        if self.database_timeout.is_zero() {
+        if store.database_timeout.is_zero() {
             return Err(ConfigError(
                 "--database-timeout must be more than 0: use e.g. 5s".into(),
             ));
         }
-        if let Some(lease) = self.lease {
-            let floor = self.handler_timeout + self.database_timeout;
+        if let Some(lease) = delivery.lease {
+            let floor = delivery.handler_timeout + store.database_timeout;
             if lease <= floor {
                 return Err(ConfigError(format!(
                     "--lease {} must exceed --handler-timeout + --database-timeout ({}), or a worker could lose a record while its handler still runs: raise --lease or lower the timeouts",
@@ -353,58 +417,81 @@ impl Config {
                 )));
             }
         }
-        if self.max_body_bytes == 0 {
+        if limits.max_body_bytes == 0 {
             return Err(ConfigError("--max-body-bytes must be at least 1".into()));
         }
-        if self.max_concurrent_requests == 0 {
+        if limits.max_concurrent_requests == 0 {
             return Err(ConfigError(
                 "--max-concurrent-requests must be at least 1".into(),
             ));
         }
-        Ok(self)
+        Ok(Settings {
+            dispatch: delivery.dispatch_config(store.database_timeout),
+            database_url: store.database_url,
+            store: StoreOptions {
+                max_connections: store.database_pool_size as usize,
+                timeout: store.database_timeout,
+            },
+            dedup_window: store.dedup_window,
+            retention: store.retention,
+            access,
+            limits,
+        })
     }
+}
 
-    /// The signature check the secrets describe: HMAC-SHA256 with `--hmac-secret`, Standard
-    /// Webhooks with `--webhook-secret`, none without either.
-    pub fn signature_verifier(&self) -> Result<Option<Verifier>, ConfigError> {
-        match (&self.hmac_secret, &self.webhook_secret) {
-            (Some(_), Some(_)) => Err(ConfigError(
+impl AccessConfig {
+    fn resolve(self) -> Result<Access, ConfigError> {
+        let hmac_secret = secret(self.hmac_secret, self.hmac_secret_file, "hmac-secret-file")?;
+        let webhook_secret = secret(
+            self.webhook_secret,
+            self.webhook_secret_file,
+            "webhook-secret-file",
+        )?;
+        let signature = match (hmac_secret, webhook_secret) {
+            (Some(_), Some(_)) => return Err(ConfigError(
                 "--hmac-secret and --webhook-secret are two signature schemes: set only the one your sender uses".into(),
             )),
-            (Some(secret), None) => {
+            (Some(secret), None) => Some(
                 Verifier::hmac_sha256(secret.expose().as_bytes(), &self.hmac_header)
-                    .map(Some)
-                    .map_err(|e| ConfigError(format!("--hmac-secret: {e}")))
-            }
-            (None, Some(secret)) => Verifier::standard_webhooks(secret.expose())
-                .map(Some)
-                .map_err(|e| ConfigError(format!("--webhook-secret: {e}"))),
-            (None, None) => Ok(None),
-        }
+                    .map_err(|e| ConfigError(format!("--hmac-secret: {e}")))?,
+            ),
+            (None, Some(secret)) => Some(
+                Verifier::standard_webhooks(secret.expose())
+                    .map_err(|e| ConfigError(format!("--webhook-secret: {e}")))?,
+            ),
+            (None, None) => None,
+        };
+        Ok(Access {
+            callback_token: secret(
+                self.callback_token,
+                self.callback_token_file,
+                "callback-token-file",
+            )?,
+            admin_token: secret(self.admin_token, self.admin_token_file, "admin-token-file")?,
+            signature,
+            trusted_proxies: self.trusted_proxies,
+            allow_from: self.allow_from,
+        })
     }
+}
 
-    /// The dispatcher settings these flags describe.
-    pub fn dispatch(&self) -> DispatchConfig {
+impl DeliveryConfig {
+    /// The dispatcher settings these flags describe; the lease defaults to 4 × the handler
+    /// timeout, at least 30 s and at least the handler timeout plus two database timeouts.
+    fn dispatch_config(&self, database_timeout: Duration) -> DispatchConfig {
         DispatchConfig {
             max_attempts: self.max_attempts,
-            retry_base_delay: Duration::from_millis(self.retry_base_delay_ms),
+            retry_base_delay: self.retry_base_delay,
             retry_max_delay: self.retry_max_delay,
             handler_timeout: self.handler_timeout,
             concurrency: self.workers as usize,
             lease: self.lease.unwrap_or_else(|| {
                 (self.handler_timeout * 4)
-                    .max(self.handler_timeout + self.database_timeout * 2)
+                    .max(self.handler_timeout + database_timeout * 2)
                     .max(Duration::from_secs(30))
             }),
             ..DispatchConfig::default()
-        }
-    }
-
-    /// The store settings these flags describe.
-    pub fn store_options(&self) -> StoreOptions {
-        StoreOptions {
-            max_connections: self.database_pool_size as usize,
-            timeout: self.database_timeout,
         }
     }
 }
@@ -424,21 +511,48 @@ mod tests {
     fn defaults_match_the_contract_and_default_impl() {
         let parsed = Cli::parse_from(["x"]).config;
         let default = Config::default();
-        assert_eq!(parsed.listen.to_string(), "0.0.0.0:8080");
-        assert_eq!(parsed.database_url, "sqlite://okra-callbacks.db");
-        assert_eq!(parsed.max_attempts, 10);
-        assert_eq!(parsed.retry_base_delay_ms, 1000);
-        assert_eq!(parsed.max_body_bytes, 4194304);
+        assert_eq!(parsed.store.database_url, "sqlite://okra-callbacks.db");
+        assert_eq!(parsed.delivery.max_attempts, 10);
+        assert_eq!(
+            parsed.delivery.retry_base_delay,
+            Duration::from_millis(1000)
+        );
+        assert_eq!(parsed.limits.max_body_bytes, 4194304);
         assert_eq!(format!("{parsed:?}"), format!("{default:?}"));
+    }
+
+    #[test]
+    fn retry_base_delay_is_read_in_milliseconds_from_flag_and_environment() {
+        let config = Cli::parse_from(["x", "--retry-base-delay-ms", "250"]).config;
+        assert_eq!(config.delivery.retry_base_delay, Duration::from_millis(250));
+        let err = Cli::try_parse_from(["x", "--retry-base-delay-ms", "1s"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("whole number of milliseconds"), "{err}");
+        let arg = <Cli as clap::CommandFactory>::command()
+            .get_arguments()
+            .find(|a| a.get_long() == Some("retry-base-delay-ms"))
+            .map(|a| a.get_env().map(|e| e.to_owned()));
+        assert_eq!(
+            arg,
+            Some(Some(std::ffi::OsString::from("OKRA_RETRY_BASE_DELAY_MS")))
+        );
     }
 
     #[test]
     fn lease_defaults_to_four_handler_timeouts_and_can_be_set() {
         let config = Cli::parse_from(["x", "--handler-timeout", "20s"]).config;
-        assert_eq!(config.dispatch().lease, Duration::from_secs(80));
+        assert_eq!(
+            config.resolve().unwrap().dispatch.lease,
+            Duration::from_secs(80)
+        );
         let config = Cli::parse_from(["x", "--handler-timeout", "1s"]).config;
-        assert_eq!(config.dispatch().lease, Duration::from_secs(30));
-        let config = Cli::parse_from([
+        assert_eq!(
+            config.resolve().unwrap().dispatch.lease,
+            Duration::from_secs(30)
+        );
+        let settings = Cli::parse_from([
             "x",
             "--handler-timeout",
             "1s",
@@ -450,8 +564,8 @@ mod tests {
         .config
         .resolve()
         .unwrap();
-        assert_eq!(config.dispatch().lease, Duration::from_secs(3));
-        assert_eq!(config.store_options().timeout, Duration::from_secs(1));
+        assert_eq!(settings.dispatch.lease, Duration::from_secs(3));
+        assert_eq!(settings.store.timeout, Duration::from_secs(1));
     }
 
     #[test]
@@ -460,6 +574,8 @@ mod tests {
         let shown = format!("{config:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("Secret(***)"));
+        let shown = format!("{:?}", config.resolve().unwrap());
+        assert!(!shown.contains("hunter2"), "{shown}");
     }
 
     #[test]
@@ -467,11 +583,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("admin");
         std::fs::write(&path, "from-a-file\n").unwrap();
-        let config = Cli::parse_from(["x", "--admin-token-file", path.to_str().unwrap()])
+        let settings = Cli::parse_from(["x", "--admin-token-file", path.to_str().unwrap()])
             .config
             .resolve()
             .unwrap();
-        assert_eq!(config.admin_token.unwrap().expose(), "from-a-file");
+        assert_eq!(settings.access.admin_token.unwrap().expose(), "from-a-file");
 
         let missing = Cli::parse_from(["x", "--callback-token-file", "/nonexistent/t"])
             .config
@@ -495,11 +611,6 @@ mod tests {
             .resolve()
             .unwrap_err();
         assert!(err.to_string().contains("--lease 10s must exceed"), "{err}");
-        let err = Cli::parse_from(["x", "--forward-url", "ftp://x"])
-            .config
-            .resolve()
-            .unwrap_err();
-        assert!(err.to_string().contains("http(s)"));
     }
 
     #[test]
@@ -513,13 +624,13 @@ mod tests {
         ])
         .config;
         assert_eq!(
-            config.trusted_proxies,
+            config.access.trusted_proxies,
             vec![
                 "10.0.0.0/8".parse::<IpNet>().unwrap(),
                 "127.0.0.1/32".parse().unwrap()
             ]
         );
-        assert_eq!(config.allow_from.len(), 2);
+        assert_eq!(config.access.allow_from.len(), 2);
         let err = Cli::try_parse_from(["x", "--allow-from", "10.0.0.0/33"])
             .err()
             .unwrap()
@@ -532,22 +643,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("whsec");
         std::fs::write(&path, "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD\n").unwrap();
-        let config = Cli::parse_from(["x", "--webhook-secret-file", path.to_str().unwrap()])
+        let settings = Cli::parse_from(["x", "--webhook-secret-file", path.to_str().unwrap()])
             .config
             .resolve()
             .unwrap();
         assert_eq!(
-            config.signature_verifier().unwrap().unwrap().scheme(),
+            settings.access.signature.unwrap().scheme(),
             "standard-webhooks"
         );
         let config = Cli::parse_from(["x", "--hmac-secret", "hunter2-hmac"]).config;
         assert!(!format!("{config:?}").contains("hunter2"));
-        let verifier = config
-            .resolve()
-            .unwrap()
-            .signature_verifier()
-            .unwrap()
-            .unwrap();
+        let verifier = config.resolve().unwrap().access.signature.unwrap();
         assert_eq!(verifier.scheme(), "hmac-sha256");
         assert!(!format!("{verifier:?}").contains("hunter2"));
     }
@@ -569,8 +675,11 @@ mod tests {
         );
         // Set in code, both at once are refused too.
         let both = Config {
-            hmac_secret: Some(Secret::new("a")),
-            webhook_secret: Some(Secret::new("whsec_AAAA")),
+            access: AccessConfig {
+                hmac_secret: Some(Secret::new("a")),
+                webhook_secret: Some(Secret::new("whsec_AAAA")),
+                ..AccessConfig::default()
+            },
             ..Config::default()
         };
         assert!(both

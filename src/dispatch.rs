@@ -256,14 +256,17 @@ impl Dispatcher {
                     // Back in `serving`, unless a claim of this process started another task
                     // on the record meanwhile (possible only if the lease had lapsed): that
                     // task serves it now.
-                    if more.as_ref().is_some_and(Vec::is_empty)
+                    if matches!(more, crate::store::AfterLast::Released)
                         || !self.lock_serving().insert(record.clone())
                     {
                         // The store released the lease (or the other task holds it).
                         return false;
                     }
-                    // `None`: the store only recorded the outcome; the caller releases.
-                    next = more;
+                    // `StillLeased`: the store only recorded the outcome; the caller releases.
+                    next = match more {
+                        crate::store::AfterLast::Next(callbacks) => Some(callbacks),
+                        _ => None,
+                    };
                 } else {
                     let recorded = self
                         .persist(stop, || {

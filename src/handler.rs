@@ -118,7 +118,7 @@ pub trait Handler: Send + Sync + 'static {
     /// Entry point: routes the callback to the method for its type. Override only to see every
     /// callback in one place (as [`AllOf`] does).
     async fn handle(&self, cx: &Context) -> HandlerResult {
-        dispatch(self, cx).await
+        handle_by_type(self, cx).await
     }
 
     /// `TRANSACTIONS` callbacks with a known code.
@@ -165,7 +165,7 @@ pub trait Handler: Send + Sync + 'static {
 
 /// Routes a callback to the [`Handler`] method for its type; unknown types and codes go to
 /// [`Handler::on_unknown`]. This is what [`Handler::handle`] does by default.
-pub async fn dispatch<H: Handler + ?Sized>(handler: &H, cx: &Context) -> HandlerResult {
+pub async fn handle_by_type<H: Handler + ?Sized>(handler: &H, cx: &Context) -> HandlerResult {
     if cx.callback().is_unknown() {
         return handler.on_unknown(cx).await;
     }
@@ -337,7 +337,7 @@ mod tests {
 
     fn fixture(name: &str) -> Vec<u8> {
         std::fs::read(format!(
-            "{}/tests/fixtures/{name}.json",
+            "{}/samples/{name}.json",
             env!("CARGO_MANIFEST_DIR")
         ))
         .unwrap()

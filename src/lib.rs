@@ -29,29 +29,38 @@
 //!
 //! # Layout
 //!
+//! The walk of one callback: bytes → who may call → parse → store → dispatch → handler.
+//!
 //! - [`callback`]: the payload model — [`Envelope::parse`] turns bytes into a typed [`Callback`].
-//! - [`handler`]: the [`Handler`] trait, [`dispatch()`] and [`AllOf`] for several handlers.
+//! - [`handler`]: the [`Handler`] trait, [`handle_by_type`] and [`AllOf`] for several handlers.
 //! - [`builtin`]: the binary's handlers — [`LogHandler`] and [`ForwardHandler`].
-//! - [`store`]: the durable inbox — embedded SQLite or shared PostgreSQL.
-//! - [`dispatch`](mod@dispatch): the dispatcher — ordered, at-least-once delivery with retries.
-//! - [`http`]: routes, error bodies, auth and the OpenAPI document.
-//! - [`config`]: typed, validated settings (clap + environment).
-//! - [`client`]: the CLI's client side — `send`, `replay`, `healthcheck`.
-//! - [`server`]: [`Receiver`], which runs it all until shutdown.
+//! - [`store`]: the durable inbox — the [`store::Store`] trait, embedded SQLite and shared
+//!   PostgreSQL.
+//! - `dispatch` (private): the [`Dispatcher`] — ordered, at-least-once delivery with retries;
+//!   exported to run a worker without the HTTP API.
+//! - `http` (private): the HTTP API — ingest, the read/admin routes, health, metrics and the
+//!   OpenAPI document ([`openapi`]), who may call, the error bodies. [`Receiver::router`] gives
+//!   its `Router`.
+//! - [`output`]: outputs to message brokers (NATS JetStream, Redis Streams, RabbitMQ), each a [`Handler`].
 //! - [`signature`]: HMAC-SHA256 and Standard Webhooks signature checks on the raw body.
-//! - [`telemetry`]: logging, tracing (optional OpenTelemetry export) and metrics set-up.
+//! - [`config`]: typed settings in groups (store, access, limits, delivery), checked once.
+//! - [`telemetry`]: logging ([`telemetry::Logs`]), tracing and metrics set-up.
+//! - [`Receiver`] (private `server` module): runs it all until shutdown.
+//!
+//! The binary (`src/main.rs`) adds its own flags (`--listen`, logging, `--forward-url`) and the
+//! client commands (`send`, `replay`, `healthcheck`, in `src/cli/`); the sample payloads `send`
+//! ships with are in `samples/`.
 
 #![warn(missing_docs)]
 
 pub mod builtin;
 pub mod callback;
-pub mod client;
 pub mod config;
-pub mod dispatch;
+mod dispatch;
 pub mod handler;
-pub mod http;
+mod http;
 pub mod output;
-pub mod server;
+mod server;
 pub mod signature;
 pub mod store;
 pub mod telemetry;
@@ -63,8 +72,15 @@ pub use callback::{
     Envelope, IdentityData, IdentityEvent, IncomeEvent, OkraError, ParseError, RecordEvent,
     RecordId, TransactionsEvent,
 };
-pub use config::{Config, Secret};
-pub use handler::{dispatch, AllOf, Context, Handler, HandlerError, HandlerResult};
+pub use config::{AccessConfig, Config, DeliveryConfig, LimitsConfig, Secret, StoreConfig};
+pub use dispatch::{DispatchConfig, Dispatcher};
+pub use handler::{handle_by_type, AllOf, Context, Handler, HandlerError, HandlerResult};
 pub use output::{AmqpOutput, NatsOutput, OutputConfig, RedisOutput};
 pub use server::{Error, Receiver};
 pub use telemetry::Metrics;
+
+/// The OpenAPI 3 document of every route a [`Receiver`] serves (what `GET /openapi.json`
+/// answers), for generating clients or checking a deployment against it.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    http::openapi()
+}

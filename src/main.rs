@@ -1,14 +1,15 @@
 //! The `okra-callbacks` binary: set up logging, read the configuration, run the command.
 
-use std::{path::PathBuf, process::ExitCode};
+mod cli;
+
+use std::{net::SocketAddr, process::ExitCode, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 use okra_callbacks::{
-    client,
-    config::Config,
+    config::{parse_duration, Config},
     output::OutputArgs,
-    signature::{self, Verifier},
-    telemetry, AllOf, ForwardHandler, LogHandler, Receiver,
+    telemetry::{self, LogFormat},
+    AllOf, ForwardHandler, LogHandler, Receiver,
 };
 
 #[derive(Parser)]
@@ -23,107 +24,78 @@ struct Cli {
     command: Option<Command>,
     /// `serve` is what runs with no subcommand.
     #[command(flatten)]
-    serve: Config,
-    #[command(flatten)]
-    outputs: OutputArgs,
+    serve: ServeArgs,
 }
 
-// Parsed once at start-up: the size of `Serve` does not matter.
+// Parsed once at start-up: the size of `Serve(ServeArgs)` does not matter.
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the receiver (the default).
-    Serve {
-        #[command(flatten)]
-        config: Config,
-        #[command(flatten)]
-        outputs: OutputArgs,
-    },
+    Serve(ServeArgs),
     /// Deliver a callback to a running receiver as Okra would, and print its answer.
-    Send(SendArgs),
+    Send(cli::SendArgs),
     /// Hand stored callbacks to the handlers again, through a running receiver.
-    Replay(ReplayArgs),
+    Replay(cli::ReplayArgs),
     /// Exit 0 if a receiver answers its readiness check (for container HEALTHCHECKs).
-    Healthcheck(HealthArgs),
+    Healthcheck(cli::HealthArgs),
 }
 
+/// `serve`: the library's [`Config`] plus what only the binary reads — the socket, the logs and
+/// its built-in handlers.
 #[derive(Args)]
-struct SendArgs {
-    /// A JSON file holding one callback. Without it, a built-in sample chosen by --type/--code.
-    file: Option<PathBuf>,
-    /// The callback type of the built-in sample, e.g. TRANSACTIONS.
-    #[arg(long = "type", value_name = "TYPE")]
-    callback_type: Option<String>,
-    /// The callback code of the built-in sample, e.g. PERIODIC_TRANSACTIONS.
-    #[arg(long)]
-    code: Option<String>,
-    /// Replace the record id in the body.
-    #[arg(long)]
-    record: Option<String>,
-    /// The receiver's callback URL.
-    #[arg(
-        long,
-        env = "OKRA_SEND_URL",
-        default_value = "http://127.0.0.1:8080/v1/callback"
-    )]
-    url: String,
-    /// Send `Authorization: Bearer <token>`.
-    #[arg(long, env = "OKRA_CALLBACK_TOKEN", hide_env_values = true)]
-    token: Option<String>,
-    /// Sign the body with HMAC-SHA256 under this secret, as a receiver started with the same
-    /// `--hmac-secret` expects.
-    #[arg(long, env = "OKRA_HMAC_SECRET", hide_env_values = true)]
-    hmac_secret: Option<String>,
-    /// The header carrying the HMAC signature.
-    #[arg(long, env = "OKRA_HMAC_HEADER", default_value = signature::DEFAULT_HMAC_HEADER)]
-    hmac_header: String,
-    /// Sign the body the Standard Webhooks way with this `whsec_…` secret.
-    #[arg(
-        long,
-        env = "OKRA_WEBHOOK_SECRET",
-        hide_env_values = true,
-        conflicts_with = "hmac_secret"
-    )]
-    webhook_secret: Option<String>,
-    /// List the built-in samples and exit.
-    #[arg(long)]
-    list: bool,
+struct ServeArgs {
+    /// Address to serve on.
+    #[arg(long, env = "OKRA_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+
+    /// Log output format.
+    #[arg(long, env = "OKRA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
+    /// Log full callback bodies (they hold personal data: BVNs, names, phone numbers). Off by
+    /// default; turn on only while debugging, never in production.
+    #[arg(long, env = "OKRA_LOG_BODIES")]
+    log_bodies: bool,
+
+    /// POST each callback's original JSON to this internal URL; a non-2xx answer is a failure.
+    #[arg(long, env = "OKRA_FORWARD_URL", value_parser = parse_forward_url)]
+    forward_url: Option<String>,
+
+    /// Timeout of one forward request.
+    #[arg(long, env = "OKRA_FORWARD_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    forward_timeout: Duration,
+
+    #[command(flatten)]
+    outputs: OutputArgs,
+
+    #[command(flatten)]
+    config: Config,
 }
 
-#[derive(Args)]
-struct ReplayArgs {
-    /// Callback ids to replay.
-    ids: Vec<String>,
-    /// Replay every dead callback instead.
-    #[arg(long, conflicts_with = "ids")]
-    dead: bool,
-    /// The receiver's base URL.
-    #[arg(long, env = "OKRA_ADMIN_URL", default_value = "http://127.0.0.1:8080")]
-    url: String,
-    /// Send `Authorization: Bearer <token>`.
-    #[arg(long, env = "OKRA_ADMIN_TOKEN", hide_env_values = true)]
-    admin_token: Option<String>,
-}
-
-#[derive(Args)]
-struct HealthArgs {
-    /// The URL to check.
-    #[arg(long, default_value = "http://127.0.0.1:8080/readyz")]
-    url: String,
+/// `--forward-url` must be an http(s) URL with a host.
+fn parse_forward_url(url: &str) -> Result<String, String> {
+    let ok = reqwest::Url::parse(url)
+        .map(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+        .unwrap_or(false);
+    if ok {
+        Ok(url.to_owned())
+    } else {
+        Err(format!(
+            "`{url}` is not an http(s) URL: use e.g. http://ledger.internal:9000/okra"
+        ))
+    }
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        None => serve(cli.serve, cli.outputs).await,
-        Some(Command::Serve { config, outputs }) => serve(config, outputs).await,
-        Some(Command::Send(args)) => send(args).await,
-        Some(Command::Replay(args)) => replay(args).await,
-        Some(Command::Healthcheck(args)) => client::healthcheck(&args.url)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string()),
+        None => serve(cli.serve).await,
+        Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::Send(args)) => cli::send(args).await,
+        Some(Command::Replay(args)) => cli::replay(args).await,
+        Some(Command::Healthcheck(args)) => cli::healthcheck(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -134,15 +106,14 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: Config, outputs: OutputArgs) -> Result<(), String> {
-    telemetry::init_tracing(config.log_format);
-    let config = config.resolve().map_err(|e| e.to_string())?;
-    let outputs = outputs.configs().map_err(|e| e.to_string())?;
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    telemetry::init_tracing(args.log_format);
+    let outputs = args.outputs.configs().map_err(|e| e.to_string())?;
     let metrics = telemetry::install_metrics()?;
-    let mut handlers = AllOf::new().with(LogHandler::new().with_bodies(config.log_bodies));
-    if let Some(url) = &config.forward_url {
+    let mut handlers = AllOf::new().with(LogHandler::new().with_bodies(args.log_bodies));
+    if let Some(url) = &args.forward_url {
         handlers = handlers
-            .with(ForwardHandler::new(url, config.forward_timeout).map_err(|e| e.to_string())?);
+            .with(ForwardHandler::new(url, args.forward_timeout).map_err(|e| e.to_string())?);
     }
     for output in okra_callbacks::output::connect_all(&outputs)
         .await
@@ -150,24 +121,25 @@ async fn serve(config: Config, outputs: OutputArgs) -> Result<(), String> {
     {
         handlers.push(output);
     }
-    let listen = config.listen;
+    let (listen, config) = (args.listen, args.config);
+    let access = &config.access;
     tracing::info!(
         %listen,
-        database = %okra_callbacks::store::redact_url(&config.database_url),
+        database = %okra_callbacks::store::redact_url(&config.store.database_url),
         handlers = ?handlers,
         outputs = ?outputs,
-        callback_token = config.callback_token.is_some(),
-        admin_token = config.admin_token.is_some(),
-        signature = if config.hmac_secret.is_some() {
+        callback_token = access.callback_token.is_some() || access.callback_token_file.is_some(),
+        admin_token = access.admin_token.is_some() || access.admin_token_file.is_some(),
+        signature = if access.hmac_secret.is_some() || access.hmac_secret_file.is_some() {
             "hmac-sha256"
-        } else if config.webhook_secret.is_some() {
+        } else if access.webhook_secret.is_some() || access.webhook_secret_file.is_some() {
             "standard-webhooks"
         } else {
             "none"
         },
-        trusted_proxies = ?config.trusted_proxies,
-        allow_from = ?config.allow_from,
-        log_bodies = config.log_bodies,
+        trusted_proxies = ?access.trusted_proxies,
+        allow_from = ?access.allow_from,
+        log_bodies = args.log_bodies,
         "starting okra-callbacks {}",
         env!("CARGO_PKG_VERSION")
     );
@@ -210,64 +182,44 @@ async fn shutdown_signal() {
     }
 }
 
-async fn send(args: SendArgs) -> Result<(), String> {
-    if args.list {
-        for sample in client::samples() {
-            println!(
-                "{:<36} --type {} --code {}",
-                sample.name,
-                sample.callback_type,
-                sample.callback_code.as_deref().unwrap_or("")
-            );
-        }
-        return Ok(());
-    }
-    let body = match (&args.file, &args.callback_type) {
-        (Some(path), _) => std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
-        (None, Some(kind)) => client::sample(kind, args.code.as_deref())
-            .map_err(|e| e.to_string())?
-            .to_owned(),
-        (None, None) => {
-            return Err("say what to send: a JSON file, or --type TYPE [--code CODE] for a built-in sample (--list shows them)".into())
-        }
-    };
-    let body = match &args.record {
-        Some(record) => client::with_record(&body, record).map_err(|e| e.to_string())?,
-        None => body,
-    };
-    let signer = match (&args.hmac_secret, &args.webhook_secret) {
-        (Some(secret), _) => Some(Verifier::hmac_sha256(secret.as_bytes(), &args.hmac_header)),
-        (None, Some(secret)) => Some(Verifier::standard_webhooks(secret)),
-        (None, None) => None,
-    }
-    .transpose()
-    .map_err(|e| e.to_string())?;
-    let answer = client::send(&args.url, body, args.token.as_deref(), signer.as_ref())
-        .await
-        .map_err(|e| e.to_string())?;
-    println!("{answer}");
-    Ok(())
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-async fn replay(args: ReplayArgs) -> Result<(), String> {
-    let base = args.url.trim_end_matches('/');
-    let token = args.admin_token.as_deref();
-    if args.dead {
-        let answer = client::replay(&format!("{base}/v1/callbacks/replay?status=dead"), token)
-            .await
-            .map_err(|e| e.to_string())?;
-        println!("{answer}");
-        return Ok(());
+    #[test]
+    fn the_binary_flags_keep_their_contract_defaults() {
+        let cli = Cli::parse_from(["okra-callbacks"]);
+        assert_eq!(cli.serve.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(cli.serve.log_format, LogFormat::Text);
+        assert!(!cli.serve.log_bodies);
+        assert_eq!(cli.serve.forward_url, None);
+        assert_eq!(cli.serve.forward_timeout, Duration::from_secs(10));
+        let cli = Cli::parse_from([
+            "okra-callbacks",
+            "serve",
+            "--listen",
+            "127.0.0.1:9",
+            "--workers",
+            "3",
+        ]);
+        let Some(Command::Serve(args)) = cli.command else {
+            panic!("`serve` parses as Serve");
+        };
+        assert_eq!(args.listen.to_string(), "127.0.0.1:9");
+        assert_eq!(args.config.delivery.workers, 3);
     }
-    if args.ids.is_empty() {
-        return Err("say what to replay: one or more callback ids, or --dead".into());
+
+    #[test]
+    fn a_forward_url_that_is_not_http_is_refused_with_a_hint() {
+        let err = Cli::try_parse_from(["okra-callbacks", "--forward-url", "ftp://x"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("http(s)"), "{err}");
+        let cli = Cli::parse_from(["okra-callbacks", "--forward-url", "http://ledger:9000/okra"]);
+        assert_eq!(
+            cli.serve.forward_url.as_deref(),
+            Some("http://ledger:9000/okra")
+        );
     }
-    for id in &args.ids {
-        let answer = client::replay(&format!("{base}/v1/callbacks/{id}/replay"), token)
-            .await
-            .map_err(|e| format!("{id}: {e}"))?;
-        println!("{answer}");
-    }
-    Ok(())
 }

@@ -3,22 +3,21 @@
 //! The caller owns the socket and the shutdown signal, so tests bind port 0 and embedders pick
 //! their own signal handling.
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
-use axum::{extract::ConnectInfo, Router};
-use hyper_util::{
-    rt::{TokioIo, TokioTimer},
-    server::graceful::GracefulShutdown,
-};
-use tokio::{net::TcpListener, sync::Semaphore};
+use axum::Router;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 
 use crate::{
-    config::{Config, ConfigError},
+    config::{Config, ConfigError, Settings},
     dispatch::Dispatcher,
     handler::Handler,
-    http::{self, AppState, Security},
+    http::{
+        self,
+        serve::{serve, ConnectionLimits},
+        AppState,
+    },
     store::{self, Store, StoreError},
     telemetry::Metrics,
 };
@@ -43,27 +42,28 @@ pub enum Error {
 /// use okra_callbacks::{Config, LogHandler, Receiver};
 ///
 /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-/// let config = Config { database_url: "sqlite://callbacks.db".into(), ..Config::default() };
+/// let mut config = Config::default();
+/// config.store.database_url = "sqlite://callbacks.db".into();
 /// let receiver = Receiver::new(config, LogHandler::new()).await?;
 /// let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await?;
 /// receiver.run(listener, async { tokio::signal::ctrl_c().await.ok(); }).await?;
 /// # Ok(()) }
 /// ```
 pub struct Receiver {
-    config: Config,
+    settings: Settings,
     store: Arc<dyn Store>,
     dispatcher: Dispatcher,
     state: AppState,
 }
 
 impl Receiver {
-    /// Opens (and migrates) the store `config.database_url` names, and serves `handler`.
-    /// Resolves the configuration first ([`Config::resolve`]): `…_file` secrets are read and a
-    /// setting that cannot be used is an error.
+    /// Opens (and migrates) the store `config.store.database_url` names, and serves `handler`.
+    /// Checks the configuration first: `…_file` secrets are read and a setting that cannot be
+    /// used is an error.
     pub async fn new(config: Config, handler: impl Handler) -> Result<Self, Error> {
-        let config = config.resolve()?;
-        let store = store::open_with(&config.database_url, &config.store_options()).await?;
-        Self::with_store(config, store, Arc::new(handler))
+        let settings = config.resolve()?;
+        let store = store::open_with(&settings.database_url, &settings.store).await?;
+        Ok(Self::build(settings, store, Arc::new(handler)))
     }
 
     /// Uses a store opened elsewhere (e.g. shared with other code, or a custom [`Store`]).
@@ -75,27 +75,19 @@ impl Receiver {
         store: Arc<dyn Store>,
         handler: Arc<dyn Handler>,
     ) -> Result<Self, Error> {
-        let config = config.resolve()?;
-        let security = Security::from_config(&config)?;
+        Ok(Self::build(config.resolve()?, store, handler))
+    }
+
+    fn build(settings: Settings, store: Arc<dyn Store>, handler: Arc<dyn Handler>) -> Self {
         let owner = format!("{}-{}", hostname(), uuid::Uuid::now_v7());
-        let dispatcher = Dispatcher::new(store.clone(), handler, config.dispatch(), owner);
-        let state = AppState {
-            store: store.clone(),
-            wake: dispatcher.waker(),
-            callback_token: config.callback_token.clone(),
-            admin_token: config.admin_token.clone(),
-            max_body_bytes: config.max_body_bytes,
-            dedup_window: config.dedup_window,
-            in_flight: Arc::new(Semaphore::new(config.max_concurrent_requests)),
-            metrics: None,
-            security: Arc::new(security),
-        };
-        Ok(Self {
-            config,
+        let dispatcher = Dispatcher::new(store.clone(), handler, settings.dispatch.clone(), owner);
+        let state = AppState::new(&settings, store.clone(), dispatcher.waker());
+        Self {
+            settings,
             store,
             dispatcher,
             state,
-        })
+        }
     }
 
     /// Records metrics into `metrics` and serves them at `GET /metrics`: the global recorder
@@ -104,7 +96,7 @@ impl Receiver {
     pub fn with_metrics(mut self, metrics: impl Into<Metrics>) -> Self {
         let metrics = metrics.into();
         self.dispatcher.set_metrics(metrics.clone());
-        self.state.metrics = Some(metrics);
+        self.state.set_metrics(metrics);
         self
     }
 
@@ -132,25 +124,25 @@ impl Receiver {
         let router = self.router();
         let dispatcher = tokio::spawn(self.dispatcher.run(stop.child_token()));
         let pruner = self
-            .config
+            .settings
             .retention
             .map(|keep| tokio::spawn(prune_loop(self.store.clone(), keep, stop.child_token())));
         let upkeep = self
             .state
-            .metrics
-            .clone()
-            .filter(Metrics::is_private)
+            .metrics()
+            .filter(|m| m.is_private())
+            .cloned()
             .map(|m| tokio::spawn(upkeep_loop(m, stop.child_token())));
         let http_stop = CancellationToken::new();
         let limits = ConnectionLimits {
-            header_read_timeout: self.config.header_read_timeout,
-            max_connections: self.config.max_connections,
+            header_read_timeout: self.settings.limits.header_read_timeout,
+            max_connections: self.settings.limits.max_open_connections,
         };
         let server = tokio::spawn(serve(listener, router, limits, http_stop.clone()));
         shutdown.await;
         tracing::info!("shutting down: draining requests and handler calls");
         http_stop.cancel();
-        let grace = self.config.shutdown_timeout;
+        let grace = self.settings.limits.shutdown_timeout;
         let drained = tokio::time::timeout(grace, async {
             let served = server.await;
             stop.cancel();
@@ -174,83 +166,6 @@ impl Receiver {
             }
         }
     }
-}
-
-/// What bounds the connections themselves, before any request reaches the router.
-struct ConnectionLimits {
-    /// A connection that has not sent a whole request head within this time is closed.
-    header_read_timeout: Duration,
-    /// Open connections at once; past it the loop stops accepting until one closes.
-    max_connections: usize,
-}
-
-/// Serves `router` over HTTP/1.1 on `listener` until `stop` is cancelled; then stops accepting,
-/// lets in-flight requests finish (idle connections close at once) and returns.
-///
-/// This replaces `axum::serve`, which has no header-read timeout: there, a client sending its
-/// headers a byte at a time holds a connection and a task for as long as it likes. Here hyper's
-/// HTTP/1 server gets a timer and `header_read_timeout` (which also closes idle keep-alive
-/// connections), and a semaphore caps open connections. Like `axum::serve` with
-/// `into_make_service_with_connect_info`, each request carries `ConnectInfo<SocketAddr>`.
-async fn serve(
-    listener: TcpListener,
-    router: Router,
-    limits: ConnectionLimits,
-    stop: CancellationToken,
-) -> std::io::Result<()> {
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
-    let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
-    loop {
-        let slot = tokio::select! {
-            _ = stop.cancelled() => break,
-            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
-        };
-        let (stream, peer) = tokio::select! {
-            _ = stop.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) if is_connection_error(&e) => continue,
-                Err(e) => {
-                    // E.g. out of file descriptors: wait rather than spin.
-                    tracing::warn!(error = %e, "cannot accept connections; retrying in 1 s");
-                    tokio::select! {
-                        _ = stop.cancelled() => break,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    }
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let router = router.clone();
-        let service = hyper::service::service_fn(move |mut request| {
-            request
-                .extensions_mut()
-                .insert(ConnectInfo::<SocketAddr>(peer));
-            router.clone().oneshot(request)
-        });
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                // Header-read timeouts, resets, malformed requests: the client's problem.
-                tracing::debug!(error = %e, "connection closed with an error");
-            }
-            drop(slot);
-        });
-    }
-    drop(listener);
-    graceful.shutdown().await;
-    Ok(())
-}
-
-fn is_connection_error(e: &std::io::Error) -> bool {
-    use std::io::ErrorKind::*;
-    matches!(
-        e.kind(),
-        ConnectionRefused | ConnectionAborted | ConnectionReset
-    )
 }
 
 async fn prune_loop(store: Arc<dyn Store>, keep: Duration, stop: CancellationToken) {

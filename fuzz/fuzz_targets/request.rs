@@ -96,18 +96,17 @@ fn setups() -> &'static [Setup] {
                 let dir = tempfile::tempdir_in("/dev/shm")
                     .or_else(|_| tempfile::tempdir())
                     .unwrap();
-                let mut config = Config {
-                    database_url: format!("sqlite://{}", dir.path().join("fuzz.db").display()),
-                    ..Config::default()
-                };
+                let mut config = Config::default();
+                config.store.database_url =
+                    format!("sqlite://{}", dir.path().join("fuzz.db").display());
                 let signer = match n {
                     0 => None,
                     1 => {
-                        config.callback_token = Some(Secret::new(CALLBACK_TOKEN));
-                        config.admin_token = Some(Secret::new(ADMIN_TOKEN));
-                        config.hmac_secret = Some(Secret::new(HMAC_SECRET));
-                        config.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap()];
-                        config.allow_from = vec![
+                        config.access.callback_token = Some(Secret::new(CALLBACK_TOKEN));
+                        config.access.admin_token = Some(Secret::new(ADMIN_TOKEN));
+                        config.access.hmac_secret = Some(Secret::new(HMAC_SECRET));
+                        config.access.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap()];
+                        config.access.allow_from = vec![
                             "198.51.100.0/24".parse().unwrap(),
                             "127.0.0.0/8".parse().unwrap(),
                         ];
@@ -117,9 +116,9 @@ fn setups() -> &'static [Setup] {
                         )
                     }
                     _ => {
-                        config.callback_token = Some(Secret::new(CALLBACK_TOKEN));
-                        config.webhook_secret = Some(Secret::new(WHSEC));
-                        config.max_body_bytes = 1024;
+                        config.access.callback_token = Some(Secret::new(CALLBACK_TOKEN));
+                        config.access.webhook_secret = Some(Secret::new(WHSEC));
+                        config.limits.max_body_bytes = 1024;
                         Some(Verifier::standard_webhooks(WHSEC).unwrap())
                     }
                 };

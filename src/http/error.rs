@@ -50,11 +50,11 @@ pub enum ApiError {
     Unauthorized(&'static str),
     /// 403: the admin API answers loopback clients only while no admin token is set.
     #[error("the admin API answers loopback clients only: set --admin-token (OKRA_ADMIN_TOKEN) and send `Authorization: Bearer <token>` to use it remotely")]
-    Forbidden,
+    LoopbackOnly,
     /// 403: the client's address is refused by a network rule (`--allow-from`, or a local proxy
     /// not listed in `--trusted-proxies`); the message says which and how to fix it.
     #[error("{0}")]
-    NotAllowed(String),
+    NetworkNotAllowed(String),
     /// 401: signatures are required (`--hmac-secret` or `--webhook-secret`) and this one is
     /// missing or wrong; the message says what was wrong and how to sign.
     #[error("the callback's signature was refused: {0}")]
@@ -96,7 +96,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::InvalidCallback(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_callback"),
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            Self::Forbidden | Self::NotAllowed(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::LoopbackOnly | Self::NetworkNotAllowed(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::InvalidSignature(_) => (StatusCode::UNAUTHORIZED, "invalid_signature"),
             Self::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             Self::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),

@@ -31,9 +31,15 @@ pub enum StoreError {
     /// The database URL or file cannot be used.
     #[error("invalid database configuration: {0}")]
     Config(String),
-    /// The worker no longer holds the record's lease: it expired and another worker (in this
-    /// replica or another) took the record over. The outcome was recorded; the worker must stop
-    /// serving the record, or two workers would hand its callbacks to handlers at once.
+    /// The worker no longer holds the record's lease: another worker (in this replica or
+    /// another) claimed the record after the lease expired, or the lease was released. The
+    /// outcome was recorded all the same (the handler did run); the worker must stop serving the
+    /// record, or two workers would hand its callbacks to handlers at once.
+    ///
+    /// Only [`PostgresStore`] answers this, from [`Store::finish`] and [`Store::finish_last`]: a
+    /// lease that merely expired, with nobody claiming the record since, is still the worker's
+    /// and is extended. [`SqliteStore`]'s leases all belong to its one process, so it records
+    /// the outcome and never answers this.
     #[error("the lease on record {0} was taken over by another worker")]
     LeaseLost(String),
 }
@@ -187,6 +193,52 @@ pub enum Outcome {
     },
 }
 
+/// What a worker does after [`Store::finish_last`] recorded its last outcome.
+#[derive(Debug, Clone)]
+pub enum AfterLast {
+    /// Go on with the record: the lease was kept and extended, and these (never none) are its
+    /// next due callbacks, oldest first.
+    Next(Vec<StoredCallback>),
+    /// Leave the record: the lease was given up (or was not this worker's), and the record is
+    /// claimable again once due.
+    Released,
+    /// Only the outcome was recorded (the trait's default): the worker still holds the lease and
+    /// gives it up with [`Store::release`].
+    StillLeased,
+}
+
+/// The answer to [`Store::list`]: tells a record with no callbacks of the asked types apart
+/// from one never heard of (the API answers 404 only for the latter).
+#[derive(Debug, Clone)]
+pub enum Listing {
+    /// Nothing was ever received for the record.
+    UnknownRecord,
+    /// The record's callbacks of the asked types, oldest first (possibly none).
+    Callbacks(Vec<StoredCallback>),
+}
+
+impl Listing {
+    /// The callbacks listed; none for an unknown record.
+    pub fn into_callbacks(self) -> Vec<StoredCallback> {
+        match self {
+            Self::UnknownRecord => Vec::new(),
+            Self::Callbacks(callbacks) => callbacks,
+        }
+    }
+}
+
+impl Outcome {
+    /// What the outcome writes into its callback's row: the new status, the last error and when
+    /// the next attempt is due.
+    fn as_row(&self) -> (Status, Option<&str>, Option<DateTime<Utc>>) {
+        match self {
+            Self::Delivered => (Status::Delivered, None, None),
+            Self::Dead { error } => (Status::Dead, Some(error), None),
+            Self::Retry { at, error } => (Status::Pending, Some(error), Some(*at)),
+        }
+    }
+}
+
 /// How much work is waiting.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Backlog {
@@ -230,15 +282,19 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 
     /// Records the outcome of the last callback a worker holds of a record, like
-    /// [`Store::finish`], and settles in the same durable write whether the worker goes on
-    /// with the record: `Some` of up to `per_record` more due callbacks (oldest first; the
-    /// lease is kept and extended), or `Some` of none, in which case the lease was given up as
-    /// by [`Store::release`] (always so after a [`Outcome::Retry`]).
+    /// [`Store::finish`], and decides in the same durable write whether the worker goes on with
+    /// the record: [`AfterLast::Next`] with up to `per_record` more due callbacks (oldest first;
+    /// the lease is kept and extended), or [`AfterLast::Released`] when none is due — always so
+    /// after an [`Outcome::Retry`] — and the record is claimable again.
     ///
-    /// The default records the outcome with [`Store::finish`] and answers `None`: the worker
-    /// then releases the record itself and the next claim picks it up again. The embedded store
-    /// does it in one job, which saves a release and a claim (two waits for a commit) per run
-    /// of a record's callbacks.
+    /// A worker that no longer holds the lease hears [`StoreError::LeaseLost`] from
+    /// [`PostgresStore`]; [`SqliteStore`] answers [`AfterLast::Released`] and leaves the lease
+    /// to its holder. Both record the outcome either way.
+    ///
+    /// The default records the outcome with [`Store::finish`] and answers
+    /// [`AfterLast::StillLeased`]: the worker then releases the record itself and the next claim
+    /// picks it up again. Both built-in stores do it in one write, which saves a release and a
+    /// claim (two waits for a commit) per run of a record's callbacks.
     async fn finish_last(
         &self,
         owner: &str,
@@ -246,9 +302,11 @@ pub trait Store: Send + Sync + 'static {
         outcome: Outcome,
         lease: Duration,
         per_record: usize,
-    ) -> Result<Option<Vec<StoredCallback>>, StoreError> {
+    ) -> Result<AfterLast, StoreError> {
         let _ = per_record;
-        self.finish(owner, cb, outcome, lease).await.map(|()| None)
+        self.finish(owner, cb, outcome, lease)
+            .await
+            .map(|()| AfterLast::StillLeased)
     }
 
     /// Gives up `owner`'s lease on a record.
@@ -260,13 +318,9 @@ pub trait Store: Send + Sync + 'static {
     /// One callback by id.
     async fn get(&self, id: &str) -> Result<Option<StoredCallback>, StoreError>;
 
-    /// A record's callbacks of the given types (all types if empty), oldest first, and whether
-    /// anything at all was ever received for the record.
-    async fn list(
-        &self,
-        record: &str,
-        callback_types: &[&str],
-    ) -> Result<(bool, Vec<StoredCallback>), StoreError>;
+    /// A record's callbacks of the given types (all types if empty), oldest first; or
+    /// [`Listing::UnknownRecord`] if nothing at all was ever received for the record.
+    async fn list(&self, record: &str, callback_types: &[&str]) -> Result<Listing, StoreError>;
 
     /// Makes a callback pending again, due now, with a fresh attempt budget. `false` if there
     /// is no such callback.
@@ -324,6 +378,10 @@ pub fn redact_url(url: &str) -> String {
         None => url.to_owned(),
     }
 }
+
+/// A stored callback's columns, in the order both stores read them into a [`StoredCallback`].
+const COLUMNS: &str = "id, record, callback_type, callback_code, body, received_at, status, \
+                       attempts, cycle_attempts, last_error, next_attempt_at, finished_at";
 
 pub(crate) fn millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()

@@ -14,8 +14,8 @@ use rusqlite_migration::{Migrations, M};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    duration_ms, from_millis, millis, Backlog, Claim, Inserted, NewCallback, Outcome, Status,
-    Store, StoreError, StoredCallback,
+    duration_ms, from_millis, millis, AfterLast, Backlog, Claim, Inserted, Listing, NewCallback,
+    Outcome, Status, Store, StoreError, StoredCallback, COLUMNS,
 };
 
 /// The most operations one transaction gathers.
@@ -270,9 +270,6 @@ fn in_savepoint(conn: &Connection, job: &mut Job) -> rusqlite::Result<()> {
     Ok(())
 }
 
-const COLUMNS: &str = "id, record, callback_type, callback_code, body, received_at, status, \
-                       attempts, cycle_attempts, last_error, next_attempt_at, finished_at";
-
 fn from_row(row: &Row<'_>) -> rusqlite::Result<StoredCallback> {
     Ok(StoredCallback {
         id: row.get(0)?,
@@ -335,11 +332,8 @@ fn record_outcome(
     lease: Duration,
     now: i64,
 ) -> rusqlite::Result<()> {
-    let (status, error, next_at) = match outcome {
-        Outcome::Delivered => (Status::Delivered, None, None),
-        Outcome::Dead { error } => (Status::Dead, Some(error), None),
-        Outcome::Retry { at, error } => (Status::Pending, Some(error), Some(millis(*at))),
-    };
+    let (status, error, next_at) = outcome.as_row();
+    let next_at = next_at.map(millis);
     let finished = (status != Status::Pending).then_some(now);
     let changed = conn
         .prepare_cached(
@@ -476,7 +470,7 @@ impl Store for SqliteStore {
         outcome: Outcome,
         lease: Duration,
         per_record: usize,
-    ) -> Result<Option<Vec<StoredCallback>>, StoreError> {
+    ) -> Result<AfterLast, StoreError> {
         let (owner, id, record) = (owner.to_owned(), cb.id.clone(), cb.record.clone());
         self.call(move |conn| {
             let now = millis(Utc::now());
@@ -499,8 +493,9 @@ impl Store for SqliteStore {
             };
             if next.is_empty() {
                 release_lease(conn, &owner, &record)?;
+                return Ok(AfterLast::Released);
             }
-            Ok(Some(next))
+            Ok(AfterLast::Next(next))
         })
         .await
     }
@@ -533,11 +528,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn list(
-        &self,
-        record: &str,
-        callback_types: &[&str],
-    ) -> Result<(bool, Vec<StoredCallback>), StoreError> {
+    async fn list(&self, record: &str, callback_types: &[&str]) -> Result<Listing, StoreError> {
         let record = record.to_owned();
         let types: Vec<String> = callback_types.iter().map(|t| t.to_string()).collect();
         self.call(move |conn| {
@@ -545,7 +536,7 @@ impl Store for SqliteStore {
                 .prepare_cached("SELECT EXISTS (SELECT 1 FROM callbacks WHERE record = ?1)")?
                 .query_row([&record], |r| r.get(0))?;
             if !exists {
-                return Ok((false, Vec::new()));
+                return Ok(Listing::UnknownRecord);
             }
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM callbacks WHERE record = ?1 ORDER BY seq"
@@ -558,7 +549,7 @@ impl Store for SqliteStore {
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok((true, rows))
+            Ok(Listing::Callbacks(rows))
         })
         .await
     }
@@ -687,7 +678,7 @@ mod tests {
             .unwrap();
         }
         let store = SqliteStore::open(&path).await.unwrap();
-        let (_, listed) = store.list("r1", &[]).await.unwrap();
+        let listed = store.list("r1", &[]).await.unwrap().into_callbacks();
         let states: Vec<_> = listed.iter().map(|c| (c.id.as_str(), c.status)).collect();
         assert_eq!(
             states,
@@ -777,8 +768,10 @@ mod tests {
         let store = reopened.expect("reopen");
         let backlog = store.backlog().await.unwrap();
         assert_eq!(backlog.pending, 200);
-        let (exists, list) = store.list("r3", &[]).await.unwrap();
-        assert!(exists);
+        let listing = store.list("r3", &[]).await.unwrap();
+        let Listing::Callbacks(list) = listing else {
+            panic!("record r3 is known: {listing:?}");
+        };
         assert_eq!(list.len(), (0..200).filter(|i| i % 7 == 3).count());
     }
 
@@ -843,7 +836,7 @@ mod tests {
             let result = t.await.unwrap();
             assert_eq!(result.is_err(), i == 25, "{i}: {result:?}");
         }
-        let (_, list) = store.list("r", &[]).await.unwrap();
+        let list = store.list("r", &[]).await.unwrap().into_callbacks();
         assert_eq!(list.len(), 50);
         assert_eq!(store.backlog().await.unwrap().pending, 50);
     }

@@ -137,7 +137,7 @@ async fn dead_after_max_attempts_then_the_record_goes_on_and_replay_works(backen
     let p = poison.clone();
     let mut app = app(backend)
         .await
-        .config(|c| c.max_attempts = 3)
+        .config(|c| c.delivery.max_attempts = 3)
         .script(move |cx| {
             if seq_of(cx.envelope.raw()) == 0 && p.load(Ordering::SeqCst) {
                 Action::Panic
@@ -234,7 +234,7 @@ async fn replay_all_dead(backend: Backend) {
     let h = healed.clone();
     let mut app = app(backend)
         .await
-        .config(|c| c.max_attempts = 1)
+        .config(|c| c.delivery.max_attempts = 1)
         .script(move |_| {
             if h.load(Ordering::SeqCst) {
                 Action::Succeed
@@ -279,7 +279,7 @@ async fn slow_handlers_time_out_and_are_retried(backend: Backend) {
     let c = calls.clone();
     let mut app = app(backend)
         .await
-        .config(|c| c.handler_timeout = Duration::from_millis(200))
+        .config(|c| c.delivery.handler_timeout = Duration::from_millis(200))
         .script(move |_| {
             if c.fetch_add(1, Ordering::SeqCst) == 0 {
                 Action::Sleep(Duration::from_secs(3))
@@ -368,7 +368,7 @@ async fn query_api_lists_a_record_by_method(backend: Backend) {
 async fn admin_api_needs_the_admin_token_when_set(backend: Backend) {
     let app = app(backend)
         .await
-        .config(|c| c.admin_token = Some(okra_callbacks::Secret::new("adm1n")))
+        .config(|c| c.access.admin_token = Some(okra_callbacks::Secret::new("adm1n")))
         .spawn()
         .await;
     let id = app
@@ -415,9 +415,9 @@ async fn pending_callbacks_resume_after_a_restart(backend: Backend) {
     let mut app = app(backend)
         .await
         .config(|c| {
-            c.max_attempts = 100;
-            c.retry_base_delay_ms = 60_000;
-            c.retry_max_delay = Duration::from_secs(120);
+            c.delivery.max_attempts = 100;
+            c.delivery.retry_base_delay = Duration::from_millis(60_000);
+            c.delivery.retry_max_delay = Duration::from_secs(120);
         })
         .script(|_| Action::Fail("not yet"))
         .spawn()
@@ -457,7 +457,7 @@ async fn undelivered_work_is_picked_up_by_the_next_process(backend: Backend) {
     // next one on the same database delivers the rest without any request.
     let mut app = app(backend)
         .await
-        .config(|c| c.shutdown_timeout = Duration::from_secs(5))
+        .config(|c| c.limits.shutdown_timeout = Duration::from_secs(5))
         .script(|_| Action::Sleep(Duration::from_millis(200)))
         .spawn()
         .await;

@@ -204,26 +204,25 @@ pub struct TestApp {
     task: Option<JoinHandle<Result<(), okra_callbacks::Error>>>,
 }
 
-fn init_logs() {
+/// Logs to stderr when `TEST_LOG` is set (once per run).
+pub fn init_logs() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         if std::env::var_os("TEST_LOG").is_some() {
-            okra_callbacks::telemetry::init_tracing(okra_callbacks::config::LogFormat::Text);
+            okra_callbacks::telemetry::init_tracing(okra_callbacks::telemetry::LogFormat::Text);
         }
     });
 }
 
 /// Settings for fast tests: short retry delays.
 pub fn test_config(db: &TestDb) -> Config {
-    Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        database_url: db.url.clone(),
-        retry_base_delay_ms: 20,
-        retry_max_delay: Duration::from_millis(200),
-        handler_timeout: Duration::from_secs(5),
-        shutdown_timeout: Duration::from_secs(10),
-        ..Config::default()
-    }
+    let mut config = Config::default();
+    config.store.database_url = db.url.clone();
+    config.delivery.retry_base_delay = Duration::from_millis(20);
+    config.delivery.retry_max_delay = Duration::from_millis(200);
+    config.delivery.handler_timeout = Duration::from_secs(5);
+    config.limits.shutdown_timeout = Duration::from_secs(10);
+    config
 }
 
 pub struct Builder {
@@ -433,10 +432,10 @@ pub fn callback(record: &str, kind: &str, code: &str, n: usize) -> String {
     .to_string()
 }
 
-/// A fixture from `tests/fixtures/`.
+/// A sample payload from `samples/`.
 pub fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!(
-        "{}/tests/fixtures/{name}.json",
+        "{}/samples/{name}.json",
         env!("CARGO_MANIFEST_DIR")
     ))
     .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
@@ -539,8 +538,7 @@ impl okra_callbacks::store::Store for Switchable {
         &self,
         r: &str,
         t: &[&str],
-    ) -> Result<(bool, Vec<okra_callbacks::store::StoredCallback>), okra_callbacks::store::StoreError>
-    {
+    ) -> Result<okra_callbacks::store::Listing, okra_callbacks::store::StoreError> {
         self.check()?;
         self.inner.list(r, t).await
     }
@@ -610,14 +608,13 @@ pub async fn spawn_with_store(
 pub async fn error_body(response: reqwest::Response) -> (u16, String, String) {
     let status = response.status().as_u16();
     let body: serde_json::Value = response.json().await.expect("error bodies are JSON");
-    let code = body["error"]["code"]
-        .as_str()
-        .expect("error.code")
-        .to_owned();
-    let message = body["error"]["message"]
-        .as_str()
-        .expect("error.message")
-        .to_owned();
+    let field = |name: &str| {
+        body["error"][name]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error.{name} in the {status} answer {body}"))
+            .to_owned()
+    };
+    let (code, message) = (field("code"), field("message"));
     assert!(!message.is_empty(), "an empty error message for {code}");
     (status, code, message)
 }

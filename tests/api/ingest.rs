@@ -60,7 +60,7 @@ async fn duplicates_answer_200_with_the_first_id_and_are_not_redelivered(backend
 async fn bad_requests_get_the_contract_errors(backend: Backend) {
     let app = app(backend)
         .await
-        .config(|c| c.max_body_bytes = 1024)
+        .config(|c| c.limits.max_body_bytes = 1024)
         .spawn()
         .await;
     let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
@@ -178,8 +178,8 @@ async fn callback_token_is_required_when_set(backend: Backend) {
     let app = app(backend)
         .await
         .config(|c| {
-            c.callback_token = Some(okra_callbacks::Secret::new("okra-dashboard-token"));
-            c.admin_token = Some(okra_callbacks::Secret::new("admin-token"));
+            c.access.callback_token = Some(okra_callbacks::Secret::new("okra-dashboard-token"));
+            c.access.admin_token = Some(okra_callbacks::Secret::new("admin-token"));
         })
         .spawn()
         .await;
@@ -251,10 +251,8 @@ both_stores!(
 async fn an_unusable_config_is_an_error_not_a_panic() {
     let db = crate::helpers::TestDb::new(Backend::Sqlite).await;
     let store = okra_callbacks::store::open(&db.url).await.unwrap();
-    let config = okra_callbacks::Config {
-        admin_token_file: Some("/nonexistent/admin-token".into()),
-        ..crate::helpers::test_config(&db)
-    };
+    let mut config = crate::helpers::test_config(&db);
+    config.access.admin_token_file = Some("/nonexistent/admin-token".into());
     let err = okra_callbacks::Receiver::with_store(
         config,
         store,

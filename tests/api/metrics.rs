@@ -77,7 +77,7 @@ async fn metrics_count_known_traffic(backend: Backend) {
     let mut app = app(backend)
         .await
         .metrics()
-        .config(|c| c.max_attempts = 2)
+        .config(|c| c.delivery.max_attempts = 2)
         .script(|cx| match cx.record().as_str() {
             // Held long enough for the backlog gauges to see it waiting.
             "rec-slow" if cx.attempt == 1 => Action::Sleep(Duration::from_millis(1500)),
@@ -230,7 +230,7 @@ async fn metrics_follow_the_admin_token_rule() {
     let app = app(Backend::Sqlite)
         .await
         .metrics()
-        .config(|c| c.admin_token = Some(okra_callbacks::Secret::new("adm1n")))
+        .config(|c| c.access.admin_token = Some(okra_callbacks::Secret::new("adm1n")))
         .spawn()
         .await;
     let denied = app.client.get(app.url("/metrics")).send().await.unwrap();
@@ -248,4 +248,53 @@ async fn metrics_follow_the_admin_token_rule() {
         .await
         .unwrap()
         .contains("okra_pending_callbacks 0"));
+}
+
+/// A refused callback token is one rejection, counted once (it used to be counted twice).
+#[tokio::test]
+async fn each_refused_callback_token_is_counted_once() {
+    let app = app(Backend::Sqlite)
+        .await
+        .metrics()
+        .config(|c| c.access.callback_token = Some(okra_callbacks::Secret::new("t0ken")))
+        .spawn()
+        .await;
+    let body = callback("rec-refused", "BALANCE", "BALANCE_SUCCESS", 0);
+    for _ in 0..2 {
+        assert_eq!(app.post(body.clone()).await.status(), 401);
+    }
+    // With the token, a body that is not JSON is refused for that reason alone.
+    let refused = app
+        .client
+        .post(app.url("/v1/callback"))
+        .bearer_auth("t0ken")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+
+    let m = Scrape::of(&app).await;
+    let rejected = |reason: &str| m.get("okra_callbacks_rejected_total", &[("reason", reason)]);
+    assert_eq!(rejected("unauthorized"), 2.0);
+    assert_eq!(rejected("invalid_json"), 1.0);
+}
+
+/// A sender outside `--allow-from` is one rejection too, counted under its own reason.
+#[tokio::test]
+async fn each_refused_network_is_counted_once() {
+    let app = app(Backend::Sqlite)
+        .await
+        .metrics()
+        .config(|c| c.access.allow_from = vec!["10.0.0.0/8".parse().unwrap()])
+        .spawn()
+        .await;
+    let body = callback("rec-outside", "BALANCE", "BALANCE_SUCCESS", 0);
+    for _ in 0..2 {
+        assert_eq!(app.post(body.clone()).await.status(), 403);
+    }
+    let m = Scrape::of(&app).await;
+    let rejected = |reason: &str| m.get("okra_callbacks_rejected_total", &[("reason", reason)]);
+    assert_eq!(rejected("forbidden"), 2.0);
+    assert_eq!(rejected("unauthorized"), 0.0);
 }

@@ -38,7 +38,7 @@ async fn openapi_is_a_valid_openapi_3_document_open_to_all() {
     let app = app(Backend::Sqlite)
         .await
         // The admin rule does not apply: the document holds no data.
-        .config(|c| c.admin_token = Some(okra_callbacks::Secret::new("adm1n")))
+        .config(|c| c.access.admin_token = Some(okra_callbacks::Secret::new("adm1n")))
         .spawn()
         .await;
     let response = app
@@ -91,7 +91,7 @@ async fn openapi_lists_every_route_the_router_serves() {
 
     // The router and the document are built from the same registrations; the library's own
     // copy of the document is the same.
-    let library = serde_json::to_value(okra_callbacks::http::openapi()).unwrap();
+    let library = serde_json::to_value(okra_callbacks::openapi()).unwrap();
     assert_eq!(operations(&library), documented);
 
     // Every route of the contract is documented …

@@ -343,7 +343,7 @@ async fn output(url: &str) -> Arc<dyn Handler> {
 async fn app_with(out: Arc<dyn Handler>) -> TestApp {
     helpers::app(Backend::Sqlite)
         .await
-        .config(|c| c.max_attempts = 100_000)
+        .config(|c| c.delivery.max_attempts = 100_000)
         .before(out)
         .spawn()
         .await

@@ -17,10 +17,7 @@ use std::{
 use axum::{extract::State, http::HeaderMap, routing::post, Router};
 use bytes::Bytes;
 use okra_callbacks::{
-    async_trait,
-    dispatch::{DispatchConfig, Dispatcher},
-    store::{self, NewCallback, Outcome, PostgresStore, StoreError},
-    Context, Handler, HandlerResult,
+    async_trait, store, Context, DispatchConfig, Dispatcher, Handler, HandlerResult,
 };
 use serde_json::Value;
 use tokio::{
@@ -31,152 +28,13 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{callback, fresh_postgres_database, on, postgres_url, Backend, TestDb};
+use crate::store::new_callback;
 
 // ---------------------------------------------------------------------------------------------
-// Store-level checks: two stores on one database behave like two replicas.
-
-fn new_callback(record: &str, n: usize) -> NewCallback {
-    NewCallback {
-        id: uuid::Uuid::now_v7().to_string(),
-        record: record.to_owned(),
-        callback_type: "TRANSACTIONS".into(),
-        callback_code: Some("PERIODIC_TRANSACTIONS".into()),
-        body: callback(record, "TRANSACTIONS", "PERIODIC_TRANSACTIONS", n).into(),
-        received_at: chrono::Utc::now(),
-    }
-}
+// Dispatchers on two stores of one database behave like two replicas. (The store-level checks
+// of two stores on one database live in `store.rs`.)
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn migrations_are_applied_once_when_replicas_start_together() {
-    let Some(base) = postgres_url() else { return };
-    let url = fresh_postgres_database(&base).await;
-    let starts: Vec<_> = (0..4)
-        .map(|_| {
-            let url = url.clone();
-            tokio::spawn(async move { PostgresStore::connect(&url).await })
-        })
-        .collect();
-    for start in starts {
-        start.await.unwrap().expect("every replica starts");
-    }
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let versions: Vec<i32> = client
-        .query(
-            "SELECT version FROM okra_schema_migrations ORDER BY version",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(versions, vec![1], "each migration applied exactly once");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_same_callback_on_two_replicas_at_once_is_stored_once() {
-    let Some(base) = postgres_url() else { return };
-    let url = fresh_postgres_database(&base).await;
-    let replicas = [
-        store::open(&url).await.unwrap(),
-        store::open(&url).await.unwrap(),
-    ];
-    let body = new_callback("rec-dedup", 1);
-    let tasks: Vec<_> = (0..16)
-        .map(|i| {
-            let store = replicas[i % 2].clone();
-            let mut cb = body.clone();
-            cb.id = uuid::Uuid::now_v7().to_string();
-            tokio::spawn(async move { store.insert(cb, DAY).await.unwrap() })
-        })
-        .collect();
-    let mut answers = Vec::new();
-    for task in tasks {
-        answers.push(task.await.unwrap());
-    }
-    let fresh: Vec<_> = answers.iter().filter(|a| !a.duplicate).collect();
-    assert_eq!(fresh.len(), 1, "exactly one replica stores it: {answers:?}");
-    assert!(
-        answers.iter().all(|a| a.id == fresh[0].id),
-        "every duplicate answers with the first id: {answers:?}"
-    );
-    let (_, stored) = replicas[1].list("rec-dedup", &[]).await.unwrap();
-    assert_eq!(stored.len(), 1);
-    assert_eq!(replicas[0].backlog().await.unwrap().pending, 1);
-}
-
-/// Callbacks of one record inserted concurrently through two replicas are claimed in the order
-/// the read API lists them: a record's sequence order is its commit order, so a worker never
-/// delivers a callback while an earlier one of the same record is still being committed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_inserts_of_one_record_are_delivered_in_listed_order() {
-    let Some(base) = postgres_url() else { return };
-    let url = fresh_postgres_database(&base).await;
-    let replicas = [
-        store::open(&url).await.unwrap(),
-        store::open(&url).await.unwrap(),
-    ];
-    const WRITERS: usize = 8;
-    const EACH: usize = 40;
-    let writers: Vec<_> = (0..WRITERS)
-        .map(|w| {
-            let store = replicas[w % 2].clone();
-            tokio::spawn(async move {
-                for i in 0..EACH {
-                    store
-                        .insert(new_callback("rec-hot", w * 1000 + i), DAY)
-                        .await
-                        .unwrap();
-                }
-            })
-        })
-        .collect();
-    let worker = replicas[0].clone();
-    let mut delivered: Vec<String> = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while delivered.len() < WRITERS * EACH {
-        assert!(
-            Instant::now() < deadline,
-            "only {} delivered",
-            delivered.len()
-        );
-        let lease = Duration::from_secs(30);
-        let claims = worker.claim("worker", 1, 1000, lease).await.unwrap();
-        if claims.is_empty() {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-            continue;
-        }
-        for claim in claims {
-            for cb in &claim.callbacks {
-                worker
-                    .finish("worker", cb, Outcome::Delivered, lease)
-                    .await
-                    .unwrap();
-                delivered.push(cb.id.clone());
-            }
-            worker.release("worker", &claim.record).await.unwrap();
-        }
-    }
-    for w in writers {
-        w.await.unwrap();
-    }
-    let (_, listed) = replicas[1].list("rec-hot", &[]).await.unwrap();
-    let listed: Vec<String> = listed.into_iter().map(|cb| cb.id).collect();
-    let out_of_order = delivered
-        .iter()
-        .zip(&listed)
-        .filter(|(d, l)| d != l)
-        .count();
-    assert_eq!(
-        out_of_order, 0,
-        "delivery order differs from the listed (received) order at {out_of_order} places"
-    );
-}
 
 /// A handler that reports each call, then takes `delay` before succeeding.
 struct Probe {
@@ -280,7 +138,11 @@ async fn a_worker_whose_lease_was_taken_over_stops_serving_the_record() {
         ids,
         "the new owner delivers the record in order"
     );
-    let (_, stored) = store_b.list("rec-lease", &[]).await.unwrap();
+    let stored = store_b
+        .list("rec-lease", &[])
+        .await
+        .unwrap()
+        .into_callbacks();
     assert!(stored
         .iter()
         .all(|cb| cb.status == store::Status::Delivered));
@@ -331,42 +193,6 @@ async fn a_replica_never_serves_one_record_twice_at_once_when_its_lease_lapses()
     stop.cancel();
     task.await.unwrap();
     assert_eq!(seen, ids, "each callback once, in order, one at a time");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn finishing_without_the_lease_reports_lease_lost() {
-    let Some(base) = postgres_url() else { return };
-    let url = fresh_postgres_database(&base).await;
-    let store = store::open(&url).await.unwrap();
-    store
-        .insert(new_callback("rec-lost", 0), DAY)
-        .await
-        .unwrap();
-    let short = Duration::from_millis(200);
-    let claim_a = store.claim("a", 10, 10, short).await.unwrap();
-    assert_eq!(claim_a.len(), 1);
-    assert!(
-        store.claim("b", 10, 10, short).await.unwrap().is_empty(),
-        "a live lease is not handed out twice"
-    );
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let claim_b = store.claim("b", 10, 10, DAY).await.unwrap();
-    assert_eq!(claim_b.len(), 1, "an expired lease returns to the pool");
-    let cb = &claim_a[0].callbacks[0];
-    let err = store
-        .finish("a", cb, Outcome::Delivered, short)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, StoreError::LeaseLost(_)), "{err}");
-    // The outcome was recorded; b's lease is untouched.
-    assert_eq!(
-        store.get(&cb.id).await.unwrap().unwrap().status,
-        store::Status::Delivered
-    );
-    store
-        .finish("b", &claim_b[0].callbacks[0], Outcome::Delivered, DAY)
-        .await
-        .expect("the owner keeps its lease");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -894,7 +720,7 @@ async fn while_the_database_is_away_post_answers_503_and_recovers_without_restar
     url.set_port(Some(proxy.addr.port())).unwrap();
     db.url = url.to_string();
     let mut app = on(db)
-        .config(|c| c.database_timeout = Duration::from_secs(1))
+        .config(|c| c.store.database_timeout = Duration::from_secs(1))
         .spawn()
         .await;
     let body = |n| callback("rec-outage", "BALANCE", "BALANCE_SUCCESS", n);

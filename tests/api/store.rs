@@ -1,13 +1,15 @@
 //! The `Store` contract, the same for SQLite and PostgreSQL: leases, ordering, retries, replay,
-//! backlog and retention.
+//! backlog and retention; and, on PostgreSQL, two stores on one database as two replicas.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use okra_callbacks::store::{self, NewCallback, Outcome, Status, Store};
+use okra_callbacks::store::{
+    self, AfterLast, Listing, NewCallback, Outcome, PostgresStore, Status, Store, StoreError,
+};
 
 use crate::both_stores;
-use crate::helpers::{Backend, TestDb};
+use crate::helpers::{callback, fresh_postgres_database, postgres_url, Backend, TestDb};
 
 const LEASE: Duration = Duration::from_secs(60);
 const WINDOW: Duration = Duration::from_secs(3600);
@@ -225,12 +227,20 @@ async fn the_backlog_and_retention(backend: Backend) {
         "pending work is never pruned"
     );
     assert!(store.get("new-done").await.unwrap().is_some());
-    let (exists, list) = store.list("p", &["BALANCE"]).await.unwrap();
-    assert!(exists);
-    assert_eq!(list.len(), 1);
-    let (exists, list) = store.list("p", &["AUTH"]).await.unwrap();
-    assert!(exists && list.is_empty());
-    assert!(!store.list("nobody", &[]).await.unwrap().0);
+    let listing = store.list("p", &["BALANCE"]).await.unwrap();
+    assert!(
+        matches!(&listing, Listing::Callbacks(list) if list.len() == 1),
+        "{listing:?}"
+    );
+    let listing = store.list("p", &["AUTH"]).await.unwrap();
+    assert!(
+        matches!(&listing, Listing::Callbacks(list) if list.is_empty()),
+        "{listing:?}"
+    );
+    assert!(matches!(
+        store.list("nobody", &[]).await.unwrap(),
+        Listing::UnknownRecord
+    ));
 }
 
 /// Many callbacks stored at once — the same body several times among them — come out as one
@@ -286,7 +296,11 @@ async fn concurrent_inserts_store_each_body_once(backend: Backend) {
     assert_eq!(claims.len(), 40);
     for claim in &claims {
         assert_eq!(claim.callbacks.len(), 5, "record {}", claim.record);
-        let (_, listed) = store.list(&claim.record, &[]).await.unwrap();
+        let listed = store
+            .list(&claim.record, &[])
+            .await
+            .unwrap()
+            .into_callbacks();
         let claimed: Vec<_> = claim.callbacks.iter().map(|c| &c.id).collect();
         let listed: Vec<_> = listed.iter().map(|c| &c.id).collect();
         assert_eq!(claimed, listed, "claims and the listing agree on the order");
@@ -334,11 +348,13 @@ async fn finish_last_hands_over_the_next_callbacks_or_releases(backend: Backend)
     let a0 = claim[0].callbacks[0].clone();
     assert_eq!(a0.id, "a0");
     // More are pending: they come with the outcome, and the lease is kept.
-    let more = store
+    let after = store
         .finish_last("w1", &a0, Outcome::Delivered, LEASE, 5)
         .await
-        .unwrap()
         .unwrap();
+    let AfterLast::Next(more) = after else {
+        panic!("more are pending, so they come with the outcome: {after:?}");
+    };
     let ids: Vec<_> = more.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(ids, ["a1", "a2"]);
     assert!(
@@ -354,7 +370,7 @@ async fn finish_last_hands_over_the_next_callbacks_or_releases(backend: Backend)
         .finish_last("w1", &more[1], Outcome::Delivered, LEASE, 5)
         .await
         .unwrap();
-    assert!(none.unwrap().is_empty());
+    assert!(matches!(none, AfterLast::Released), "{none:?}");
     store.insert(new_cb("a3", "a", now), WINDOW).await.unwrap();
     let claim = store.claim("w2", 10, 5, LEASE).await.unwrap();
     let a3 = claim[0].callbacks[0].clone();
@@ -378,7 +394,7 @@ async fn finish_last_hands_over_the_next_callbacks_or_releases(backend: Backend)
         error: "later".into(),
     };
     let none = store.finish_last("w2", &a3, retry, LEASE, 5).await.unwrap();
-    assert!(none.unwrap().is_empty());
+    assert!(matches!(none, AfterLast::Released), "{none:?}");
     let claims = store.claim("w3", 10, 5, LEASE).await.unwrap();
     assert_eq!(
         claims.iter().map(|c| c.record.as_str()).collect::<Vec<_>>(),
@@ -399,6 +415,197 @@ async fn finish_last_hands_over_the_next_callbacks_or_releases(backend: Backend)
         store.get("a2").await.unwrap().unwrap().status,
         Status::Delivered
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL: two stores on one database behave like two replicas.
+
+/// A `TRANSACTIONS` callback of `record`, numbered `n` (its body differs for each `n`).
+pub(crate) fn new_callback(record: &str, n: usize) -> NewCallback {
+    NewCallback {
+        id: uuid::Uuid::now_v7().to_string(),
+        record: record.to_owned(),
+        callback_type: "TRANSACTIONS".into(),
+        callback_code: Some("PERIODIC_TRANSACTIONS".into()),
+        body: callback(record, "TRANSACTIONS", "PERIODIC_TRANSACTIONS", n).into(),
+        received_at: chrono::Utc::now(),
+    }
+}
+
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_are_applied_once_when_replicas_start_together() {
+    let Some(base) = postgres_url() else { return };
+    let url = fresh_postgres_database(&base).await;
+    let starts: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { PostgresStore::connect(&url).await })
+        })
+        .collect();
+    for start in starts {
+        start.await.unwrap().expect("every replica starts");
+    }
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let versions: Vec<i32> = client
+        .query(
+            "SELECT version FROM okra_schema_migrations ORDER BY version",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, vec![1], "each migration applied exactly once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_callback_on_two_replicas_at_once_is_stored_once() {
+    let Some(base) = postgres_url() else { return };
+    let url = fresh_postgres_database(&base).await;
+    let replicas = [
+        store::open(&url).await.unwrap(),
+        store::open(&url).await.unwrap(),
+    ];
+    let body = new_callback("rec-dedup", 1);
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let store = replicas[i % 2].clone();
+            let mut cb = body.clone();
+            cb.id = uuid::Uuid::now_v7().to_string();
+            tokio::spawn(async move { store.insert(cb, DAY).await.unwrap() })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    let fresh: Vec<_> = answers.iter().filter(|a| !a.duplicate).collect();
+    assert_eq!(fresh.len(), 1, "exactly one replica stores it: {answers:?}");
+    assert!(
+        answers.iter().all(|a| a.id == fresh[0].id),
+        "every duplicate answers with the first id: {answers:?}"
+    );
+    let stored = replicas[1]
+        .list("rec-dedup", &[])
+        .await
+        .unwrap()
+        .into_callbacks();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(replicas[0].backlog().await.unwrap().pending, 1);
+}
+
+/// Callbacks of one record inserted concurrently through two replicas are claimed in the order
+/// the read API lists them: a record's sequence order is its commit order, so a worker never
+/// delivers a callback while an earlier one of the same record is still being committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_inserts_of_one_record_are_delivered_in_listed_order() {
+    let Some(base) = postgres_url() else { return };
+    let url = fresh_postgres_database(&base).await;
+    let replicas = [
+        store::open(&url).await.unwrap(),
+        store::open(&url).await.unwrap(),
+    ];
+    const WRITERS: usize = 8;
+    const EACH: usize = 40;
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let store = replicas[w % 2].clone();
+            tokio::spawn(async move {
+                for i in 0..EACH {
+                    store
+                        .insert(new_callback("rec-hot", w * 1000 + i), DAY)
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    let worker = replicas[0].clone();
+    let mut delivered: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while delivered.len() < WRITERS * EACH {
+        assert!(
+            Instant::now() < deadline,
+            "only {} delivered",
+            delivered.len()
+        );
+        let lease = Duration::from_secs(30);
+        let claims = worker.claim("worker", 1, 1000, lease).await.unwrap();
+        if claims.is_empty() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            continue;
+        }
+        for claim in claims {
+            for cb in &claim.callbacks {
+                worker
+                    .finish("worker", cb, Outcome::Delivered, lease)
+                    .await
+                    .unwrap();
+                delivered.push(cb.id.clone());
+            }
+            worker.release("worker", &claim.record).await.unwrap();
+        }
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    let listed = replicas[1]
+        .list("rec-hot", &[])
+        .await
+        .unwrap()
+        .into_callbacks();
+    let listed: Vec<String> = listed.into_iter().map(|cb| cb.id).collect();
+    let out_of_order = delivered
+        .iter()
+        .zip(&listed)
+        .filter(|(d, l)| d != l)
+        .count();
+    assert_eq!(
+        out_of_order, 0,
+        "delivery order differs from the listed (received) order at {out_of_order} places"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finishing_without_the_lease_reports_lease_lost() {
+    let Some(base) = postgres_url() else { return };
+    let url = fresh_postgres_database(&base).await;
+    let store = store::open(&url).await.unwrap();
+    store
+        .insert(new_callback("rec-lost", 0), DAY)
+        .await
+        .unwrap();
+    let short = Duration::from_millis(200);
+    let claim_a = store.claim("a", 10, 10, short).await.unwrap();
+    assert_eq!(claim_a.len(), 1);
+    assert!(
+        store.claim("b", 10, 10, short).await.unwrap().is_empty(),
+        "a live lease is not handed out twice"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let claim_b = store.claim("b", 10, 10, DAY).await.unwrap();
+    assert_eq!(claim_b.len(), 1, "an expired lease returns to the pool");
+    let cb = &claim_a[0].callbacks[0];
+    let err = store
+        .finish("a", cb, Outcome::Delivered, short)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::LeaseLost(_)), "{err}");
+    // The outcome was recorded; b's lease is untouched.
+    assert_eq!(
+        store.get(&cb.id).await.unwrap().unwrap().status,
+        store::Status::Delivered
+    );
+    store
+        .finish("b", &claim_b[0].callbacks[0], Outcome::Delivered, DAY)
+        .await
+        .expect("the owner keeps its lease");
 }
 
 both_stores!(

@@ -1,64 +1,65 @@
-//! Client side of the CLI: send a callback as Okra would, replay, and check health.
+//! The CLI's client side: send a callback as Okra would, replay, and check health — talking
+//! to a running receiver over HTTP, the way an operator or a container HEALTHCHECK would.
 
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::{callback::Envelope, signature::Verifier};
+use okra_callbacks::{signature::Verifier, Envelope};
 
-/// Okra's documented example payloads and production-shaped ones, by file name.
+/// Okra's documented example payloads and production-shaped ones, by file name (`samples/`).
 pub const SAMPLES: &[(&str, &str)] = &[
     (
         "transactions_initial",
-        include_str!("../tests/fixtures/transactions_initial.json"),
+        include_str!("../../samples/transactions_initial.json"),
     ),
     (
         "transactions_full",
-        include_str!("../tests/fixtures/transactions_full.json"),
+        include_str!("../../samples/transactions_full.json"),
     ),
     (
         "transactions_periodic",
-        include_str!("../tests/fixtures/transactions_periodic.json"),
+        include_str!("../../samples/transactions_periodic.json"),
     ),
     (
         "transactions_deleted",
-        include_str!("../tests/fixtures/transactions_deleted.json"),
+        include_str!("../../samples/transactions_deleted.json"),
     ),
     (
         "record_error",
-        include_str!("../tests/fixtures/record_error.json"),
+        include_str!("../../samples/record_error.json"),
     ),
     (
         "record_webhook_update_acknowledged",
-        include_str!("../tests/fixtures/record_webhook_update_acknowledged.json"),
+        include_str!("../../samples/record_webhook_update_acknowledged.json"),
     ),
     (
         "income_ready_misspelled",
-        include_str!("../tests/fixtures/income_ready_misspelled.json"),
+        include_str!("../../samples/income_ready_misspelled.json"),
     ),
     (
         "identity_ready",
-        include_str!("../tests/fixtures/identity_ready.json"),
+        include_str!("../../samples/identity_ready.json"),
     ),
     (
         "identity_is_ready",
-        include_str!("../tests/fixtures/identity_is_ready.json"),
+        include_str!("../../samples/identity_is_ready.json"),
     ),
     (
         "balance_ready",
-        include_str!("../tests/fixtures/balance_ready.json"),
+        include_str!("../../samples/balance_ready.json"),
     ),
     (
         "balance_success",
-        include_str!("../tests/fixtures/balance_success.json"),
+        include_str!("../../samples/balance_success.json"),
     ),
     (
         "auth_success",
-        include_str!("../tests/fixtures/auth_success.json"),
+        include_str!("../../samples/auth_success.json"),
     ),
     (
         "accounts_success",
-        include_str!("../tests/fixtures/accounts_success.json"),
+        include_str!("../../samples/accounts_success.json"),
     ),
 ];
 

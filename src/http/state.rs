@@ -1,0 +1,53 @@
+//! What every route shares, built once per receiver.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::sync::Notify;
+
+use super::{access::Access, limits::Limits};
+use crate::{config::Settings, store::Store, telemetry::Metrics};
+
+/// What every route shares. Cheap to clone; private to the crate (the [`Receiver`] builds it).
+///
+/// [`Receiver`]: crate::Receiver
+#[derive(Clone)]
+pub(crate) struct AppState {
+    /// Where callbacks are stored.
+    pub(super) store: Arc<dyn Store>,
+    /// Wakes the dispatcher when a callback is stored or replayed.
+    pub(super) wake: Arc<Notify>,
+    /// Who may call: tokens, networks, signatures.
+    pub(super) access: Arc<Access>,
+    /// How much a request may take: time, body size, callbacks at once.
+    pub(super) limits: Arc<Limits>,
+    /// How long the same bytes count as a duplicate.
+    pub(super) dedup_window: Duration,
+    /// Where metrics are recorded and what `/metrics` renders; without it, metrics go to the
+    /// global recorder (if any) and `/metrics` answers an empty body.
+    pub(super) metrics: Option<Metrics>,
+}
+
+impl AppState {
+    /// The state of the routes `settings` describe, over `store`, waking the dispatcher
+    /// through `wake`.
+    pub(crate) fn new(settings: &Settings, store: Arc<dyn Store>, wake: Arc<Notify>) -> Self {
+        Self {
+            store,
+            wake,
+            access: Arc::new(settings.access.clone()),
+            limits: Arc::new(Limits::from_config(&settings.limits)),
+            dedup_window: settings.dedup_window,
+            metrics: None,
+        }
+    }
+
+    /// Records metrics into `metrics` and serves them at `/metrics`.
+    pub(crate) fn set_metrics(&mut self, metrics: Metrics) {
+        self.metrics = Some(metrics);
+    }
+
+    /// Where metrics are recorded, if a registry was given.
+    pub(crate) fn metrics(&self) -> Option<&Metrics> {
+        self.metrics.as_ref()
+    }
+}

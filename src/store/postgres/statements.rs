@@ -1,0 +1,612 @@
+//! The statements behind the group-committed writes: storing callbacks, recording handler
+//! outcomes and giving leases back, each for a whole batch at once.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    time::Duration,
+};
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Object;
+use futures::future::BoxFuture;
+use tokio::{sync::oneshot, time::error::Elapsed};
+use tokio_postgres::{types::ToSql, Error as PgError, Row};
+
+use super::{
+    batch::{answer_batch, BatchFailed, BatchResult, Batched},
+    Db, NOW_MS,
+};
+use crate::store::{
+    duration_ms, from_millis, millis, AfterLast, Inserted, NewCallback, Outcome, Status,
+    StoreError, StoredCallback, COLUMNS,
+};
+
+/// One handler outcome to record, and where the answer goes.
+pub(super) struct FinishJob {
+    pub(super) owner: String,
+    pub(super) id: String,
+    pub(super) record: String,
+    pub(super) outcome: Outcome,
+    pub(super) lease: Duration,
+    /// [`Store::finish_last`](crate::store::Store::finish_last): also decide whether the worker
+    /// goes on with the record, handing over up to this many more of its callbacks (or giving
+    /// the lease up).
+    pub(super) last: Option<usize>,
+    pub(super) reply: oneshot::Sender<Result<AfterLast, StoreError>>,
+}
+
+/// One record lease to give back, and where the answer goes.
+pub(super) struct ReleaseJob {
+    pub(super) owner: String,
+    pub(super) record: String,
+    pub(super) reply: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// One callback to store, and where its answer goes.
+pub(super) struct InsertJob {
+    pub(super) cb: NewCallback,
+    pub(super) hash: [u8; 32],
+    pub(super) dedup_window: Duration,
+    pub(super) reply: oneshot::Sender<Result<Inserted, StoreError>>,
+}
+
+pub(super) fn from_row(row: &Row) -> StoredCallback {
+    StoredCallback {
+        id: row.get(0),
+        record: row.get(1),
+        callback_type: row.get(2),
+        callback_code: row.get(3),
+        body: row.get::<_, Vec<u8>>(4).into(),
+        received_at: from_millis(row.get(5)),
+        status: Status::from_code(row.get::<_, i16>(6).into()),
+        attempts: row.get::<_, i32>(7).try_into().unwrap_or(0),
+        cycle_attempts: row.get::<_, i32>(8).try_into().unwrap_or(0),
+        last_error: row.get(9),
+        next_attempt_at: row.get::<_, Option<i64>>(10).map(from_millis),
+        finished_at: row.get::<_, Option<i64>>(11).map(from_millis),
+    }
+}
+
+/// Up to `per_record` pending callbacks of each of `records`, by record, oldest first.
+pub(super) async fn pending_of<R: AsRef<str> + ToSql + Sync>(
+    client: &Object,
+    records: &[R],
+    per_record: usize,
+) -> Result<HashMap<String, Vec<StoredCallback>>, PgError> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM (
+                   SELECT *, row_number() OVER (PARTITION BY record ORDER BY seq) AS rn
+                   FROM okra_callbacks WHERE record = ANY($1) AND status = 0
+                 ) t WHERE rn <= $2 ORDER BY record, seq"
+            ),
+            &[&records, &(per_record as i64)],
+        )
+        .await?;
+    let mut by_record: HashMap<String, Vec<StoredCallback>> = HashMap::new();
+    for cb in rows.iter().map(from_row) {
+        by_record.entry(cb.record.clone()).or_default().push(cb);
+    }
+    Ok(by_record)
+}
+
+impl Batched for InsertJob {
+    type Db = Db;
+    type Answer = Inserted;
+    const WHAT: &'static str = "storing callbacks";
+
+    fn exclusive_record(&self) -> Option<&str> {
+        // Inserts of one record are counted together, and equal bodies answered together.
+        None
+    }
+
+    fn run<'a>(db: &'a Db, jobs: &'a [Self]) -> BoxFuture<'a, BatchResult<Inserted>> {
+        Box::pin(db.insert_batch(jobs))
+    }
+
+    /// Jobs with different dedup windows (callers of the library may mix them) go in
+    /// separate statements.
+    fn run_gathered(db: Db, jobs: Vec<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            let mut by_window: BTreeMap<Duration, Vec<InsertJob>> = BTreeMap::new();
+            for job in jobs {
+                by_window.entry(job.dedup_window).or_default().push(job);
+            }
+            for jobs in by_window.into_values() {
+                answer_batch(&db, jobs).await;
+            }
+        })
+    }
+
+    fn answer(self, answer: Result<Inserted, StoreError>) {
+        let _ = self.reply.send(answer);
+    }
+}
+
+impl Batched for FinishJob {
+    type Db = Db;
+    type Answer = AfterLast;
+    const WHAT: &'static str = "recording outcomes";
+
+    fn exclusive_record(&self) -> Option<&str> {
+        Some(&self.record)
+    }
+
+    fn run<'a>(db: &'a Db, jobs: &'a [Self]) -> BoxFuture<'a, BatchResult<Self::Answer>> {
+        Box::pin(db.finish_batch(jobs))
+    }
+
+    fn answer(self, answer: Result<Self::Answer, StoreError>) {
+        let _ = self.reply.send(answer);
+    }
+}
+
+impl Batched for ReleaseJob {
+    type Db = Db;
+    type Answer = ();
+    const WHAT: &'static str = "releasing leases";
+
+    fn exclusive_record(&self) -> Option<&str> {
+        Some(&self.record)
+    }
+
+    fn run<'a>(db: &'a Db, jobs: &'a [Self]) -> BoxFuture<'a, BatchResult<()>> {
+        Box::pin(db.release_batch(jobs))
+    }
+
+    fn answer(self, answer: Result<(), StoreError>) {
+        let _ = self.reply.send(answer);
+    }
+}
+
+/// `insert_batch`'s statement. Lock order, which keeps concurrent batches (and replicas) free of
+/// deadlocks: first every dedup key, in hash order; then every record's queue row, in record
+/// order; only then are the callbacks inserted, so their `seq` is drawn under the queue-row
+/// locks and within a record sequence order is commit order. (`q` aggregates all of `d`'s
+/// output before its first row; `c` is gated by a one-time filter on `q`, so it inserts nothing
+/// until `q` has run to completion.) The same body always names the same record, so two batches
+/// meet on a dedup key only when both already take the record's row in the same order.
+fn insert_statement() -> String {
+    format!(
+        "WITH input AS (
+           SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                $6::bytea[], $7::bigint[])
+             WITH ORDINALITY AS t(hash, id, record, callback_type, callback_code, body,
+                                  received_at, n)
+         ), d AS (
+           INSERT INTO okra_dedup (hash, id, received_at)
+           SELECT hash, id, received_at FROM input ORDER BY hash
+           ON CONFLICT (hash) DO UPDATE SET id = EXCLUDED.id, received_at = EXCLUDED.received_at
+             WHERE okra_dedup.received_at <= EXCLUDED.received_at - $8
+           RETURNING hash
+         ), fresh AS (
+           SELECT input.* FROM input JOIN d USING (hash)
+         ), q AS (
+           INSERT INTO okra_record_queue (record, pending, due_at)
+           SELECT record, count(*)::int, {NOW_MS} FROM fresh GROUP BY record ORDER BY record
+           ON CONFLICT (record) DO UPDATE
+             SET pending = okra_record_queue.pending + EXCLUDED.pending,
+                 due_at = CASE WHEN okra_record_queue.pending = 0 THEN EXCLUDED.due_at
+                               ELSE okra_record_queue.due_at END
+           RETURNING 1
+         ), c AS (
+           INSERT INTO okra_callbacks
+             (id, record, callback_type, callback_code, body, received_at, next_attempt_at)
+           SELECT id, record, callback_type, callback_code, body, received_at, received_at
+           FROM fresh WHERE (SELECT count(*) FROM q) > 0 ORDER BY n
+           RETURNING 1
+         )
+         SELECT hash FROM d"
+    )
+}
+
+/// A batch of callbacks to store, each body once: the same body twice in one batch is stored
+/// by its first job (its leader), which answers for both.
+struct InsertBatch<'a> {
+    jobs: &'a [InsertJob],
+    /// For each body, the job that stores it.
+    leader_of: HashMap<[u8; 32], usize>,
+    /// The leaders, in the jobs' order.
+    leaders: Vec<usize>,
+}
+
+impl<'a> InsertBatch<'a> {
+    fn new(jobs: &'a [InsertJob]) -> Self {
+        let mut leader_of = HashMap::with_capacity(jobs.len());
+        let mut leaders = Vec::with_capacity(jobs.len());
+        for (i, job) in jobs.iter().enumerate() {
+            leader_of.entry(job.hash).or_insert_with(|| {
+                leaders.push(i);
+                i
+            });
+        }
+        Self {
+            jobs,
+            leader_of,
+            leaders,
+        }
+    }
+
+    /// One of the leaders' fields, as a column for `unnest`.
+    fn column<T: ?Sized>(&self, field: impl Fn(&'a InsertJob) -> &'a T) -> Vec<&'a T> {
+        self.leaders.iter().map(|&i| field(&self.jobs[i])).collect()
+    }
+
+    /// Each job's answer, given which leaders were stored (`stored`) and the first delivery's
+    /// id for the bodies that were duplicates already (`first_ids`).
+    fn answers(
+        &self,
+        stored: &HashSet<usize>,
+        first_ids: &HashMap<Vec<u8>, String>,
+    ) -> Vec<Result<Inserted, StoreError>> {
+        let jobs = self.jobs;
+        let inserted = |id: &String, duplicate| {
+            Ok(Inserted {
+                id: id.clone(),
+                duplicate,
+            })
+        };
+        jobs.iter()
+            .enumerate()
+            .map(|(i, job)| {
+                let leader = self.leader_of[&job.hash];
+                if leader == i && stored.contains(&i) {
+                    inserted(&job.cb.id, false)
+                } else if stored.contains(&leader) {
+                    inserted(&jobs[leader].cb.id, true)
+                } else {
+                    match first_ids.get(&job.hash[..]) {
+                        Some(id) => inserted(id, true),
+                        None => Err(StoreError::Unavailable(
+                            "the dedup key was pruned while this callback was being stored; try again"
+                                .into(),
+                        )),
+                    }
+                }
+            })
+            .collect()
+    }
+}
+
+/// `finish_batch`'s statement. Every value of the queue row is read from the row being updated
+/// (`r`), never from a copy taken earlier in the statement: the row is re-read after its lock is
+/// granted, so a count an insert committed meanwhile is not lost. Lock order, as for inserts:
+/// the records' queue rows first, in record order (`lk`; `u` is gated by a one-time filter on
+/// it), then the callbacks' rows.
+fn finish_statement() -> String {
+    const LEAVES: &str = "CASE WHEN i.leaves AND i.id IN (SELECT id FROM u) THEN 1 ELSE 0 END";
+    format!(
+        "WITH input AS (
+           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::smallint[],
+                                $5::text[], $6::bigint[], $7::bigint[], $8::bool[],
+                                $9::bigint[], $10::bigint[], $11::bool[])
+             WITH ORDINALITY AS t(id, record, owner, status, error, next_at, finished_at,
+                                  leaves, retry_in, lease, last, n)
+         ), lk AS (
+           SELECT record FROM okra_record_queue WHERE record IN (SELECT record FROM input)
+           ORDER BY record FOR UPDATE
+         ), u AS (
+           UPDATE okra_callbacks c SET status = i.status, attempts = c.attempts + 1,
+             cycle_attempts = c.cycle_attempts + 1, last_error = i.error,
+             next_attempt_at = i.next_at, finished_at = i.finished_at
+           FROM input i
+           WHERE c.id = i.id AND c.status = 0 AND (SELECT count(*) FROM lk) >= 0
+           RETURNING c.id
+         )
+         UPDATE okra_record_queue r SET
+           pending = GREATEST(r.pending - {LEAVES}, 0),
+           due_at = CASE WHEN r.lease_owner = i.owner AND i.retry_in IS NOT NULL
+                         THEN {NOW_MS} + i.retry_in ELSE r.due_at END,
+           lease_until = CASE
+             WHEN r.lease_owner IS DISTINCT FROM i.owner THEN r.lease_until
+             WHEN i.last AND NOT (i.retry_in IS NULL AND r.due_at <= {NOW_MS}
+                                  AND r.pending - {LEAVES} > 0) THEN NULL
+             ELSE {NOW_MS} + i.lease END
+         FROM input i WHERE r.record = i.record
+         RETURNING i.n, r.lease_owner IS NOT DISTINCT FROM i.owner,
+                   i.last AND r.lease_until IS NOT NULL"
+    )
+}
+
+/// `finish_batch`'s parameters: one array per input column of [`finish_statement`].
+struct FinishColumns<'a> {
+    ids: Vec<&'a str>,
+    records: Vec<&'a str>,
+    owners: Vec<&'a str>,
+    statuses: Vec<i16>,
+    errors: Vec<Option<&'a str>>,
+    next_ats: Vec<Option<i64>>,
+    finished_ats: Vec<Option<i64>>,
+    /// Whether the callback leaves the pending count (delivered or dead).
+    leaves: Vec<bool>,
+    /// How long until a retry is due, so it is due after the same delay by the database's clock.
+    retry_ins: Vec<Option<i64>>,
+    leases: Vec<i64>,
+    /// Whether the job is a [`Store::finish_last`](crate::store::Store::finish_last).
+    lasts: Vec<bool>,
+}
+
+impl<'a> FinishColumns<'a> {
+    fn new(jobs: &'a [FinishJob], now: DateTime<Utc>) -> Self {
+        let mut columns = Self {
+            ids: Vec::with_capacity(jobs.len()),
+            records: Vec::with_capacity(jobs.len()),
+            owners: Vec::with_capacity(jobs.len()),
+            statuses: Vec::with_capacity(jobs.len()),
+            errors: Vec::with_capacity(jobs.len()),
+            next_ats: Vec::with_capacity(jobs.len()),
+            finished_ats: Vec::with_capacity(jobs.len()),
+            leaves: Vec::with_capacity(jobs.len()),
+            retry_ins: Vec::with_capacity(jobs.len()),
+            leases: Vec::with_capacity(jobs.len()),
+            lasts: Vec::with_capacity(jobs.len()),
+        };
+        for job in jobs {
+            let (status, error, next_at) = job.outcome.as_row();
+            columns.ids.push(job.id.as_str());
+            columns.records.push(job.record.as_str());
+            columns.owners.push(job.owner.as_str());
+            columns.statuses.push(status.code());
+            columns.errors.push(error);
+            columns
+                .retry_ins
+                .push(next_at.map(|at| (at - now).num_milliseconds().max(0)));
+            columns.next_ats.push(next_at.map(millis));
+            columns
+                .finished_ats
+                .push((status != Status::Pending).then_some(millis(now)));
+            columns.leaves.push(status != Status::Pending);
+            columns.leases.push(duration_ms(job.lease));
+            columns.lasts.push(job.last.is_some());
+        }
+        columns
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 11] {
+        [
+            &self.ids,
+            &self.records,
+            &self.owners,
+            &self.statuses,
+            &self.errors,
+            &self.next_ats,
+            &self.finished_ats,
+            &self.leaves,
+            &self.retry_ins,
+            &self.leases,
+            &self.lasts,
+        ]
+    }
+}
+
+/// Where a finish job's worker stands after [`finish_statement`].
+#[derive(Clone, Copy, Default)]
+struct LeaseState {
+    /// The worker still owns the record's lease.
+    owned: bool,
+    /// A `finish_last` job keeps the lease: more callbacks are due.
+    kept: bool,
+}
+
+impl Db {
+    /// Stores `jobs` in one statement — one round trip, one transaction — answering in their
+    /// order; see [`insert_statement`] for its lock order.
+    async fn insert_batch(&self, jobs: &[InsertJob]) -> BatchResult<Inserted> {
+        let batch = InsertBatch::new(jobs);
+        let hashes = batch.column(|job| &job.hash[..]);
+        let ids = batch.column(|job| job.cb.id.as_str());
+        let records = batch.column(|job| job.cb.record.as_str());
+        let types = batch.column(|job| job.cb.callback_type.as_str());
+        let codes: Vec<Option<&str>> = batch
+            .leaders
+            .iter()
+            .map(|&i| jobs[i].cb.callback_code.as_deref())
+            .collect();
+        let bodies = batch.column(|job| &job.cb.body[..]);
+        let times: Vec<i64> = batch
+            .leaders
+            .iter()
+            .map(|&i| millis(jobs[i].cb.received_at))
+            .collect();
+        let window = duration_ms(jobs.first().map_or(Duration::ZERO, |job| job.dedup_window));
+        let params: [&(dyn ToSql + Sync); 8] = [
+            &hashes, &ids, &records, &types, &codes, &bodies, &times, &window,
+        ];
+        let sql = insert_statement();
+        let client = self.client().await.map_err(BatchFailed::connection)?;
+        let result = self
+            .timed(async {
+                let stmt = client.prepare_cached(&sql).await?;
+                let fresh: HashSet<Vec<u8>> = client
+                    .query(&stmt, &params)
+                    .await?
+                    .iter()
+                    .map(|row| row.get(0))
+                    .collect();
+                let stored: HashSet<usize> = batch
+                    .leaders
+                    .iter()
+                    .copied()
+                    .filter(|&i| fresh.contains(&jobs[i].hash[..]))
+                    .collect();
+                let duplicates: Vec<&[u8]> = batch
+                    .leaders
+                    .iter()
+                    .filter(|&&i| !stored.contains(&i))
+                    .map(|&i| &jobs[i].hash[..])
+                    .collect();
+                let first_ids = first_ids(&client, &duplicates).await?;
+                Ok((stored, first_ids))
+            })
+            .await;
+        let (stored, first_ids) = self.batch_result_of(client, result)?;
+        Ok(batch.answers(&stored, &first_ids))
+    }
+
+    /// Records `jobs`' outcomes in one statement ([`finish_statement`]). The outcome is recorded
+    /// whoever holds the lease (the handler did run); the lease and the record's due time are
+    /// only touched by their owner, and a job whose worker no longer owns the lease hears
+    /// [`StoreError::LeaseLost`].
+    ///
+    /// A [`Store::finish_last`](crate::store::Store::finish_last) job also decides in the same
+    /// statement whether its worker goes on with the record: when it was not a retry and more of
+    /// the record's callbacks are due, the lease is extended and they are read and handed over
+    /// (after the commit, so the outcome is durable first); otherwise the lease is given up —
+    /// `lease_until` cleared, which makes the record claimable, while `lease_owner` stays, so the
+    /// answer can still tell the owner apart (a `RETURNING` clause sees only the new row).
+    async fn finish_batch(&self, jobs: &[FinishJob]) -> BatchResult<AfterLast> {
+        let columns = FinishColumns::new(jobs, Utc::now());
+        let params = columns.params();
+        let sql = finish_statement();
+        let client = self.client().await.map_err(BatchFailed::connection)?;
+        let result = self
+            .timed(async {
+                let stmt = client.prepare_cached(&sql).await?;
+                let rows = client.query(&stmt, &params).await?;
+                let mut lease_states = vec![LeaseState::default(); jobs.len()];
+                for row in rows {
+                    let n: i64 = row.get(0);
+                    if let Some(slot) = usize::try_from(n - 1)
+                        .ok()
+                        .and_then(|i| lease_states.get_mut(i))
+                    {
+                        *slot = LeaseState {
+                            owned: row.get(1),
+                            kept: row.get(2),
+                        };
+                    }
+                }
+                // The callbacks handed over with a kept lease: read after the commit.
+                let kept: Vec<&str> = jobs
+                    .iter()
+                    .zip(&lease_states)
+                    .filter(|(_, state)| state.owned && state.kept)
+                    .map(|(job, _)| job.record.as_str())
+                    .collect();
+                let most = jobs.iter().filter_map(|j| j.last).max().unwrap_or(0);
+                let next = if kept.is_empty() {
+                    HashMap::new()
+                } else {
+                    pending_of(&client, &kept, most).await?
+                };
+                Ok((lease_states, next))
+            })
+            .await;
+        let (lease_states, next) = self.batch_result_of(client, result)?;
+        let (answers, emptied) = finish_answers(jobs, &lease_states, next);
+        if !emptied.is_empty() {
+            let (records, owners): (Vec<&str>, Vec<&str>) = emptied.into_iter().unzip();
+            if let Err(e) = self.release_leases(&records, &owners).await {
+                tracing::warn!(error = %e.error, "cannot release record leases; they expire by themselves");
+            }
+        }
+        Ok(answers)
+    }
+
+    /// Gives back a batch of leases (of distinct records) in one statement, queue rows locked
+    /// in record order like every other writer. A lease another worker holds by now is left
+    /// alone.
+    async fn release_batch(&self, jobs: &[ReleaseJob]) -> BatchResult<()> {
+        let records: Vec<&str> = jobs.iter().map(|j| j.record.as_str()).collect();
+        let owners: Vec<&str> = jobs.iter().map(|j| j.owner.as_str()).collect();
+        self.release_leases(&records, &owners).await?;
+        Ok(jobs.iter().map(|_| Ok(())).collect())
+    }
+
+    /// Gives up `owners[i]`'s lease on `records[i]`, for each `i`.
+    async fn release_leases(&self, records: &[&str], owners: &[&str]) -> Result<(), BatchFailed> {
+        let client = self.client().await.map_err(BatchFailed::connection)?;
+        let result = self
+            .timed(async {
+                let stmt = client
+                    .prepare_cached(
+                        "WITH input AS (
+                           SELECT * FROM unnest($1::text[], $2::text[]) AS t(record, owner)
+                         ), lk AS (
+                           SELECT record FROM okra_record_queue
+                           WHERE record IN (SELECT record FROM input)
+                           ORDER BY record FOR UPDATE
+                         )
+                         UPDATE okra_record_queue q SET lease_owner = NULL, lease_until = NULL
+                         FROM input i
+                         WHERE q.record = i.record AND q.lease_owner = i.owner
+                           AND (SELECT count(*) FROM lk) >= 0",
+                    )
+                    .await?;
+                client.execute(&stmt, &[&records, &owners]).await
+            })
+            .await;
+        self.batch_result_of(client, result).map(drop)
+    }
+
+    /// Like [`Db::result_of`], telling apart what the database refused (worth trying the jobs one
+    /// by one) from a lost connection or a timeout (not worth it: each would wait as long).
+    fn batch_result_of<T>(
+        &self,
+        client: Object,
+        result: Result<Result<T, PgError>, Elapsed>,
+    ) -> Result<T, BatchFailed> {
+        let refused = matches!(&result, Ok(Err(e)) if e.code().is_some());
+        self.result_of(client, result)
+            .map_err(|error| BatchFailed { refused, error })
+    }
+}
+
+/// The first delivery's id of each of `hashes`, read in a new statement, whose snapshot sees a
+/// concurrent transaction's commit that the insert's conflict waited for.
+async fn first_ids(client: &Object, hashes: &[&[u8]]) -> Result<HashMap<Vec<u8>, String>, PgError> {
+    let mut first_ids = HashMap::new();
+    if hashes.is_empty() {
+        return Ok(first_ids);
+    }
+    for row in client
+        .query(
+            "SELECT hash, id FROM okra_dedup WHERE hash = ANY($1)",
+            &[&hashes],
+        )
+        .await?
+    {
+        first_ids.insert(row.get(0), row.get(1));
+    }
+    Ok(first_ids)
+}
+
+/// A record's lease and its owner.
+type Lease<'a> = (&'a str, &'a str);
+
+/// Each finish job's answer, and the (record, owner) leases to give up after all: a record
+/// whose kept lease found no callback to hand over (the count promised more than there was).
+fn finish_answers<'a>(
+    jobs: &'a [FinishJob],
+    lease_states: &[LeaseState],
+    mut next: HashMap<String, Vec<StoredCallback>>,
+) -> (Vec<Result<AfterLast, StoreError>>, Vec<Lease<'a>>) {
+    let mut answers = Vec::with_capacity(jobs.len());
+    let mut emptied = Vec::new();
+    for (job, state) in jobs.iter().zip(lease_states) {
+        if !state.owned {
+            answers.push(Err(StoreError::LeaseLost(job.record.clone())));
+            continue;
+        }
+        let Some(per_record) = job.last else {
+            answers.push(Ok(AfterLast::StillLeased));
+            continue;
+        };
+        let mut mine = Vec::new();
+        if state.kept {
+            // The batch holds one job per record, so each record's callbacks are its own.
+            mine = next.remove(&job.record).unwrap_or_default();
+            mine.truncate(per_record);
+            if mine.is_empty() {
+                emptied.push((job.record.as_str(), job.owner.as_str()));
+            }
+        }
+        answers.push(Ok(if mine.is_empty() {
+            AfterLast::Released
+        } else {
+            AfterLast::Next(mine)
+        }));
+    }
+    (answers, emptied)
+}
