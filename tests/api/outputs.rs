@@ -288,12 +288,14 @@ impl Sink {
         }
     }
 
-    /// Waits until at least `n` messages arrived; returns them all.
+    /// Waits until messages with at least `n` distinct callback ids arrived; returns them all.
     async fn wait_for(&self, n: usize) -> Vec<Message> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
             let got = self.messages().await;
-            if got.len() >= n {
+            let distinct: std::collections::HashSet<&str> =
+                got.iter().map(|m| m.id.as_str()).collect();
+            if distinct.len() >= n {
                 return got;
             }
             assert!(
@@ -451,8 +453,12 @@ async fn a_records_100_callbacks_arrive_in_order(broker: Broker, url: String) {
         ids.push(answer["id"].as_str().unwrap().to_owned());
     }
     let got = sink.wait_for(100).await;
+    // At least once: a publish whose confirmation timed out may repeat; a consumer drops
+    // repeats by id, and what is left must be every callback, in the order received.
+    let mut seen = std::collections::HashSet::new();
+    let got: Vec<&Message> = got.iter().filter(|m| seen.insert(m.id.clone())).collect();
     let got_ids: Vec<&str> = got.iter().map(|m| m.id.as_str()).collect();
-    assert_eq!(got_ids, ids, "every callback once, in the order received");
+    assert_eq!(got_ids, ids, "every callback, in the order received");
     for (n, m) in got.iter().enumerate() {
         let body: Value = serde_json::from_slice(&m.body).unwrap();
         assert_eq!(body["seq"], n, "message {n}");
@@ -631,15 +637,18 @@ async fn a_jetstream_publish_without_a_stream_is_a_failed_attempt() {
         .post_ok(helpers::callback("r1", "AUTH", "AUTH_SUCCESS", 1))
         .await;
     let id = answer["id"].as_str().unwrap();
-    let state = wait_state(&app, id, "failed twice", |s| {
+    // The first attempts may find the client still connecting; wait for one that reached
+    // JetStream and was refused for want of a stream.
+    let state = wait_state(&app, id, "failed for want of a stream", |s| {
         s["attempts"].as_u64().unwrap_or(0) >= 2
+            && s["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("check that a stream captures this subject"))
     })
     .await;
-    assert_eq!(state["status"], "pending", "{state}");
-    let error = state["last_error"].as_str().unwrap_or_default();
-    assert!(
-        error.contains("stream"),
-        "the error names the cause: {error}"
+    assert_eq!(
+        state["status"], "pending",
+        "a rejected publish is no delivery: {state}"
     );
     app.assert_quiet(Duration::from_millis(100)).await;
 
