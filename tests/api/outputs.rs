@@ -746,3 +746,78 @@ fn the_binary_fails_fast_on_a_bad_output_without_showing_its_password() {
         "it stopped before opening the store"
     );
 }
+
+/// RabbitMQ: a message no queue is bound to receive comes back (it is published `mandatory`) and
+/// is a failed attempt, not a delivery; once a queue is bound, the retry lands in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_amqp_message_no_queue_receives_is_a_failed_attempt() {
+    let Some(url) = Broker::Amqp.url() else {
+        return;
+    };
+    let exchange = format!("okra.test.unbound.{}", unique());
+    let mut app = app_with(output(&with_param(&url, "exchange", &exchange)).await).await;
+    let answer = app
+        .post_ok(helpers::callback("r1", "AUTH", "AUTH_SUCCESS", 1))
+        .await;
+    let id = answer["id"].as_str().unwrap();
+    let state = wait_state(&app, id, "failed for want of a queue", |s| {
+        s["attempts"].as_u64().unwrap_or(0) >= 2
+            && s["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("no queue is bound"))
+    })
+    .await;
+    assert_eq!(
+        state["status"], "pending",
+        "a returned message is no delivery: {state}"
+    );
+    app.assert_quiet(Duration::from_millis(100)).await;
+
+    // The output declared the exchange; bind a queue and the retry is routed to it.
+    let conn = Connection::connect(&url, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    let queue = exchange.clone();
+    channel
+        .queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            queue.as_str().into(),
+            exchange.as_str().into(),
+            "AUTH.*".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    app.wait_status(id, "delivered").await;
+    let m = channel
+        .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+        .expect("the message is in the queue");
+    assert_eq!(
+        m.delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .unwrap()
+            .as_str(),
+        id
+    );
+    assert_eq!(app.next_seen().await.id, id);
+    app.stop().await;
+    let _ = channel
+        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+        .await;
+    let _ = channel
+        .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+        .await;
+}
