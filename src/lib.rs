@@ -43,6 +43,7 @@
 //!   its `Router`.
 //! - `console` (private): the web console at `/console`, server-rendered pages on the same
 //!   state, store and admin rule as the API.
+//! - [`output`]: outputs to message brokers (NATS JetStream, Redis Streams, RabbitMQ), each a [`Handler`].
 //! - [`signature`]: HMAC-SHA256 and Standard Webhooks signature checks on the raw body.
 //! - [`config`]: typed settings in groups (store, access, limits, delivery), checked once.
 //! - [`telemetry`]: logging ([`telemetry::Logs`]), tracing and metrics set-up.
@@ -61,6 +62,7 @@ mod console;
 mod dispatch;
 pub mod handler;
 mod http;
+pub mod output;
 mod server;
 pub mod signature;
 pub mod store;
@@ -76,6 +78,7 @@ pub use callback::{
 pub use config::{AccessConfig, Config, DeliveryConfig, LimitsConfig, Secret, StoreConfig};
 pub use dispatch::{DispatchConfig, Dispatcher};
 pub use handler::{handle_by_type, AllOf, Context, Handler, HandlerError, HandlerResult};
+pub use output::{AmqpOutput, NatsOutput, OutputConfig, RedisOutput};
 pub use server::{Error, Receiver};
 pub use telemetry::Metrics;
 

@@ -7,6 +7,7 @@ use std::{net::SocketAddr, process::ExitCode, time::Duration};
 use clap::{Args, Parser, Subcommand};
 use okra_callbacks::{
     config::{parse_duration, Config},
+    output::OutputArgs,
     telemetry::{self, LogFormat},
     AllOf, ForwardHandler, LogHandler, Receiver,
 };
@@ -66,6 +67,9 @@ struct ServeArgs {
     forward_timeout: Duration,
 
     #[command(flatten)]
+    outputs: OutputArgs,
+
+    #[command(flatten)]
     config: Config,
 }
 
@@ -104,11 +108,18 @@ async fn main() -> ExitCode {
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
     telemetry::init_tracing(args.log_format);
+    let outputs = args.outputs.configs().map_err(|e| e.to_string())?;
     let metrics = telemetry::install_metrics()?;
     let mut handlers = AllOf::new().with(LogHandler::new().with_bodies(args.log_bodies));
     if let Some(url) = &args.forward_url {
         handlers = handlers
             .with(ForwardHandler::new(url, args.forward_timeout).map_err(|e| e.to_string())?);
+    }
+    for output in okra_callbacks::output::connect_all(&outputs)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        handlers.push(output);
     }
     let (listen, config) = (args.listen, args.config);
     let access = &config.access;
@@ -116,6 +127,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         %listen,
         database = %okra_callbacks::store::redact_url(&config.store.database_url),
         handlers = ?handlers,
+        outputs = ?outputs,
         callback_token = access.callback_token.is_some() || access.callback_token_file.is_some(),
         admin_token = access.admin_token.is_some() || access.admin_token_file.is_some(),
         signature = if access.hmac_secret.is_some() || access.hmac_secret_file.is_some() {

@@ -230,6 +230,9 @@ pub struct Builder {
     config: Config,
     script: Script,
     metrics: bool,
+    /// Handlers that run before the recorder (e.g. a broker output): the recorder then sees a
+    /// callback only once they all succeeded.
+    before: Vec<Arc<dyn Handler>>,
 }
 
 impl Builder {
@@ -240,6 +243,12 @@ impl Builder {
 
     pub fn script(mut self, f: impl Fn(&Context) -> Action + Send + Sync + 'static) -> Self {
         self.script = Arc::new(f);
+        self
+    }
+
+    /// Runs `handler` before the recording fake, in one `AllOf` chain.
+    pub fn before(mut self, handler: Arc<dyn Handler>) -> Self {
+        self.before.push(handler);
         self
     }
 
@@ -259,9 +268,16 @@ impl Builder {
             script: self.script,
             load: load.clone(),
         };
-        let mut receiver = Receiver::new(self.config, handler)
-            .await
-            .expect("receiver starts");
+        let mut receiver = if self.before.is_empty() {
+            Receiver::new(self.config, handler).await
+        } else {
+            let mut chain = okra_callbacks::AllOf::new();
+            for h in self.before {
+                chain.push(h);
+            }
+            Receiver::new(self.config, chain.with(handler)).await
+        }
+        .expect("receiver starts");
         if self.metrics {
             receiver = receiver.with_metrics(okra_callbacks::Metrics::private());
         }
@@ -297,6 +313,7 @@ pub fn on(db: TestDb) -> Builder {
         config,
         script: Arc::new(|_| Action::Succeed),
         metrics: false,
+        before: Vec::new(),
     }
 }
 

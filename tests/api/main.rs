@@ -13,6 +13,7 @@ mod ingest;
 mod metrics;
 mod openapi;
 mod operator;
+mod outputs;
 mod replicas;
 mod security;
 mod store;
