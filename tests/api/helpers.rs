@@ -301,16 +301,55 @@ pub fn on(db: TestDb) -> Builder {
 }
 
 impl TestApp {
+    /// `http://ADDR{path}`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
     /// POSTs a callback body as Okra would.
     pub async fn post(&self, body: impl Into<reqwest::Body>) -> reqwest::Response {
-        self.client
-            .post(self.url("/v1/callback"))
+        self.post_callback(body).await
+    }
+
+    /// `POST /v1/callback` with a JSON body, as Okra sends it; the raw answer.
+    pub async fn post_callback(&self, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.callback_request()
             .header("content-type", "application/json")
             .body(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// A `POST /v1/callback` request with nothing set yet, for tests that craft the headers
+    /// (content type, token, signature) themselves.
+    pub fn callback_request(&self) -> reqwest::RequestBuilder {
+        self.client.post(self.url(paths::CALLBACK))
+    }
+
+    /// `GET /v1/callbacks/{id}`: the status and the JSON answer (`Null` when not JSON).
+    pub async fn get_callback(&self, id: &str) -> (u16, serde_json::Value) {
+        self.get_json(&paths::callback(id)).await
+    }
+
+    /// `GET /v1/callback?record=..&method=..`: the status and the JSON answer.
+    pub async fn record_query(&self, record: &str, method: &str) -> (u16, serde_json::Value) {
+        self.get_json(&paths::record_query(record, method)).await
+    }
+
+    /// `POST /v1/callbacks/{id}/replay`; the raw answer.
+    pub async fn replay(&self, id: &str) -> reqwest::Response {
+        self.client
+            .post(self.url(&paths::replay(id)))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// `POST /v1/callbacks/replay?status=dead`; the raw answer.
+    pub async fn replay_dead(&self) -> reqwest::Response {
+        self.client
+            .post(self.url(paths::REPLAY_DEAD))
             .send()
             .await
             .expect("request")
@@ -363,21 +402,15 @@ impl TestApp {
         }
     }
 
-    /// Polls `GET /v1/callbacks/{id}` until its status is `status`.
+    /// Polls `GET /v1/callbacks/{id}` until its status is `status`; returns that state.
     pub async fn wait_status(&self, id: &str, status: &str) -> serde_json::Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let (code, body) = self.get_json(&format!("/v1/callbacks/{id}")).await;
+        let what = format!("{id} became {status}");
+        eventually(Duration::from_secs(10), &what, || async move {
+            let (code, body) = self.get_callback(id).await;
             assert_eq!(code, 200, "{body}");
-            if body["status"] == status {
-                return body;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{id} never became {status}: {body}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            (body["status"] == status).then_some(body)
+        })
+        .await
     }
 
     /// Shuts down gracefully and hands back the database for a restart.
@@ -415,13 +448,100 @@ pub fn callback(record: &str, kind: &str, code: &str, n: usize) -> String {
     .to_string()
 }
 
-/// A sample payload from `samples/`.
+/// The directory of Okra's sample payloads.
+pub fn samples_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("samples")
+}
+
+/// A sample payload from `samples/`, by file stem (`fixture("auth_success")`).
 pub fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!(
-        "{}/samples/{name}.json",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+    let path = samples_dir().join(format!("{name}.json"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("sample {}: {e}", path.display()))
+}
+
+/// Every sample in `samples/`, as (file stem, bytes), sorted by name.
+pub fn samples() -> Vec<(String, Vec<u8>)> {
+    let mut names: Vec<String> = std::fs::read_dir(samples_dir())
+        .expect("the samples/ directory")
+        .filter_map(|entry| {
+            let path = entry.ok()?.path();
+            (path.extension()? == "json").then(|| path.file_stem()?.to_str().map(str::to_owned))?
+        })
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|name| {
+            let body = fixture(&name);
+            (name, body)
+        })
+        .collect()
+}
+
+/// The paths of the contract's callback endpoints, so no test spells them out.
+pub mod paths {
+    /// `POST` a callback here; `GET` it with `?record=&method=` to list a record's callbacks.
+    pub const CALLBACK: &str = "/v1/callback";
+    /// `POST`: hand every dead callback over again.
+    pub const REPLAY_DEAD: &str = "/v1/callbacks/replay?status=dead";
+
+    /// `GET` one callback's state.
+    pub fn callback(id: &str) -> String {
+        format!("/v1/callbacks/{id}")
+    }
+
+    /// `POST`: hand one callback over again.
+    pub fn replay(id: &str) -> String {
+        format!("/v1/callbacks/{id}/replay")
+    }
+
+    /// `GET`: the callbacks of `record` for the product `method`.
+    pub fn record_query(record: &str, method: &str) -> String {
+        list(&[("record", record), ("method", method)])
+    }
+
+    /// `GET /v1/callback` with exactly these query parameters (e.g. one missing, for a 400).
+    pub fn list(params: &[(&str, &str)]) -> String {
+        let query: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        format!("{CALLBACK}?{}", query.join("&"))
+    }
+}
+
+/// Polls `probe` every 20 ms until it yields `Some`, and returns that; panics after `within`
+/// saying `what` never happened. The one way tests wait for something asynchronous: a fixed
+/// sleep is either too short on a busy machine or slower than needed.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    try_eventually(within, probe)
+        .await
+        .unwrap_or_else(|| panic!("timed out after {within:?} waiting until {what}"))
+}
+
+/// [`eventually`] that answers `None` after `within` instead of panicking, for a test that
+/// says itself what went wrong.
+pub async fn try_eventually<T, F, Fut>(within: Duration, mut probe: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(done) = probe().await {
+            return Some(done);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// [`eventually`] for a plain condition.
+pub async fn eventually_true(within: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    eventually(within, what, || std::future::ready(condition().then_some(()))).await
 }
 
 /// Runs each named test against SQLite and, when configured, PostgreSQL:
