@@ -135,7 +135,7 @@ async fn metrics_count_known_traffic(backend: Backend) {
     app.seen_n(10).await;
     let dead_id = {
         let (_, body) = app
-            .get_json("/v1/callback?record=rec-doomed&method=RECORD")
+            .record_query("rec-doomed", "RECORD")
             .await;
         body["callbacks"][0]["id"].as_str().unwrap().to_owned()
     };
@@ -264,9 +264,7 @@ async fn each_refused_callback_token_is_counted_once() {
         assert_eq!(app.post(body.clone()).await.status(), 401);
     }
     // With the token, a body that is not JSON is refused for that reason alone.
-    let refused = app
-        .client
-        .post(app.url("/v1/callback"))
+    let refused = app.callback_request()
         .bearer_auth("t0ken")
         .body("{not json")
         .send()
