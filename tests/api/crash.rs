@@ -69,9 +69,11 @@ async fn every_acknowledged_callback_survives_sigkill() {
         }));
     }
     // Kill it mid-run, once a few hundred are acknowledged.
-    eventually_true(Duration::from_secs(30), "300 callbacks were acknowledged", || {
-        acked.lock().unwrap().len() >= 300
-    })
+    eventually_true(
+        Duration::from_secs(30),
+        "300 callbacks were acknowledged",
+        || acked.lock().unwrap().len() >= 300,
+    )
     .await;
     receiver.kill9();
     stop.store(true, Ordering::SeqCst);
@@ -139,9 +141,11 @@ async fn sigterm_drains_in_flight_handler_calls_and_exits_zero() {
         .unwrap();
     let id = answer["id"].as_str().unwrap().to_owned();
     // Wait until the forward request is in flight (the sink sleeps before answering it).
-    eventually_true(Duration::from_secs(10), "the delivery reached the sink", || {
-        sink.arrived() == 1
-    })
+    eventually_true(
+        Duration::from_secs(10),
+        "the delivery reached the sink",
+        || sink.arrived() == 1,
+    )
     .await;
     assert!(sink.counts().is_empty());
     let status = receiver.terminate();

@@ -182,9 +182,7 @@ async fn dead_after_max_attempts_then_the_record_goes_on_and_replay_works(backen
         .await;
 
     // The record's listing shows both, oldest first.
-    let (status, list) = app
-        .record_query("rec-dead", "record")
-        .await;
+    let (status, list) = app.record_query("rec-dead", "record").await;
     assert_eq!(status, 200, "{list}");
     let statuses: Vec<&str> = list["callbacks"]
         .as_array()
@@ -290,9 +288,7 @@ async fn query_api_lists_a_record_by_method(backend: Backend) {
     app.seen_n(2).await;
     app.wait_status(t["id"].as_str().unwrap(), "delivered")
         .await;
-    let (status, body) = app
-        .record_query("rec-q", "Transactions")
-        .await;
+    let (status, body) = app.record_query("rec-q", "Transactions").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["record"], "rec-q");
     assert_eq!(body["method"], "TRANSACTIONS");
@@ -318,12 +314,12 @@ async fn query_api_lists_a_record_by_method(backend: Backend) {
     );
     for (query, status, code) in [
         (paths::list(&[("method", "AUTH")]), 400, "missing_parameter"),
-        (paths::list(&[("record", "rec-q")]), 400, "missing_parameter"),
         (
-            paths::record_query("rec-q", "LOANS"),
+            paths::list(&[("record", "rec-q")]),
             400,
-            "invalid_method",
+            "missing_parameter",
         ),
+        (paths::record_query("rec-q", "LOANS"), 400, "invalid_method"),
         (
             paths::record_query("never-seen", "AUTH"),
             404,

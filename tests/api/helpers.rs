@@ -225,19 +225,23 @@ pub fn test_config(db: &TestDb) -> Config {
     config
 }
 
+/// How a [`TestApp`] is set up before [`Builder::spawn`]: from [`app`] or [`on`].
 pub struct Builder {
     db: TestDb,
     config: Config,
     script: Script,
     metrics: bool,
+    store: Option<Arc<dyn okra_callbacks::store::Store>>,
 }
 
 impl Builder {
+    /// Changes the receiver's settings (they start as [`test_config`]).
     pub fn config(mut self, f: impl FnOnce(&mut Config)) -> Self {
         f(&mut self.config);
         self
     }
 
+    /// What the fake handler does with each delivery (it succeeds by default).
     pub fn script(mut self, f: impl Fn(&Context) -> Action + Send + Sync + 'static) -> Self {
         self.script = Arc::new(f);
         self
@@ -250,6 +254,14 @@ impl Builder {
         self
     }
 
+    /// Runs the receiver over a store the test built (e.g. a [`Switchable`]) instead of one
+    /// opened from the database URL.
+    pub fn store(mut self, store: Arc<dyn okra_callbacks::store::Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Starts the receiver on 127.0.0.1 port 0.
     pub async fn spawn(self) -> TestApp {
         init_logs();
         let (tx, seen) = mpsc::unbounded_channel();
@@ -259,9 +271,14 @@ impl Builder {
             script: self.script,
             load: load.clone(),
         };
-        let mut receiver = Receiver::new(self.config, handler)
-            .await
-            .expect("receiver starts");
+        let mut receiver = match self.store {
+            Some(store) => {
+                Receiver::with_store(self.config, store, Arc::new(handler)).expect("usable config")
+            }
+            None => Receiver::new(self.config, handler)
+                .await
+                .expect("receiver starts"),
+        };
         if self.metrics {
             receiver = receiver.with_metrics(okra_callbacks::Metrics::private());
         }
@@ -297,6 +314,7 @@ pub fn on(db: TestDb) -> Builder {
         config,
         script: Arc::new(|_| Action::Succeed),
         metrics: false,
+        store: None,
     }
 }
 
@@ -541,7 +559,10 @@ where
 
 /// [`eventually`] for a plain condition.
 pub async fn eventually_true(within: Duration, what: &str, mut condition: impl FnMut() -> bool) {
-    eventually(within, what, || std::future::ready(condition().then_some(()))).await
+    eventually(within, what, || {
+        std::future::ready(condition().then_some(()))
+    })
+    .await
 }
 
 /// Runs each named test against SQLite and, when configured, PostgreSQL:
@@ -673,36 +694,19 @@ impl okra_callbacks::store::Store for Switchable {
 }
 
 /// A receiver over a store built by the test; returns it (unstoppable: it ends with the test)
-/// and the handler's channel.
+/// and the handler's channel. The same as `on(db).store(store).spawn()`, kept for the tests
+/// that use it.
 pub async fn spawn_with_store(
     db: &TestDb,
     store: Arc<dyn okra_callbacks::store::Store>,
 ) -> (TestApp, mpsc::UnboundedReceiver<Seen>) {
-    init_logs();
-    let (tx, seen) = mpsc::unbounded_channel();
-    let handler = Arc::new(Recorder {
-        tx,
-        script: Arc::new(|_| Action::Succeed),
-        load: Default::default(),
-    });
-    let receiver = Receiver::with_store(test_config(db), store, handler).expect("usable config");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(receiver.run(listener, std::future::pending()));
-    let (_unused_tx, unused_rx) = mpsc::unbounded_channel();
-    let app = TestApp {
-        base: format!("http://{addr}"),
-        client: reqwest::Client::new(),
-        seen: unused_rx,
-        load: Default::default(),
-        db: TestDb {
-            url: db.url.clone(),
-            backend: db.backend,
-            _dir: None,
-        },
-        shutdown: None,
-        task: None,
+    let view = TestDb {
+        url: db.url.clone(),
+        backend: db.backend,
+        _dir: None,
     };
+    let mut app = on(view).store(store).spawn().await;
+    let seen = std::mem::replace(&mut app.seen, mpsc::unbounded_channel().1);
     (app, seen)
 }
 

@@ -85,11 +85,7 @@ async fn bad_requests_get_the_contract_errors(backend: Backend) {
             400,
             "invalid_json",
         ),
-        (
-            app.callback_request().body("{nope"),
-            400,
-            "invalid_json",
-        ),
+        (app.callback_request().body("{nope"), 400, "invalid_json"),
         (
             app.callback_request()
                 .header("content-type", "text/plain")
@@ -98,8 +94,7 @@ async fn bad_requests_get_the_contract_errors(backend: Backend) {
             "unsupported_media_type",
         ),
         (
-            app.callback_request()
-                .body("x".repeat(2048)),
+            app.callback_request().body("x".repeat(2048)),
             413,
             "payload_too_large",
         ),
@@ -109,14 +104,12 @@ async fn bad_requests_get_the_contract_errors(backend: Backend) {
             "invalid_callback",
         ),
         (
-            app.callback_request()
-                .body(r#"{"callback_type":"AUTH"}"#),
+            app.callback_request().body(r#"{"callback_type":"AUTH"}"#),
             422,
             "invalid_callback",
         ),
         (
-            app.callback_request()
-                .body(r#"{"record":"r"}"#),
+            app.callback_request().body(r#"{"record":"r"}"#),
             422,
             "invalid_callback",
         ),
@@ -145,7 +138,8 @@ async fn bad_requests_get_the_contract_errors(backend: Backend) {
         assert_eq!((got_status, got_code.as_str()), (status, code), "{message}");
     }
     // A missing content type is taken as JSON.
-    let ok = app.callback_request()
+    let ok = app
+        .callback_request()
         .body(callback("r-ct", "AUTH", "AUTH_SUCCESS", 0))
         .send()
         .await
@@ -172,9 +166,7 @@ async fn unknown_types_are_accepted_and_kept(backend: Backend) {
     assert_eq!(answer["callback_type"], "LIABILITIES");
     let seen = app.next_seen().await;
     assert_eq!(seen.body, body.as_bytes());
-    let (status, got) = app
-        .get_callback(answer["id"].as_str().unwrap())
-        .await;
+    let (status, got) = app.get_callback(answer["id"].as_str().unwrap()).await;
     assert_eq!(status, 200);
     assert_eq!(got["payload"]["x"], json!([1]));
 }
@@ -204,7 +196,8 @@ async fn callback_token_is_required_when_set(backend: Backend) {
         let (status, code, _) = error_body(response).await;
         assert_eq!((status, code.as_str()), (401, "unauthorized"), "{auth:?}");
     }
-    let response = app.callback_request()
+    let response = app
+        .callback_request()
         .bearer_auth("okra-dashboard-token")
         .body(body)
         .send()

@@ -141,9 +141,7 @@ async fn metrics_count_known_traffic(backend: Backend) {
     // Deliveries: 2 slow + 3 ok + 1 unknown + 2 flaky (fail, ok) + 2 doomed (fail, fail).
     app.seen_n(10).await;
     let dead_id = {
-        let (_, body) = app
-            .record_query("rec-doomed", "RECORD")
-            .await;
+        let (_, body) = app.record_query("rec-doomed", "RECORD").await;
         body["callbacks"][0]["id"].as_str().unwrap().to_owned()
     };
     app.wait_status(&dead_id, "dead").await;
@@ -284,7 +282,8 @@ async fn each_refused_callback_token_is_counted_once() {
         assert_eq!(app.post(body.clone()).await.status(), 401);
     }
     // With the token, a body that is not JSON is refused for that reason alone.
-    let refused = app.callback_request()
+    let refused = app
+        .callback_request()
         .bearer_auth("t0ken")
         .body("{not json")
         .send()

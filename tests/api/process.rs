@@ -84,7 +84,11 @@ impl Sink {
 
     /// Serves on 127.0.0.1 port 0; returns the forward URL.
     pub async fn start(&self) -> String {
-        async fn deliver(State(sink): State<Sink>, headers: HeaderMap, body: axum::body::Bytes) -> StatusCode {
+        async fn deliver(
+            State(sink): State<Sink>,
+            headers: HeaderMap,
+            body: axum::body::Bytes,
+        ) -> StatusCode {
             sink.arrived.fetch_add(1, Ordering::SeqCst);
             let header = |name: &str| {
                 headers
@@ -207,7 +211,12 @@ impl ChildReceiver {
         }
         let child = command
             .arg("serve")
-            .args(["--listen", &addr.to_string(), "--database-url", database_url])
+            .args([
+                "--listen",
+                &addr.to_string(),
+                "--database-url",
+                database_url,
+            ])
             .args(args)
             .stdout(Stdio::null())
             .stderr(if verbose() {
@@ -224,16 +233,20 @@ impl ChildReceiver {
     pub async fn ready(mut self) -> Self {
         let client = reqwest::Client::new();
         let url = self.url("/readyz");
-        eventually(Duration::from_secs(30), "okra-callbacks became ready", || {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("okra-callbacks exited at start-up: {status}");
-            }
-            let (client, url) = (client.clone(), url.clone());
-            async move {
-                let ready = client.get(url).send().await;
-                ready.is_ok_and(|r| r.status() == 200).then_some(())
-            }
-        })
+        eventually(
+            Duration::from_secs(30),
+            "okra-callbacks became ready",
+            || {
+                if let Ok(Some(status)) = self.child.try_wait() {
+                    panic!("okra-callbacks exited at start-up: {status}");
+                }
+                let (client, url) = (client.clone(), url.clone());
+                async move {
+                    let ready = client.get(url).send().await;
+                    ready.is_ok_and(|r| r.status() == 200).then_some(())
+                }
+            },
+        )
         .await;
         self
     }

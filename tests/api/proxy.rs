@@ -148,3 +148,47 @@ async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut rx: watch::Re
         }
     }
 }
+
+/// The proxy itself: refused connections are closed at once without reaching the upstream, and
+/// once switched up the same proxy forwards both ways.
+#[tokio::test]
+async fn the_proxy_refuses_then_forwards() {
+    let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream_addr = upstream.local_addr().unwrap();
+    let reached = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = reached.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = upstream.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let (mut read, mut write) = socket.split();
+                let _ = tokio::io::copy(&mut read, &mut write).await;
+            });
+        }
+    });
+    let proxy = Proxy::start_as(upstream_addr, Link::Refuse).await;
+    let mut refused = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut buf = [0u8; 4];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), refused.read(&mut buf))
+        .await
+        .expect("a refused connection is closed at once");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    assert_eq!(reached.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+    proxy.set(Link::Up);
+    let mut through = TcpStream::connect(proxy.addr).await.unwrap();
+    through.write_all(b"ping").await.unwrap();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        through.read_exact(&mut buf),
+    )
+    .await
+    .expect("the echo comes back through the proxy")
+    .unwrap();
+    assert_eq!(&buf, b"ping");
+    assert_eq!(reached.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(
+        proxy.url_through("postgres://u@db.example:5432/x"),
+        format!("postgres://u@127.0.0.1:{}/x", proxy.addr.port())
+    );
+}

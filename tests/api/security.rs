@@ -22,9 +22,7 @@ use tokio::{
 use tower::ServiceExt;
 
 use crate::both_stores;
-use crate::helpers::{
-    app, callback, error_body, eventually, paths, test_config, Backend, TestDb,
-};
+use crate::helpers::{app, callback, error_body, eventually, paths, test_config, Backend, TestDb};
 
 const CALLBACK_TOKEN: &str = "cb-token-4f1c9a";
 const ADMIN_TOKEN: &str = "admin-token-7d2e0b";
@@ -41,7 +39,8 @@ async fn admin_token_is_required_on_every_read_and_replay_endpoint(backend: Back
         })
         .spawn()
         .await;
-    let stored = app.callback_request()
+    let stored = app
+        .callback_request()
         .bearer_auth(CALLBACK_TOKEN)
         .body(callback("r-admin", "AUTH", "AUTH_SUCCESS", 0))
         .send()
@@ -137,7 +136,8 @@ async fn a_callback_token_from_a_file_guards_the_sink() {
         .await;
     let body = callback("r-file", "AUTH", "AUTH_SUCCESS", 0);
     assert_eq!(app.post(body.clone()).await.status(), 401);
-    let ok = app.callback_request()
+    let ok = app
+        .callback_request()
         .bearer_auth("okra-from-file")
         .body(body)
         .send()
@@ -386,7 +386,8 @@ async fn post_with(
     body: &str,
     headers: &[(String, String)],
 ) -> reqwest::Response {
-    let mut request = app.callback_request()
+    let mut request = app
+        .callback_request()
         .header("content-type", "application/json")
         .body(body.to_owned());
     for (k, v) in headers {
@@ -724,9 +725,7 @@ async fn a_flood_past_the_concurrency_limit_gets_fast_429s() {
     assert!(p99 < Duration::from_secs(2), "429 p99 {p99:?}");
     assert!(total < Duration::from_secs(120));
     // Everything acknowledged was stored, and the receiver is still healthy.
-    let (status, listed) = app
-        .record_query("r-flood", "AUTH")
-        .await;
+    let (status, listed) = app.record_query("r-flood", "AUTH").await;
     assert_eq!(status, 200);
     assert_eq!(listed["callbacks"].as_array().unwrap().len(), ok);
     assert_eq!(app.get_json("/healthz").await.0, 200);
@@ -864,18 +863,22 @@ async fn drive_every_kind_of_request(log_bodies: bool) {
         assert_eq!(response.status(), 401);
     }
     // Wait until the log handler has seen it.
-    eventually(Duration::from_secs(10), "the callback was delivered", || async {
-        let got: Value = client
-            .get(&state_url)
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        (got["status"] == "delivered").then_some(())
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the callback was delivered",
+        || async {
+            let got: Value = client
+                .get(&state_url)
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            (got["status"] == "delivered").then_some(())
+        },
+    )
     .await;
     let _ = stop.send(());
     server.await.unwrap().unwrap();

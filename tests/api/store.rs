@@ -607,7 +607,10 @@ async fn finishing_without_the_lease_reports_lease_lost() {
         },
     )
     .await;
-    assert!(claimed_at.elapsed() >= short, "handed out while still leased");
+    assert!(
+        claimed_at.elapsed() >= short,
+        "handed out while still leased"
+    );
     assert_eq!(claim_b.len(), 1, "an expired lease returns to the pool");
     let cb = &claim_a[0].callbacks[0];
     let err = store
