@@ -194,7 +194,7 @@ async fn dead_after_max_attempts_then_the_record_goes_on_and_replay_works(backen
 
     // Replay hands it over again, with a fresh attempt budget.
     poison.store(false, Ordering::SeqCst);
-    let response = app.replay(&id).await;
+    let response = app.replay(id).await;
     assert_eq!(response.status(), 202);
     let again = app.next_seen().await;
     assert_eq!(
@@ -204,7 +204,7 @@ async fn dead_after_max_attempts_then_the_record_goes_on_and_replay_works(backen
     let state = app.wait_status(id, "delivered").await;
     assert_eq!(state["attempts"], 4);
     // Replaying a delivered callback delivers it once more.
-    let response = app.replay(&id).await;
+    let response = app.replay(id).await;
     assert_eq!(response.status(), 202);
     assert_eq!(app.next_seen().await.attempt, 5);
     // Unknown ids are 404.
@@ -405,10 +405,10 @@ async fn pending_callbacks_resume_after_a_restart(backend: Backend) {
     // pending ones are delivered once the retry falls due (replay makes it due now).
     let mut app = on(db).spawn().await;
     let id = first["id"].as_str().unwrap();
-    let (status, state) = app.get_callback(&id).await;
+    let (status, state) = app.get_callback(id).await;
     assert_eq!((status, state["status"].as_str()), (200, Some("pending")));
     assert_eq!(state["attempts"], 1);
-    let response = app.replay(&id).await;
+    let response = app.replay(id).await;
     assert_eq!(response.status(), 202);
     let seen = app.seen_n(2).await;
     assert_eq!(
