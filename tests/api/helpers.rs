@@ -1,5 +1,18 @@
-//! Spawns the real receiver on port 0 over a real store, with a fake handler that reports what
-//! it sees down a channel. Quiet unless `TEST_LOG` is set.
+//! Test support in one place. Spawns the real receiver on port 0 over a real store, with a fake
+//! handler that reports what it sees down a channel. Quiet unless `TEST_LOG` is set.
+//!
+//! - [`app`] / [`on`] → [`Builder`] → [`TestApp`], with one typed helper per endpoint
+//!   ([`TestApp::post_callback`], [`TestApp::get_callback`], [`TestApp::record_query`],
+//!   [`TestApp::replay`], [`TestApp::replay_dead`]); [`paths`] for tests that build requests
+//!   themselves (raw sockets, a router called in-process, child processes);
+//! - [`eventually`]: the one way to wait for something asynchronous;
+//! - [`fixture`] / [`samples`]: the one loader of Okra's sample payloads (`samples/`);
+//! - [`callback`]: a distinct callback body per record and marker;
+//! - [`error_body`]: an error answer, checked against the contract's shape;
+//! - [`Switchable`]: a store the test can switch off.
+//!
+//! Child processes, the forward sink and replicas are in `process.rs`; a controllable TCP proxy
+//! in `proxy.rs`.
 //!
 //! PostgreSQL tests read the server URL from `OKRA_TEST_DATABASE_URL` and create a fresh database
 //! per test. Without it they skip with a message — except under `CI=true`, where they must run.
@@ -16,12 +29,15 @@ use okra_callbacks::{
 };
 use tokio::{sync::mpsc, task::JoinHandle};
 
+/// The variable holding the PostgreSQL server URL for tests.
 pub const PG_ENV: &str = "OKRA_TEST_DATABASE_URL";
 
 /// Which store a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
+    /// A SQLite file in a temporary directory.
     Sqlite,
+    /// A fresh database on the server [`PG_ENV`] names.
     Postgres,
 }
 
@@ -43,12 +59,15 @@ pub fn postgres_url() -> Option<String> {
 
 /// A database for one test: a SQLite file in a temp dir, or a fresh PostgreSQL database.
 pub struct TestDb {
+    /// The URL the receiver opens.
     pub url: String,
+    /// Which store it is.
     pub backend: Backend,
     _dir: Option<tempfile::TempDir>,
 }
 
 impl TestDb {
+    /// A fresh, empty database of `backend`.
     pub async fn new(backend: Backend) -> Self {
         match backend {
             Backend::Sqlite => {
@@ -95,21 +114,32 @@ pub async fn fresh_postgres_database(base: &str) -> String {
 /// What the fake handler does with one delivery.
 #[derive(Debug, Clone)]
 pub enum Action {
+    /// Returns `Ok`.
     Succeed,
+    /// Returns this error.
     Fail(&'static str),
+    /// Panics.
     Panic,
+    /// Takes this long, then succeeds.
     Sleep(Duration),
 }
 
 /// One delivery the fake handler saw.
 #[derive(Debug, Clone)]
 pub struct Seen {
+    /// The callback id the receiver gave.
     pub id: String,
+    /// The record it belongs to.
     pub record: String,
+    /// `callback_type` as parsed.
     pub callback_type: String,
+    /// `callback_code` as parsed.
     pub callback_code: Option<String>,
+    /// Which attempt this was (1 for the first).
     pub attempt: u32,
+    /// The bytes the handler got.
     pub body: Vec<u8>,
+    /// What the script made of it: `ok`, `fail` or `panic`.
     pub outcome: &'static str,
 }
 
@@ -127,7 +157,9 @@ pub struct Recorder {
 pub struct Load {
     now: Mutex<HashMap<String, usize>>,
     total_now: std::sync::atomic::AtomicUsize,
+    /// The most calls in flight at once.
     pub max_total: std::sync::atomic::AtomicUsize,
+    /// The most calls of one record in flight at once.
     pub max_per_record: std::sync::atomic::AtomicUsize,
 }
 
@@ -195,10 +227,15 @@ impl Handler for Recorder {
 
 /// A running receiver and what its handler saw.
 pub struct TestApp {
+    /// `http://ADDR`.
     pub base: String,
+    /// A client for requests the helpers do not cover.
     pub client: reqwest::Client,
+    /// What the handler saw, in order (see [`TestApp::next_seen`]).
     pub seen: mpsc::UnboundedReceiver<Seen>,
+    /// How the handler's calls overlapped.
     pub load: Arc<Load>,
+    /// The database it runs on.
     pub db: TestDb,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), okra_callbacks::Error>>>,
@@ -382,6 +419,7 @@ impl TestApp {
         serde_json::from_str(&text).unwrap()
     }
 
+    /// `GET {path}`: the status and the JSON answer (`Null` when not JSON).
     pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
         let response = self
             .client
@@ -592,6 +630,7 @@ pub struct Switchable {
 }
 
 impl Switchable {
+    /// A switch in front of `inner`, on.
     pub fn new(inner: Arc<dyn okra_callbacks::store::Store>) -> Self {
         Self {
             inner,
@@ -599,6 +638,7 @@ impl Switchable {
         }
     }
 
+    /// Off (`true`: every call fails as unavailable) or on again.
     pub fn set_down(&self, down: bool) {
         self.down.store(down, std::sync::atomic::Ordering::SeqCst);
     }
