@@ -268,7 +268,6 @@ pub struct Builder {
     config: Config,
     script: Script,
     metrics: bool,
-    store: Option<Arc<dyn okra_callbacks::store::Store>>,
 }
 
 impl Builder {
@@ -291,13 +290,6 @@ impl Builder {
         self
     }
 
-    /// Runs the receiver over a store the test built (e.g. a [`Switchable`]) instead of one
-    /// opened from the database URL.
-    pub fn store(mut self, store: Arc<dyn okra_callbacks::store::Store>) -> Self {
-        self.store = Some(store);
-        self
-    }
-
     /// Starts the receiver on 127.0.0.1 port 0.
     pub async fn spawn(self) -> TestApp {
         init_logs();
@@ -308,14 +300,9 @@ impl Builder {
             script: self.script,
             load: load.clone(),
         };
-        let mut receiver = match self.store {
-            Some(store) => {
-                Receiver::with_store(self.config, store, Arc::new(handler)).expect("usable config")
-            }
-            None => Receiver::new(self.config, handler)
-                .await
-                .expect("receiver starts"),
-        };
+        let mut receiver = Receiver::new(self.config, handler)
+            .await
+            .expect("receiver starts");
         if self.metrics {
             receiver = receiver.with_metrics(okra_callbacks::Metrics::private());
         }
@@ -351,7 +338,6 @@ pub fn on(db: TestDb) -> Builder {
         config,
         script: Arc::new(|_| Action::Succeed),
         metrics: false,
-        store: None,
     }
 }
 
@@ -734,19 +720,36 @@ impl okra_callbacks::store::Store for Switchable {
 }
 
 /// A receiver over a store built by the test; returns it (unstoppable: it ends with the test)
-/// and the handler's channel. The same as `on(db).store(store).spawn()`, kept for the tests
-/// that use it.
+/// and the handler's channel.
 pub async fn spawn_with_store(
     db: &TestDb,
     store: Arc<dyn okra_callbacks::store::Store>,
 ) -> (TestApp, mpsc::UnboundedReceiver<Seen>) {
-    let view = TestDb {
-        url: db.url.clone(),
-        backend: db.backend,
-        _dir: None,
+    init_logs();
+    let (tx, seen) = mpsc::unbounded_channel();
+    let handler = Arc::new(Recorder {
+        tx,
+        script: Arc::new(|_| Action::Succeed),
+        load: Default::default(),
+    });
+    let receiver = Receiver::with_store(test_config(db), store, handler).expect("usable config");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(receiver.run(listener, std::future::pending()));
+    let (_unused_tx, unused_rx) = mpsc::unbounded_channel();
+    let app = TestApp {
+        base: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+        seen: unused_rx,
+        load: Default::default(),
+        db: TestDb {
+            url: db.url.clone(),
+            backend: db.backend,
+            _dir: None,
+        },
+        shutdown: None,
+        task: None,
     };
-    let mut app = on(view).store(store).spawn().await;
-    let seen = std::mem::replace(&mut app.seen, mpsc::unbounded_channel().1);
     (app, seen)
 }
 
