@@ -475,7 +475,7 @@ async fn while_the_database_is_away_post_answers_503_and_recovers_without_restar
         return;
     }
     let mut db = TestDb::new(Backend::Postgres).await;
-    let proxy = Proxy::start(upstream_of(&db.url, 5432).await).await;
+    let proxy = Proxy::start(upstream_of(&db.url).await).await;
     db.url = proxy.url_through(&db.url);
     let mut app = on(db)
         .config(|c| c.store.database_timeout = Duration::from_secs(1))
