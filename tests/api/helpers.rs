@@ -455,6 +455,19 @@ impl TestApp {
         .await
     }
 
+    /// Shuts down gracefully and hands back the database for a restart, with the deliveries the
+    /// handler made that the test had not taken yet — those made while the receiver drained
+    /// included: a graceful stop finishes the record it is serving before it lets go.
+    pub async fn stop_seen(mut self) -> (TestDb, Vec<Seen>) {
+        let mut seen = std::mem::replace(&mut self.seen, mpsc::unbounded_channel().1);
+        let db = self.stop().await;
+        let mut rest = Vec::new();
+        while let Ok(one) = seen.try_recv() {
+            rest.push(one);
+        }
+        (db, rest)
+    }
+
     /// Shuts down gracefully and hands back the database for a restart.
     pub async fn stop(mut self) -> TestDb {
         if let Some(tx) = self.shutdown.take() {
