@@ -97,6 +97,7 @@ pub async fn fresh_postgres_database(base: &str) -> String {
         .await
         .unwrap_or_else(|e| panic!("cannot connect to {PG_ENV}: {e}"));
     tokio::spawn(conn);
+    drop_stale_databases(&client).await;
     let name = format!("okra_test_{}", uuid::Uuid::now_v7().simple());
     client
         .batch_execute(&format!("CREATE DATABASE {name}"))
@@ -109,6 +110,53 @@ pub async fn fresh_postgres_database(base: &str) -> String {
         .rsplit_once('/')
         .expect("a postgres:// URL with a database name");
     format!("{prefix}/{name}")
+}
+
+/// How old a test database must be before any test run drops it: no test runs this long.
+const STALE_AFTER: Duration = Duration::from_secs(3600);
+
+/// Drops up to 100 test databases (of any run, on this server) created more than
+/// [`STALE_AFTER`] ago, once per test process: each PostgreSQL test creates a database of its own, and without
+/// this they pile up until the server's disk is full. The creation time is the UUIDv7 in the
+/// name.
+async fn drop_stale_databases(client: &tokio_postgres::Client) {
+    static SWEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    SWEPT
+        .get_or_init(|| async {
+            let Ok(rows) = client
+                .query(
+                    "SELECT datname FROM pg_database WHERE datname LIKE 'okra\\_test\\_%'",
+                    &[],
+                )
+                .await
+            else {
+                return;
+            };
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0);
+            let stale = rows
+                .iter()
+                .map(|row| row.get::<_, String>(0))
+                .filter(|name| {
+                    name.strip_prefix("okra_test_")
+                        .and_then(|id| id.get(..12))
+                        .and_then(|hex| u128::from_str_radix(hex, 16).ok())
+                        .is_some_and(|created_ms| {
+                            now_ms.saturating_sub(created_ms) > STALE_AFTER.as_millis()
+                        })
+                });
+            // A bounded sweep per run (each drop checkpoints): a backlog drains over a few runs
+            // without holding up this one.
+            for name in stale.take(100) {
+                // Another run may be sweeping too; a failed drop is its drop.
+                let _ = client
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await;
+            }
+        })
+        .await;
 }
 
 /// What the fake handler does with one delivery.
