@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use crate::helpers::{callback, Backend, TestDb};
+use crate::helpers::{callback, eventually_true, paths, try_eventually, Backend, TestDb};
 use crate::process::{ChildReceiver, Sink};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,14 +69,12 @@ async fn every_acknowledged_callback_survives_sigkill() {
         }));
     }
     // Kill it mid-run, once a few hundred are acknowledged.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while acked.lock().unwrap().len() < 300 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "too slow to acknowledge"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually_true(
+        Duration::from_secs(30),
+        "300 callbacks were acknowledged",
+        || acked.lock().unwrap().len() >= 300,
+    )
+    .await;
     receiver.kill9();
     stop.store(true, Ordering::SeqCst);
     for s in senders {
@@ -88,24 +86,25 @@ async fn every_acknowledged_callback_survives_sigkill() {
 
     // Restart on the same file: everything acknowledged is delivered.
     let _receiver = ChildReceiver::start(&db.url, &args).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    let missing = || -> Vec<String> {
         let counts = sink.counts();
-        let missing: Vec<_> = acked
+        acked
             .iter()
             .filter(|id| !counts.contains_key(*id))
-            .collect();
-        if missing.is_empty() {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
+            .cloned()
+            .collect()
+    };
+    let delivered = try_eventually(Duration::from_secs(30), || {
+        std::future::ready(missing().is_empty().then_some(()))
+    });
+    if delivered.await.is_none() {
+        let missing = missing();
+        panic!(
             "{} of {} acknowledged callbacks never delivered, e.g. {:?}",
             missing.len(),
             acked.len(),
             &missing[..missing.len().min(3)]
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     for d in sink.deliveries.lock().unwrap().iter() {
         assert!(d.attempt >= 1, "the forward handler numbers attempts");
@@ -127,10 +126,7 @@ async fn every_acknowledged_callback_survives_sigkill() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_handler_calls_and_exits_zero() {
     let db = TestDb::new(Backend::Sqlite).await;
-    let sink = Sink {
-        delay: Duration::from_millis(800),
-        ..Sink::default()
-    };
+    let sink = Sink::slow(Duration::from_millis(800));
     let forward = sink.start().await;
     let mut receiver = ChildReceiver::start(&db.url, &["--forward-url", forward.as_str()]).await;
     let client = reqwest::Client::new();
@@ -144,8 +140,13 @@ async fn sigterm_drains_in_flight_handler_calls_and_exits_zero() {
         .await
         .unwrap();
     let id = answer["id"].as_str().unwrap().to_owned();
-    // Wait until the forward request is in flight (the sink sleeps before recording it).
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Wait until the forward request is in flight (the sink sleeps before answering it).
+    eventually_true(
+        Duration::from_secs(10),
+        "the delivery reached the sink",
+        || sink.arrived() == 1,
+    )
+    .await;
     assert!(sink.counts().is_empty());
     let status = receiver.terminate();
     assert!(status.success(), "exit status {status:?}");
@@ -158,7 +159,7 @@ async fn sigterm_drains_in_flight_handler_calls_and_exits_zero() {
     // After a restart it is recorded as delivered, not handed over again.
     let receiver = ChildReceiver::start(&db.url, &["--forward-url", forward.as_str()]).await;
     let state: serde_json::Value = client
-        .get(format!("http://{}/v1/callbacks/{id}", receiver.addr))
+        .get(receiver.url(&paths::callback(&id)))
         .send()
         .await
         .unwrap()

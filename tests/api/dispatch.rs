@@ -13,7 +13,7 @@ use std::{
 use serde_json::Value;
 
 use crate::both_stores;
-use crate::helpers::{app, callback, on, Action, Backend};
+use crate::helpers::{app, callback, on, paths, Action, Backend};
 
 /// What the handler saw, as `(seq, attempt, outcome)` per call.
 fn trace(seen: &[crate::helpers::Seen]) -> Vec<(u64, u32, &'static str)> {
@@ -63,15 +63,12 @@ async fn different_records_are_handled_in_parallel(backend: Backend) {
         .script(|_| Action::Sleep(Duration::from_millis(300)))
         .spawn()
         .await;
-    for r in 0..8 {
-        app.post_ok(callback(
-            &format!("rec-par-{r}"),
-            "BALANCE",
-            "BALANCE_SUCCESS",
-            r,
-        ))
-        .await;
-    }
+    // Posted at once: one after another on a busy machine, each could be handled (300 ms)
+    // before the next arrived, and nothing would overlap for a reason that is not the receiver's.
+    let bodies: Vec<String> = (0..8)
+        .map(|r| callback(&format!("rec-par-{r}"), "BALANCE", "BALANCE_SUCCESS", r))
+        .collect();
+    futures::future::join_all(bodies.into_iter().map(|body| app.post_ok(body))).await;
     let started = std::time::Instant::now();
     app.seen_n(8).await;
     assert!(
@@ -182,9 +179,7 @@ async fn dead_after_max_attempts_then_the_record_goes_on_and_replay_works(backen
         .await;
 
     // The record's listing shows both, oldest first.
-    let (status, list) = app
-        .get_json("/v1/callback?record=rec-dead&method=record")
-        .await;
+    let (status, list) = app.record_query("rec-dead", "record").await;
     assert_eq!(status, 200, "{list}");
     let statuses: Vec<&str> = list["callbacks"]
         .as_array()
@@ -196,12 +191,7 @@ async fn dead_after_max_attempts_then_the_record_goes_on_and_replay_works(backen
 
     // Replay hands it over again, with a fresh attempt budget.
     poison.store(false, Ordering::SeqCst);
-    let response = app
-        .client
-        .post(app.url(&format!("/v1/callbacks/{id}/replay")))
-        .send()
-        .await
-        .unwrap();
+    let response = app.replay(id).await;
     assert_eq!(response.status(), 202);
     let again = app.next_seen().await;
     assert_eq!(
@@ -211,21 +201,11 @@ async fn dead_after_max_attempts_then_the_record_goes_on_and_replay_works(backen
     let state = app.wait_status(id, "delivered").await;
     assert_eq!(state["attempts"], 4);
     // Replaying a delivered callback delivers it once more.
-    let response = app
-        .client
-        .post(app.url(&format!("/v1/callbacks/{id}/replay")))
-        .send()
-        .await
-        .unwrap();
+    let response = app.replay(id).await;
     assert_eq!(response.status(), 202);
     assert_eq!(app.next_seen().await.attempt, 5);
     // Unknown ids are 404.
-    let response = app
-        .client
-        .post(app.url("/v1/callbacks/nope/replay"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.replay("nope").await;
     assert_eq!(response.status(), 404);
 }
 
@@ -259,12 +239,7 @@ async fn replay_all_dead(backend: Backend) {
         app.wait_status(id, "dead").await;
     }
     healed.store(true, Ordering::SeqCst);
-    let response = app
-        .client
-        .post(app.url("/v1/callbacks/replay?status=dead"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.replay_dead().await;
     assert_eq!(response.status(), 202);
     assert_eq!(response.json::<Value>().await.unwrap()["replayed"], 3);
     let seen = app.seen_n(3).await;
@@ -310,9 +285,7 @@ async fn query_api_lists_a_record_by_method(backend: Backend) {
     app.seen_n(2).await;
     app.wait_status(t["id"].as_str().unwrap(), "delivered")
         .await;
-    let (status, body) = app
-        .get_json("/v1/callback?record=rec-q&method=Transactions")
-        .await;
+    let (status, body) = app.record_query("rec-q", "Transactions").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["record"], "rec-q");
     assert_eq!(body["method"], "TRANSACTIONS");
@@ -331,34 +304,34 @@ async fn query_api_lists_a_record_by_method(backend: Backend) {
         "{received}"
     );
 
-    let (status, body) = app.get_json("/v1/callback?record=rec-q&method=AUTH").await;
+    let (status, body) = app.record_query("rec-q", "AUTH").await;
     assert_eq!(
         (status, body["callbacks"].as_array().map(Vec::len)),
         (200, Some(0))
     );
     for (query, status, code) in [
-        ("/v1/callback?method=AUTH", 400, "missing_parameter"),
-        ("/v1/callback?record=rec-q", 400, "missing_parameter"),
+        (paths::list(&[("method", "AUTH")]), 400, "missing_parameter"),
         (
-            "/v1/callback?record=rec-q&method=LOANS",
+            paths::list(&[("record", "rec-q")]),
             400,
-            "invalid_method",
+            "missing_parameter",
         ),
+        (paths::record_query("rec-q", "LOANS"), 400, "invalid_method"),
         (
-            "/v1/callback?record=never-seen&method=AUTH",
+            paths::record_query("never-seen", "AUTH"),
             404,
             "record_not_found",
         ),
-        ("/v1/callbacks/not-an-id", 404, "not_found"),
+        (paths::callback("not-an-id"), 404, "not_found"),
     ] {
-        let (got, body) = app.get_json(query).await;
+        let (got, body) = app.get_json(&query).await;
         assert_eq!(
             (got, body["error"]["code"].as_str().unwrap()),
             (status, code),
             "{query}: {body}"
         );
     }
-    let (_, body) = app.get_json("/v1/callback?record=rec-q&method=LOANS").await;
+    let (_, body) = app.record_query("rec-q", "LOANS").await;
     assert!(body["error"]["message"]
         .as_str()
         .unwrap()
@@ -378,8 +351,8 @@ async fn admin_api_needs_the_admin_token_when_set(backend: Backend) {
         .unwrap()
         .to_owned();
     for path in [
-        "/v1/callback?record=rec-adm&method=AUTH".to_owned(),
-        format!("/v1/callbacks/{id}"),
+        paths::record_query("rec-adm", "AUTH"),
+        paths::callback(&id),
         "/metrics".into(),
     ] {
         for token in [None, Some("wrong")] {
@@ -399,12 +372,7 @@ async fn admin_api_needs_the_admin_token_when_set(backend: Backend) {
             .unwrap();
         assert_eq!(response.status(), 200, "{path}");
     }
-    let response = app
-        .client
-        .post(app.url(&format!("/v1/callbacks/{id}/replay")))
-        .send()
-        .await
-        .unwrap();
+    let response = app.replay(&id).await;
     assert_eq!(response.status(), 401);
     // Health checks stay open to load balancers.
     assert_eq!(app.get_json("/healthz").await.0, 200);
@@ -434,15 +402,10 @@ async fn pending_callbacks_resume_after_a_restart(backend: Backend) {
     // pending ones are delivered once the retry falls due (replay makes it due now).
     let mut app = on(db).spawn().await;
     let id = first["id"].as_str().unwrap();
-    let (status, state) = app.get_json(&format!("/v1/callbacks/{id}")).await;
+    let (status, state) = app.get_callback(id).await;
     assert_eq!((status, state["status"].as_str()), (200, Some("pending")));
     assert_eq!(state["attempts"], 1);
-    let response = app
-        .client
-        .post(app.url(&format!("/v1/callbacks/{id}/replay")))
-        .send()
-        .await
-        .unwrap();
+    let response = app.replay(id).await;
     assert_eq!(response.status(), 202);
     let seen = app.seen_n(2).await;
     assert_eq!(
@@ -471,9 +434,13 @@ async fn undelivered_work_is_picked_up_by_the_next_process(backend: Backend) {
         .await;
     }
     let before = app.next_seen().await;
-    let db = app.stop().await;
+    // The first receiver goes on until it has drained, so it may deliver more than `before`.
+    let (db, drained) = app.stop_seen().await;
     let mut app = on(db).spawn().await;
-    let mut delivered = vec![seq_of(&before.body)];
+    let mut delivered: Vec<u64> = std::iter::once(&before)
+        .chain(&drained)
+        .map(|s| seq_of(&s.body))
+        .collect();
     while delivered.len() < 5 || *delivered.last().unwrap() != 4 {
         delivered.push(seq_of(&app.next_seen().await.body));
     }
@@ -525,10 +492,11 @@ async fn admin_api_is_loopback_only_without_a_token() {
         router.clone().oneshot(request)
     };
     for path in [
-        "/v1/callback?record=r&method=AUTH",
-        "/v1/callbacks/x",
-        "/metrics",
+        paths::record_query("r", "AUTH"),
+        paths::callback("x"),
+        "/metrics".to_owned(),
     ] {
+        let path = path.as_str();
         let response = call("203.0.113.9:5000", path).await.unwrap();
         assert_eq!(response.status(), 403, "{path}");
         let body = axum::body::to_bytes(response.into_body(), 1 << 16)

@@ -1,5 +1,18 @@
-//! Spawns the real receiver on port 0 over a real store, with a fake handler that reports what
-//! it sees down a channel. Quiet unless `TEST_LOG` is set.
+//! Test support in one place. Spawns the real receiver on port 0 over a real store, with a fake
+//! handler that reports what it sees down a channel. Quiet unless `TEST_LOG` is set.
+//!
+//! - [`app`] / [`on`] → [`Builder`] → [`TestApp`], with one typed helper per endpoint
+//!   ([`TestApp::post_callback`], [`TestApp::get_callback`], [`TestApp::record_query`],
+//!   [`TestApp::replay`], [`TestApp::replay_dead`]); [`paths`] for tests that build requests
+//!   themselves (raw sockets, a router called in-process, child processes);
+//! - [`eventually`]: the one way to wait for something asynchronous;
+//! - [`fixture`] / [`samples`]: the one loader of Okra's sample payloads (`samples/`);
+//! - [`callback`]: a distinct callback body per record and marker;
+//! - [`error_body`]: an error answer, checked against the contract's shape;
+//! - [`Switchable`]: a store the test can switch off.
+//!
+//! Child processes, the forward sink and replicas are in `process.rs`; a controllable TCP proxy
+//! in `proxy.rs`.
 //!
 //! PostgreSQL tests read the server URL from `OKRA_TEST_DATABASE_URL` and create a fresh database
 //! per test. Without it they skip with a message — except under `CI=true`, where they must run.
@@ -16,12 +29,15 @@ use okra_callbacks::{
 };
 use tokio::{sync::mpsc, task::JoinHandle};
 
+/// The variable holding the PostgreSQL server URL for tests.
 pub const PG_ENV: &str = "OKRA_TEST_DATABASE_URL";
 
 /// Which store a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
+    /// A SQLite file in a temporary directory.
     Sqlite,
+    /// A fresh database on the server [`PG_ENV`] names.
     Postgres,
 }
 
@@ -43,12 +59,15 @@ pub fn postgres_url() -> Option<String> {
 
 /// A database for one test: a SQLite file in a temp dir, or a fresh PostgreSQL database.
 pub struct TestDb {
+    /// The URL the receiver opens.
     pub url: String,
+    /// Which store it is.
     pub backend: Backend,
     _dir: Option<tempfile::TempDir>,
 }
 
 impl TestDb {
+    /// A fresh, empty database of `backend`.
     pub async fn new(backend: Backend) -> Self {
         match backend {
             Backend::Sqlite => {
@@ -78,6 +97,7 @@ pub async fn fresh_postgres_database(base: &str) -> String {
         .await
         .unwrap_or_else(|e| panic!("cannot connect to {PG_ENV}: {e}"));
     tokio::spawn(conn);
+    drop_stale_databases(&client).await;
     let name = format!("okra_test_{}", uuid::Uuid::now_v7().simple());
     client
         .batch_execute(&format!("CREATE DATABASE {name}"))
@@ -92,24 +112,82 @@ pub async fn fresh_postgres_database(base: &str) -> String {
     format!("{prefix}/{name}")
 }
 
+/// How old a test database must be before any test run drops it: no test runs this long.
+const STALE_AFTER: Duration = Duration::from_secs(3600);
+
+/// Drops up to 100 test databases (of any run, on this server) created more than
+/// [`STALE_AFTER`] ago, once per test process: each PostgreSQL test creates a database of its own, and without
+/// this they pile up until the server's disk is full. The creation time is the UUIDv7 in the
+/// name.
+async fn drop_stale_databases(client: &tokio_postgres::Client) {
+    static SWEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    SWEPT
+        .get_or_init(|| async {
+            let Ok(rows) = client
+                .query(
+                    "SELECT datname FROM pg_database WHERE datname LIKE 'okra\\_test\\_%'",
+                    &[],
+                )
+                .await
+            else {
+                return;
+            };
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0);
+            let stale = rows
+                .iter()
+                .map(|row| row.get::<_, String>(0))
+                .filter(|name| {
+                    name.strip_prefix("okra_test_")
+                        .and_then(|id| id.get(..12))
+                        .and_then(|hex| u128::from_str_radix(hex, 16).ok())
+                        .is_some_and(|created_ms| {
+                            now_ms.saturating_sub(created_ms) > STALE_AFTER.as_millis()
+                        })
+                });
+            // A bounded sweep per run (each drop checkpoints): a backlog drains over a few runs
+            // without holding up this one.
+            for name in stale.take(100) {
+                // Another run may be sweeping too; a failed drop is its drop.
+                let _ = client
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await;
+            }
+        })
+        .await;
+}
+
 /// What the fake handler does with one delivery.
 #[derive(Debug, Clone)]
 pub enum Action {
+    /// Returns `Ok`.
     Succeed,
+    /// Returns this error.
     Fail(&'static str),
+    /// Panics.
     Panic,
+    /// Takes this long, then succeeds.
     Sleep(Duration),
 }
 
 /// One delivery the fake handler saw.
 #[derive(Debug, Clone)]
 pub struct Seen {
+    /// The callback id the receiver gave.
     pub id: String,
+    /// The record it belongs to.
     pub record: String,
+    /// `callback_type` as parsed.
     pub callback_type: String,
+    /// `callback_code` as parsed.
     pub callback_code: Option<String>,
+    /// Which attempt this was (1 for the first).
     pub attempt: u32,
+    /// The bytes the handler got.
     pub body: Vec<u8>,
+    /// What the script made of it: `ok`, `fail` or `panic`.
     pub outcome: &'static str,
 }
 
@@ -127,7 +205,9 @@ pub struct Recorder {
 pub struct Load {
     now: Mutex<HashMap<String, usize>>,
     total_now: std::sync::atomic::AtomicUsize,
+    /// The most calls in flight at once.
     pub max_total: std::sync::atomic::AtomicUsize,
+    /// The most calls of one record in flight at once.
     pub max_per_record: std::sync::atomic::AtomicUsize,
 }
 
@@ -195,10 +275,15 @@ impl Handler for Recorder {
 
 /// A running receiver and what its handler saw.
 pub struct TestApp {
+    /// `http://ADDR`.
     pub base: String,
+    /// A client for requests the helpers do not cover.
     pub client: reqwest::Client,
+    /// What the handler saw, in order (see [`TestApp::next_seen`]).
     pub seen: mpsc::UnboundedReceiver<Seen>,
+    /// How the handler's calls overlapped.
     pub load: Arc<Load>,
+    /// The database it runs on.
     pub db: TestDb,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), okra_callbacks::Error>>>,
@@ -225,6 +310,7 @@ pub fn test_config(db: &TestDb) -> Config {
     config
 }
 
+/// How a [`TestApp`] is set up before [`Builder::spawn`]: from [`app`] or [`on`].
 pub struct Builder {
     db: TestDb,
     config: Config,
@@ -236,11 +322,13 @@ pub struct Builder {
 }
 
 impl Builder {
+    /// Changes the receiver's settings (they start as [`test_config`]).
     pub fn config(mut self, f: impl FnOnce(&mut Config)) -> Self {
         f(&mut self.config);
         self
     }
 
+    /// What the fake handler does with each delivery (it succeeds by default).
     pub fn script(mut self, f: impl Fn(&Context) -> Action + Send + Sync + 'static) -> Self {
         self.script = Arc::new(f);
         self
@@ -259,6 +347,7 @@ impl Builder {
         self
     }
 
+    /// Starts the receiver on 127.0.0.1 port 0.
     pub async fn spawn(self) -> TestApp {
         init_logs();
         let (tx, seen) = mpsc::unbounded_channel();
@@ -318,16 +407,55 @@ pub fn on(db: TestDb) -> Builder {
 }
 
 impl TestApp {
+    /// `http://ADDR{path}`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
     /// POSTs a callback body as Okra would.
     pub async fn post(&self, body: impl Into<reqwest::Body>) -> reqwest::Response {
-        self.client
-            .post(self.url("/v1/callback"))
+        self.post_callback(body).await
+    }
+
+    /// `POST /v1/callback` with a JSON body, as Okra sends it; the raw answer.
+    pub async fn post_callback(&self, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.callback_request()
             .header("content-type", "application/json")
             .body(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// A `POST /v1/callback` request with nothing set yet, for tests that craft the headers
+    /// (content type, token, signature) themselves.
+    pub fn callback_request(&self) -> reqwest::RequestBuilder {
+        self.client.post(self.url(paths::CALLBACK))
+    }
+
+    /// `GET /v1/callbacks/{id}`: the status and the JSON answer (`Null` when not JSON).
+    pub async fn get_callback(&self, id: &str) -> (u16, serde_json::Value) {
+        self.get_json(&paths::callback(id)).await
+    }
+
+    /// `GET /v1/callback?record=..&method=..`: the status and the JSON answer.
+    pub async fn record_query(&self, record: &str, method: &str) -> (u16, serde_json::Value) {
+        self.get_json(&paths::record_query(record, method)).await
+    }
+
+    /// `POST /v1/callbacks/{id}/replay`; the raw answer.
+    pub async fn replay(&self, id: &str) -> reqwest::Response {
+        self.client
+            .post(self.url(&paths::replay(id)))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// `POST /v1/callbacks/replay?status=dead`; the raw answer.
+    pub async fn replay_dead(&self) -> reqwest::Response {
+        self.client
+            .post(self.url(paths::REPLAY_DEAD))
             .send()
             .await
             .expect("request")
@@ -342,6 +470,7 @@ impl TestApp {
         serde_json::from_str(&text).unwrap()
     }
 
+    /// `GET {path}`: the status and the JSON answer (`Null` when not JSON).
     pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
         let response = self
             .client
@@ -380,21 +509,28 @@ impl TestApp {
         }
     }
 
-    /// Polls `GET /v1/callbacks/{id}` until its status is `status`.
+    /// Polls `GET /v1/callbacks/{id}` until its status is `status`; returns that state.
     pub async fn wait_status(&self, id: &str, status: &str) -> serde_json::Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let (code, body) = self.get_json(&format!("/v1/callbacks/{id}")).await;
+        let what = format!("{id} became {status}");
+        eventually(Duration::from_secs(10), &what, || async move {
+            let (code, body) = self.get_callback(id).await;
             assert_eq!(code, 200, "{body}");
-            if body["status"] == status {
-                return body;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{id} never became {status}: {body}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            (body["status"] == status).then_some(body)
+        })
+        .await
+    }
+
+    /// Shuts down gracefully and hands back the database for a restart, with the deliveries the
+    /// handler made that the test had not taken yet — those made while the receiver drained
+    /// included: a graceful stop finishes the record it is serving before it lets go.
+    pub async fn stop_seen(mut self) -> (TestDb, Vec<Seen>) {
+        let mut seen = std::mem::replace(&mut self.seen, mpsc::unbounded_channel().1);
+        let db = self.stop().await;
+        let mut rest = Vec::new();
+        while let Ok(one) = seen.try_recv() {
+            rest.push(one);
         }
+        (db, rest)
     }
 
     /// Shuts down gracefully and hands back the database for a restart.
@@ -432,13 +568,103 @@ pub fn callback(record: &str, kind: &str, code: &str, n: usize) -> String {
     .to_string()
 }
 
-/// A sample payload from `samples/`.
+/// The directory of Okra's sample payloads.
+pub fn samples_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("samples")
+}
+
+/// A sample payload from `samples/`, by file stem (`fixture("auth_success")`).
 pub fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!(
-        "{}/samples/{name}.json",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+    let path = samples_dir().join(format!("{name}.json"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("sample {}: {e}", path.display()))
+}
+
+/// Every sample in `samples/`, as (file stem, bytes), sorted by name.
+pub fn samples() -> Vec<(String, Vec<u8>)> {
+    let mut names: Vec<String> = std::fs::read_dir(samples_dir())
+        .expect("the samples/ directory")
+        .filter_map(|entry| {
+            let path = entry.ok()?.path();
+            (path.extension()? == "json").then(|| path.file_stem()?.to_str().map(str::to_owned))?
+        })
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|name| {
+            let body = fixture(&name);
+            (name, body)
+        })
+        .collect()
+}
+
+/// The paths of the contract's callback endpoints, so no test spells them out.
+pub mod paths {
+    /// `POST` a callback here; `GET` it with `?record=&method=` to list a record's callbacks.
+    pub const CALLBACK: &str = "/v1/callback";
+    /// `POST`: hand every dead callback over again.
+    pub const REPLAY_DEAD: &str = "/v1/callbacks/replay?status=dead";
+
+    /// `GET` one callback's state.
+    pub fn callback(id: &str) -> String {
+        format!("/v1/callbacks/{id}")
+    }
+
+    /// `POST`: hand one callback over again.
+    pub fn replay(id: &str) -> String {
+        format!("/v1/callbacks/{id}/replay")
+    }
+
+    /// `GET`: the callbacks of `record` for the product `method`.
+    pub fn record_query(record: &str, method: &str) -> String {
+        list(&[("record", record), ("method", method)])
+    }
+
+    /// `GET /v1/callback` with exactly these query parameters (e.g. one missing, for a 400).
+    pub fn list(params: &[(&str, &str)]) -> String {
+        let query: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        format!("{CALLBACK}?{}", query.join("&"))
+    }
+}
+
+/// Polls `probe` every 20 ms until it yields `Some`, and returns that; panics after `within`
+/// saying `what` never happened. The one way tests wait for something asynchronous: a fixed
+/// sleep is either too short on a busy machine or slower than needed.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    try_eventually(within, probe)
+        .await
+        .unwrap_or_else(|| panic!("timed out after {within:?} waiting until {what}"))
+}
+
+/// [`eventually`] that answers `None` after `within` instead of panicking, for a test that
+/// says itself what went wrong.
+pub async fn try_eventually<T, F, Fut>(within: Duration, mut probe: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(done) = probe().await {
+            return Some(done);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// [`eventually`] for a plain condition.
+pub async fn eventually_true(within: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    eventually(within, what, || {
+        std::future::ready(condition().then_some(()))
+    })
+    .await
 }
 
 /// Runs each named test against SQLite and, when configured, PostgreSQL:
@@ -468,6 +694,7 @@ pub struct Switchable {
 }
 
 impl Switchable {
+    /// A switch in front of `inner`, on.
     pub fn new(inner: Arc<dyn okra_callbacks::store::Store>) -> Self {
         Self {
             inner,
@@ -475,6 +702,7 @@ impl Switchable {
         }
     }
 
+    /// Off (`true`: every call fails as unavailable) or on again.
     pub fn set_down(&self, down: bool) {
         self.down.store(down, std::sync::atomic::Ordering::SeqCst);
     }

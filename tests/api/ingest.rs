@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::both_stores;
-use crate::helpers::{app, callback, error_body, fixture, Backend};
+use crate::helpers::{app, callback, error_body, fixture, paths, samples, Backend};
 
 async fn acknowledges_every_fixture_and_hands_it_over(backend: Backend) {
     let mut app = app(backend).await.spawn().await;
@@ -42,6 +42,21 @@ async fn acknowledges_every_fixture_and_hands_it_over(backend: Backend) {
     }
 }
 
+/// Every sample in `samples/` (what `okra-callbacks send` can post) is acknowledged and reaches
+/// the handler byte for byte.
+async fn acknowledges_every_sample_byte_for_byte(backend: Backend) {
+    let mut app = app(backend).await.spawn().await;
+    let samples = samples();
+    assert!(samples.len() >= 13, "samples/ holds Okra's payloads");
+    for (name, body) in samples {
+        let answer = app.post_ok(body.clone()).await;
+        assert_eq!(answer["duplicate"], false, "{name}");
+        let seen = app.next_seen().await;
+        assert_eq!(seen.id, answer["id"].as_str().unwrap(), "{name}");
+        assert_eq!(seen.body, body, "{name}: the bytes exactly as received");
+    }
+}
+
 async fn duplicates_answer_200_with_the_first_id_and_are_not_redelivered(backend: Backend) {
     let mut app = app(backend).await.spawn().await;
     let body = callback("rec-dup", "TRANSACTIONS", "PERIODIC_TRANSACTIONS", 1);
@@ -65,69 +80,55 @@ async fn bad_requests_get_the_contract_errors(backend: Backend) {
         .await;
     let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
         (
-            app.client
-                .post(app.url("/v1/callback"))
+            app.callback_request()
                 .header("content-type", "application/json"),
             400,
             "invalid_json",
         ),
+        (app.callback_request().body("{nope"), 400, "invalid_json"),
         (
-            app.client.post(app.url("/v1/callback")).body("{nope"),
-            400,
-            "invalid_json",
-        ),
-        (
-            app.client
-                .post(app.url("/v1/callback"))
+            app.callback_request()
                 .header("content-type", "text/plain")
                 .body("{}"),
             415,
             "unsupported_media_type",
         ),
         (
-            app.client
-                .post(app.url("/v1/callback"))
-                .body("x".repeat(2048)),
+            app.callback_request().body("x".repeat(2048)),
             413,
             "payload_too_large",
         ),
         (
-            app.client.post(app.url("/v1/callback")).body("[1,2]"),
+            app.callback_request().body("[1,2]"),
             422,
             "invalid_callback",
         ),
         (
-            app.client
-                .post(app.url("/v1/callback"))
-                .body(r#"{"callback_type":"AUTH"}"#),
+            app.callback_request().body(r#"{"callback_type":"AUTH"}"#),
             422,
             "invalid_callback",
         ),
         (
-            app.client
-                .post(app.url("/v1/callback"))
-                .body(r#"{"record":"r"}"#),
+            app.callback_request().body(r#"{"record":"r"}"#),
             422,
             "invalid_callback",
         ),
         (
-            app.client
-                .post(app.url("/v1/callback"))
+            app.callback_request()
                 .body(r#"{"record":7,"method":"AUTH"}"#),
             422,
             "invalid_callback",
         ),
         (
             // PostgreSQL cannot store a NUL in text: refused up front, not a 503 retried forever.
-            app.client
-                .post(app.url("/v1/callback"))
+            app.callback_request()
                 .body(r#"{"record":"r\u0000x","method":"AUTH"}"#),
             422,
             "invalid_callback",
         ),
         (app.client.get(app.url("/v1/nowhere")), 404, "not_found"),
         (
-            app.client.delete(app.url("/v1/callback")),
+            app.client.delete(app.url(paths::CALLBACK)),
             405,
             "method_not_allowed",
         ),
@@ -138,8 +139,7 @@ async fn bad_requests_get_the_contract_errors(backend: Backend) {
     }
     // A missing content type is taken as JSON.
     let ok = app
-        .client
-        .post(app.url("/v1/callback"))
+        .callback_request()
         .body(callback("r-ct", "AUTH", "AUTH_SUCCESS", 0))
         .send()
         .await
@@ -147,8 +147,7 @@ async fn bad_requests_get_the_contract_errors(backend: Backend) {
     assert_eq!(ok.status(), 200);
     // The record-id error says what to send.
     let (_, _, message) = error_body(
-        app.client
-            .post(app.url("/v1/callback"))
+        app.callback_request()
             .body(r#"{"method":"AUTH"}"#)
             .send()
             .await
@@ -167,9 +166,7 @@ async fn unknown_types_are_accepted_and_kept(backend: Backend) {
     assert_eq!(answer["callback_type"], "LIABILITIES");
     let seen = app.next_seen().await;
     assert_eq!(seen.body, body.as_bytes());
-    let (status, got) = app
-        .get_json(&format!("/v1/callbacks/{}", answer["id"].as_str().unwrap()))
-        .await;
+    let (status, got) = app.get_callback(answer["id"].as_str().unwrap()).await;
     assert_eq!(status, 200);
     assert_eq!(got["payload"]["x"], json!([1]));
 }
@@ -190,7 +187,7 @@ async fn callback_token_is_required_when_set(backend: Backend) {
         Some("Bearer admin-token"),
         Some("okra-dashboard-token"),
     ] {
-        let mut request = app.client.post(app.url("/v1/callback")).body(body.clone());
+        let mut request = app.callback_request().body(body.clone());
         if let Some(value) = auth {
             request = request.header("authorization", value);
         }
@@ -200,8 +197,7 @@ async fn callback_token_is_required_when_set(backend: Backend) {
         assert_eq!((status, code.as_str()), (401, "unauthorized"), "{auth:?}");
     }
     let response = app
-        .client
-        .post(app.url("/v1/callback"))
+        .callback_request()
         .bearer_auth("okra-dashboard-token")
         .body(body)
         .send()
@@ -240,6 +236,7 @@ async fn store_unavailable_is_503_and_nothing_is_acknowledged() {
 
 both_stores!(
     acknowledges_every_fixture_and_hands_it_over,
+    acknowledges_every_sample_byte_for_byte,
     duplicates_answer_200_with_the_first_id_and_are_not_redelivered,
     bad_requests_get_the_contract_errors,
     unknown_types_are_accepted_and_kept,

@@ -2,6 +2,7 @@
 
 mod helpers;
 mod process;
+mod proxy;
 
 mod conformance;
 mod console;

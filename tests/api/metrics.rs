@@ -6,7 +6,7 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use crate::both_stores;
-use crate::helpers::{app, callback, Action, Backend, TestApp};
+use crate::helpers::{app, callback, eventually, Action, Backend, TestApp};
 
 /// One scrape: `(name, sorted labels)` → value.
 struct Scrape(BTreeMap<(String, Vec<(String, String)>), f64>);
@@ -95,9 +95,16 @@ async fn metrics_count_known_traffic(backend: Backend) {
         app.post_ok(callback("rec-slow", "BALANCE", "BALANCE_SUCCESS", n))
             .await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let busy = Scrape::of(&app).await;
-    assert_eq!(busy.get("okra_pending_callbacks", &[]), 2.0);
+    let busy = eventually(
+        Duration::from_secs(10),
+        "the oldest pending callback was 0.4 s old",
+        || async {
+            let busy = Scrape::of(&app).await;
+            assert_eq!(busy.get("okra_pending_callbacks", &[]), 2.0);
+            (busy.get("okra_oldest_pending_age_seconds", &[]) >= 0.4).then_some(busy)
+        },
+    )
+    .await;
     let age = busy.get("okra_oldest_pending_age_seconds", &[]);
     assert!((0.4..30.0).contains(&age), "oldest pending age {age}");
 
@@ -134,16 +141,27 @@ async fn metrics_count_known_traffic(backend: Backend) {
     // Deliveries: 2 slow + 3 ok + 1 unknown + 2 flaky (fail, ok) + 2 doomed (fail, fail).
     app.seen_n(10).await;
     let dead_id = {
-        let (_, body) = app
-            .get_json("/v1/callback?record=rec-doomed&method=RECORD")
-            .await;
+        let (_, body) = app.record_query("rec-doomed", "RECORD").await;
         body["callbacks"][0]["id"].as_str().unwrap().to_owned()
     };
     app.wait_status(&dead_id, "dead").await;
-    // The last outcome is recorded right after the store write the status poll saw.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-
-    let m = Scrape::of(&app).await;
+    // The handler reports each call before its outcome is recorded, and the metrics of an outcome
+    // before its store write: wait until all ten calls are counted and none is pending (a bug
+    // that left one pending fails here on the timeout).
+    let m = eventually(
+        Duration::from_secs(10),
+        "the outcomes of all ten handler calls were counted",
+        || async {
+            let m = Scrape::of(&app).await;
+            let counted = ["delivered", "retry", "dead"]
+                .iter()
+                .map(|o| m.get("okra_delivery_outcomes_total", &[("outcome", o)]))
+                .sum::<f64>();
+            let settled = m.get("okra_pending_callbacks", &[]) == 0.0;
+            (counted >= 10.0 && settled).then_some(m)
+        },
+    )
+    .await;
     let received = |kind: &str, code: &str, outcome: &str| {
         m.get(
             "okra_callbacks_received_total",
@@ -265,8 +283,7 @@ async fn each_refused_callback_token_is_counted_once() {
     }
     // With the token, a body that is not JSON is refused for that reason alone.
     let refused = app
-        .client
-        .post(app.url("/v1/callback"))
+        .callback_request()
         .bearer_auth("t0ken")
         .body("{not json")
         .send()

@@ -4,30 +4,27 @@
 //! Every test here needs `OKRA_TEST_DATABASE_URL` (they skip with a message without it).
 
 use std::{
-    collections::{HashMap, HashSet},
-    net::SocketAddr,
-    process::{Child, Command, Stdio},
+    collections::HashSet,
     sync::{
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicUsize, Ordering},
         Arc, Mutex,
     },
     time::{Duration, Instant},
 };
 
-use axum::{extract::State, http::HeaderMap, routing::post, Router};
-use bytes::Bytes;
 use okra_callbacks::{
     async_trait, store, Context, DispatchConfig, Dispatcher, Handler, HandlerResult,
 };
 use serde_json::Value;
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::{tcp::OwnedReadHalf, tcp::OwnedWriteHalf, TcpListener, TcpStream},
-    sync::{mpsc, watch},
-};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{callback, fresh_postgres_database, on, postgres_url, Backend, TestDb};
+use crate::helpers::{
+    callback, eventually, eventually_true, fresh_postgres_database, on, paths, postgres_url,
+    Backend, TestDb,
+};
+use crate::process::{Delivery, Replicas, Sink};
+use crate::proxy::{upstream_of, Link, Proxy};
 use crate::store::new_callback;
 
 // ---------------------------------------------------------------------------------------------
@@ -200,227 +197,6 @@ async fn a_replica_never_serves_one_record_twice_at_once_when_its_lease_lapses()
 // ---------------------------------------------------------------------------------------------
 // Three real server processes on one database, with one killed mid-run.
 
-/// Replica processes, killed (SIGKILL) when the test ends or panics.
-struct Replicas {
-    children: Vec<Mutex<Option<Child>>>,
-    bases: Vec<String>,
-    alive: Vec<AtomicBool>,
-}
-
-impl Drop for Replicas {
-    fn drop(&mut self) {
-        for slot in &self.children {
-            if let Some(mut child) = slot.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-    }
-}
-
-impl Replicas {
-    async fn start(n: usize, database_url: &str, forward_url: &str) -> Self {
-        let flags = [
-            "--handler-timeout",
-            "1s",
-            "--forward-timeout",
-            "1s",
-            "--database-timeout",
-            "1s",
-            "--lease",
-            "3s",
-            "--database-pool-size",
-            "8",
-        ];
-        Self::start_with(n, database_url, forward_url, &flags).await
-    }
-
-    /// `n` replicas with `flags` besides the database and forward URLs (`[]`: the defaults).
-    async fn start_with(n: usize, database_url: &str, forward_url: &str, flags: &[&str]) -> Self {
-        let mut replicas = Replicas {
-            children: Vec::new(),
-            bases: Vec::new(),
-            alive: Vec::new(),
-        };
-        let verbose = std::env::var_os("TEST_LOG").is_some();
-        for i in 0..n {
-            let port = crate::process::free_port();
-            let child = Command::new(env!("CARGO_BIN_EXE_okra-callbacks"))
-                .env_clear()
-                .env("HOSTNAME", format!("replica-{i}"))
-                .env(
-                    "RUST_LOG",
-                    if verbose {
-                        "info"
-                    } else {
-                        "error,okra_callbacks=warn"
-                    },
-                )
-                .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-                .args(["--database-url", database_url])
-                .args(["--forward-url", forward_url])
-                .args(flags)
-                .args(["--retry-base-delay-ms", "20", "--retry-max-delay", "200ms"])
-                .stdout(Stdio::null())
-                .stderr(if verbose {
-                    Stdio::inherit()
-                } else {
-                    Stdio::null()
-                })
-                .spawn()
-                .expect("spawn the okra-callbacks binary");
-            replicas.children.push(Mutex::new(Some(child)));
-            replicas.bases.push(format!("http://127.0.0.1:{port}"));
-            replicas.alive.push(AtomicBool::new(true));
-        }
-        let client = reqwest::Client::new();
-        for base in &replicas.bases {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                let ready = client.get(format!("{base}/readyz")).send().await;
-                if ready.is_ok_and(|r| r.status() == 200) {
-                    break;
-                }
-                assert!(Instant::now() < deadline, "{base} never became ready");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-        replicas
-    }
-
-    /// SIGKILL: no draining, no lease release.
-    fn kill(&self, i: usize) {
-        self.alive[i].store(false, Ordering::SeqCst);
-        let mut child = self.children[i].lock().unwrap().take().expect("alive");
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
-
-    /// Sends `signal` (`STOP`, `CONT`) to replica `i`.
-    fn signal(&self, i: usize, signal: &str) {
-        let pid = self.children[i]
-            .lock()
-            .unwrap()
-            .as_ref()
-            .expect("alive")
-            .id();
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -{signal} {pid}");
-    }
-
-    /// Replica `i`'s `/metrics` value of `name` (0 when not exported yet).
-    async fn metric(&self, i: usize, name: &str) -> f64 {
-        let text = reqwest::get(format!("{}/metrics", self.bases[i]))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .filter(|l| l.starts_with(name))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    }
-}
-
-/// One handler call the sink saw, in arrival order.
-#[derive(Debug, Clone)]
-struct Delivery {
-    seq: u64,
-    id: String,
-    ok: bool,
-    /// When the call arrived.
-    at: Instant,
-}
-
-/// The internal service behind `--forward-url`: logs every delivery per record, fails the first
-/// attempt of every tenth callback (so retries cross replicas too), and notes any moment two
-/// deliveries of one record were in flight at once.
-#[derive(Default)]
-struct Sink {
-    by_record: HashMap<String, Vec<Delivery>>,
-    in_flight: HashMap<String, u32>,
-    overlaps: Vec<String>,
-    /// Settings for the lease tests: no failing first attempts, …
-    never_fail_first: bool,
-    /// … records whose calls take this long, …
-    delays: HashMap<String, Duration>,
-    /// … and a record whose every call fails while set.
-    failing: Option<String>,
-}
-
-type SinkLog = Arc<Mutex<Sink>>;
-
-struct InFlight(SinkLog, String);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        if let Some(n) = self.0.lock().unwrap().in_flight.get_mut(&self.1) {
-            *n -= 1;
-        }
-    }
-}
-
-async fn sink_deliver(
-    State(log): State<SinkLog>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> axum::http::StatusCode {
-    let payload: Value = serde_json::from_slice(&body).expect("forwarded bodies are JSON");
-    let record = payload["record"].as_str().unwrap().to_owned();
-    let seq = payload["seq"].as_u64().unwrap();
-    let header = |name: &str| headers[name].to_str().unwrap().to_owned();
-    let (id, attempt) = (header("x-okra-callback-id"), header("x-okra-attempt"));
-    let delay;
-    let ok;
-    {
-        let mut sink = log.lock().unwrap();
-        ok = !(seq % 10 == 3 && attempt == "1" && !sink.never_fail_first)
-            && sink.failing.as_deref() != Some(record.as_str());
-        delay = sink
-            .delays
-            .get(&record)
-            .copied()
-            .unwrap_or(Duration::from_millis(2));
-        let n = sink.in_flight.entry(record.clone()).or_default();
-        *n += 1;
-        if *n > 1 {
-            sink.overlaps.push(format!("{record} seq {seq}"));
-        }
-        sink.by_record
-            .entry(record.clone())
-            .or_default()
-            .push(Delivery {
-                seq,
-                id,
-                ok,
-                at: Instant::now(),
-            });
-    }
-    let _guard = InFlight(log.clone(), record);
-    // Hold the call open a moment, so overlapping deliveries would be caught.
-    tokio::time::sleep(delay).await;
-    if ok {
-        axum::http::StatusCode::OK
-    } else {
-        axum::http::StatusCode::INTERNAL_SERVER_ERROR
-    }
-}
-
-async fn start_sink() -> (String, SinkLog) {
-    let log = SinkLog::default();
-    let app = Router::new()
-        .route("/deliver", post(sink_deliver))
-        .with_state(log.clone());
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (format!("http://{addr}/deliver"), log)
-}
-
 /// POSTs one callback as Okra would: to the replica the load balancer picks (`first`), and on
 /// a connection error or 5xx to the next live one. Returns the acknowledged id.
 async fn post_round_robin(
@@ -432,11 +208,11 @@ async fn post_round_robin(
     let n = replicas.bases.len();
     for attempt in 0..60 {
         let i = (first + attempt) % n;
-        if !replicas.alive[i].load(Ordering::SeqCst) {
+        if !replicas.is_alive(i) {
             continue;
         }
         let sent = client
-            .post(format!("{}/v1/callback", replicas.bases[i]))
+            .post(format!("{}{}", replicas.bases[i], paths::CALLBACK))
             .header("content-type", "application/json")
             .body(body.to_owned())
             .send()
@@ -482,8 +258,31 @@ async fn three_replicas_deliver_every_callback_in_order_through_a_sigkill() {
         .await
         .unwrap();
     drop(admin);
-    let (forward_url, sink) = start_sink().await;
-    let shared = Arc::new(Replicas::start(REPLICAS, &url, &forward_url).await);
+    // The internal service behind `--forward-url`: fails the first attempt of every tenth
+    // callback (so retries cross replicas too), and holds each call open a moment, so
+    // overlapping deliveries of one record would be caught.
+    let sink = Sink::slow(Duration::from_millis(2))
+        .failing(|d| d.seq.is_some_and(|seq| seq % 10 == 3) && d.attempt == 1);
+    let forward_url = sink.start().await;
+    let args = [
+        "--forward-url",
+        forward_url.as_str(),
+        "--handler-timeout",
+        "1s",
+        "--forward-timeout",
+        "1s",
+        "--database-timeout",
+        "1s",
+        "--lease",
+        "3s",
+        "--database-pool-size",
+        "8",
+        "--retry-base-delay-ms",
+        "20",
+        "--retry-max-delay",
+        "200ms",
+    ];
+    let shared = Arc::new(Replicas::start(REPLICAS, &url, &args).await);
     let (db, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
         .await
         .unwrap();
@@ -539,22 +338,24 @@ async fn three_replicas_deliver_every_callback_in_order_through_a_sigkill() {
     let posted_in = started.elapsed();
 
     // Every acknowledged callback reaches the sink, the killed replica's leases included.
-    let all_delivered = |sink: &Sink| {
+    let all_delivered = || {
+        let by_record = sink.by_record();
         acknowledged.iter().all(|(record, ids)| {
-            let seen = sink.by_record.get(record);
+            let seen = by_record.get(record);
             ids.iter().enumerate().all(|(seq, id)| {
-                seen.is_some_and(|d| d.iter().any(|d| d.ok && d.seq == seq as u64 && d.id == *id))
+                seen.is_some_and(|d| {
+                    d.iter()
+                        .any(|d| d.ok && d.seq == Some(seq as u64) && d.id == *id)
+                })
             })
         })
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !all_delivered(&sink.lock().unwrap()) {
-        assert!(
-            Instant::now() < deadline,
-            "acknowledged callbacks were not delivered within 30 s of the last POST"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually_true(
+        Duration::from_secs(30),
+        "every acknowledged callback was delivered (30 s after the last POST)",
+        all_delivered,
+    )
+    .await;
     let delivered_in = started.elapsed();
     let after_kill = killed_at.elapsed();
     let leases_left = db
@@ -563,17 +364,18 @@ async fn three_replicas_deliver_every_callback_in_order_through_a_sigkill() {
         .unwrap()
         .get::<_, i64>(0);
 
-    let (redelivered, retried) = check_deliveries(&sink.lock().unwrap(), &acknowledged);
+    let (redelivered, retried) = check_deliveries(&sink, &acknowledged);
 
     // Any live replica answers the read API for every callback, whichever replica stored it.
     let readers: Vec<usize> = (0..REPLICAS).filter(|i| *i != VICTIM).collect();
     for (n, (record, ids)) in acknowledged.iter().enumerate() {
         let base = &shared.bases[readers[n % readers.len()]];
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+        let what = format!("{record} is listed as delivered by {base}");
+        eventually(Duration::from_secs(10), &what, || async {
             let listed: Value = client
                 .get(format!(
-                    "{base}/v1/callback?record={record}&method=transactions"
+                    "{base}{}",
+                    paths::record_query(record, "transactions")
                 ))
                 .send()
                 .await
@@ -587,12 +389,12 @@ async fn three_replicas_deliver_every_callback_in_order_through_a_sigkill() {
                 .map(|c| c["id"].as_str().unwrap())
                 .collect();
             assert_eq!(listed_ids, *ids, "{record} as listed by {base}");
-            if callbacks.iter().all(|c| c["status"] == "delivered") {
-                break;
-            }
-            assert!(Instant::now() < deadline, "{record}: {listed}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            callbacks
+                .iter()
+                .all(|c| c["status"] == "delivered")
+                .then_some(())
+        })
+        .await;
     }
 
     let total: usize = acknowledged.iter().map(|(_, ids)| ids.len()).sum();
@@ -617,34 +419,38 @@ async fn three_replicas_deliver_every_callback_in_order_through_a_sigkill() {
 /// Checks what the sink saw against what was acknowledged; returns the redeliveries of callbacks
 /// already delivered, and the retries after failed attempts.
 fn check_deliveries(sink: &Sink, acknowledged: &[(String, Vec<String>)]) -> (usize, usize) {
+    let overlaps = sink.overlaps.lock().unwrap().clone();
     assert!(
-        sink.overlaps.is_empty(),
-        "two deliveries of one record were in flight at once: {:?}",
-        sink.overlaps
+        overlaps.is_empty(),
+        "two deliveries of one record were in flight at once: {overlaps:?}"
     );
+    let by_record = sink.by_record();
     let (mut redelivered, mut retried) = (0usize, 0usize);
     for (record, ids) in acknowledged {
-        let deliveries = &sink.by_record[record];
+        let deliveries = &by_record[record];
         // Order under at-least-once: the first call is the record's first callback; each call
         // after is the same callback again (a retry, or a redelivery after a crash) or, once
         // that one succeeded, the next one. Never an earlier one, never a skip.
-        assert_eq!(deliveries[0].seq, 0, "{record}: {deliveries:?}");
+        let seq = |d: &Delivery| d.seq.expect("the test's callbacks carry a seq");
+        assert_eq!(seq(&deliveries[0]), 0, "{record}: {deliveries:?}");
         let mut done: HashSet<u64> = HashSet::new();
         for pair in deliveries.windows(2) {
             let (prev, next) = (&pair[0], &pair[1]);
             if prev.ok {
-                done.insert(prev.seq);
+                done.insert(seq(prev));
             }
             let in_order =
-                next.seq == prev.seq || (next.seq == prev.seq + 1 && done.contains(&prev.seq));
+                seq(next) == seq(prev) || (seq(next) == seq(prev) + 1 && done.contains(&seq(prev)));
             assert!(
                 in_order,
                 "{record}: seq {} delivered after seq {} (ok: {}): {deliveries:?}",
-                next.seq, prev.seq, prev.ok
+                seq(next),
+                seq(prev),
+                prev.ok
             );
         }
         for d in deliveries {
-            assert_eq!(d.id, ids[d.seq as usize], "{record}: the acknowledged id");
+            assert_eq!(d.id, ids[seq(d) as usize], "{record}: the acknowledged id");
         }
         let successes = deliveries.iter().filter(|d| d.ok).count();
         redelivered += successes - ids.len();
@@ -655,108 +461,6 @@ fn check_deliveries(sink: &Sink, acknowledged: &[(String, Vec<String>)]) -> (usi
 
 // ---------------------------------------------------------------------------------------------
 // The database goes away and comes back under a running replica.
-
-/// What the proxy between the receiver and PostgreSQL does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Link {
-    /// Forwards both ways.
-    Up,
-    /// Half-dead: connections stay open but nothing passes (a network partition).
-    Stall,
-    /// Closes every connection and refuses new ones (the server is down).
-    Refuse,
-}
-
-/// A TCP proxy the test controls, between the receiver and PostgreSQL.
-struct Proxy {
-    addr: SocketAddr,
-    link: watch::Sender<Link>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.link.send_replace(Link::Refuse);
-        self.task.abort();
-    }
-}
-
-impl Proxy {
-    async fn start(upstream: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (link, rx) = watch::channel(Link::Up);
-        let task = tokio::spawn(async move {
-            while let Ok((socket, _)) = listener.accept().await {
-                tokio::spawn(proxy_connection(socket, upstream, rx.clone()));
-            }
-        });
-        Self { addr, link, task }
-    }
-
-    fn set(&self, link: Link) {
-        self.link.send_replace(link);
-    }
-}
-
-async fn proxy_connection(client: TcpStream, upstream: SocketAddr, mut rx: watch::Receiver<Link>) {
-    loop {
-        let link = *rx.borrow_and_update();
-        match link {
-            Link::Up => break,
-            Link::Refuse => return,
-            Link::Stall => {
-                if rx.changed().await.is_err() {
-                    return;
-                }
-            }
-        }
-    }
-    let Ok(server) = TcpStream::connect(upstream).await else {
-        return;
-    };
-    let (client_read, client_write) = client.into_split();
-    let (server_read, server_write) = server.into_split();
-    tokio::join!(
-        pump(client_read, server_write, rx.clone()),
-        pump(server_read, client_write, rx),
-    );
-}
-
-async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut rx: watch::Receiver<Link>) {
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let link = *rx.borrow_and_update();
-        match link {
-            Link::Refuse => return,
-            Link::Stall => {
-                if rx.changed().await.is_err() {
-                    return;
-                }
-                continue;
-            }
-            Link::Up => {}
-        }
-        tokio::select! {
-            read = from.read(&mut buf) => match read {
-                Ok(0) | Err(_) => {
-                    let _ = to.shutdown().await;
-                    return;
-                }
-                Ok(n) => {
-                    if to.write_all(&buf[..n]).await.is_err() {
-                        return;
-                    }
-                }
-            },
-            changed = rx.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-            }
-        }
-    }
-}
 
 async fn error_code(response: reqwest::Response) -> (u16, String) {
     let status = response.status().as_u16();
@@ -773,19 +477,8 @@ async fn while_the_database_is_away_post_answers_503_and_recovers_without_restar
         return;
     }
     let mut db = TestDb::new(Backend::Postgres).await;
-    let mut url = reqwest::Url::parse(&db.url).unwrap();
-    let upstream = tokio::net::lookup_host((
-        url.host_str().unwrap().to_owned(),
-        url.port().unwrap_or(5432),
-    ))
-    .await
-    .unwrap()
-    .next()
-    .unwrap();
-    let proxy = Proxy::start(upstream).await;
-    url.set_host(Some("127.0.0.1")).unwrap();
-    url.set_port(Some(proxy.addr.port())).unwrap();
-    db.url = url.to_string();
+    let proxy = Proxy::start(upstream_of(&db.url).await).await;
+    db.url = proxy.url_through(&db.url);
     let mut app = on(db)
         .config(|c| c.store.database_timeout = Duration::from_secs(1))
         .spawn()
@@ -834,19 +527,19 @@ async fn while_the_database_is_away_post_answers_503_and_recovers_without_restar
     proxy.set(Link::Up);
     let back = Instant::now();
     let outage_lasted = back - outage;
-    let recovered = loop {
-        let response = app.post(body(1000)).await;
-        match response.status().as_u16() {
-            200 => break back.elapsed(),
-            503 => {}
-            other => panic!("unexpected {other} while recovering"),
-        }
-        assert!(
-            back.elapsed() < Duration::from_secs(15),
-            "no recovery within 15 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    eventually(
+        Duration::from_secs(15),
+        "a POST was acknowledged again after the outage",
+        || async {
+            match app.post(body(1000)).await.status().as_u16() {
+                200 => Some(()),
+                503 => None,
+                other => panic!("unexpected {other} while recovering"),
+            }
+        },
+    )
+    .await;
+    let recovered = back.elapsed();
     assert_eq!(
         app.get_json("/readyz").await.0,
         200,
@@ -936,32 +629,43 @@ async fn post_records(
 }
 
 /// Waits (at most `limit`) until the sink saw every acknowledged callback succeed.
-async fn wait_all_delivered(
-    sink: &SinkLog,
-    acknowledged: &[(String, Vec<String>)],
-    limit: Duration,
-) {
-    let deadline = Instant::now() + limit;
-    loop {
-        let done = {
-            let sink = sink.lock().unwrap();
-            acknowledged.iter().all(|(record, ids)| {
-                (0..ids.len()).all(|seq| {
-                    sink.by_record
-                        .get(record)
-                        .is_some_and(|d| d.iter().any(|d| d.ok && d.seq == seq as u64))
-                })
+async fn wait_all_delivered(sink: &Sink, acknowledged: &[(String, Vec<String>)], limit: Duration) {
+    eventually_true(limit, "every acknowledged callback delivered", || {
+        let by_record = sink.by_record();
+        acknowledged.iter().all(|(record, ids)| {
+            (0..ids.len() as u64).all(|seq| {
+                by_record
+                    .get(record)
+                    .is_some_and(|d| d.iter().any(|d| d.ok && d.seq == Some(seq)))
             })
-        };
-        if done {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "acknowledged callbacks were not all delivered within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        })
+    })
+    .await;
+}
+
+/// Two replicas delivering to `forward_url`, with quick retries and `flags` (`[]`: the
+/// defaults, `--lease 10s` among them).
+async fn start_pair(url: &str, forward_url: &str, flags: &[&str]) -> Replicas {
+    let mut args = vec![
+        "--forward-url",
+        forward_url,
+        "--retry-base-delay-ms",
+        "20",
+        "--retry-max-delay",
+        "200ms",
+    ];
+    args.extend_from_slice(flags);
+    Replicas::start(2, url, &args).await
+}
+
+/// The sink of the lease tests: `delay` per call of each record in `records`, and every call
+/// of the record `failing` names fails while it names one.
+fn lease_sink(records: &[String], delay: Duration, failing: Arc<Mutex<Option<String>>>) -> Sink {
+    let mut sink = Sink::default();
+    for record in records {
+        sink.delays.insert(record.clone(), delay);
     }
+    sink.failing(move |d| failing.lock().unwrap().as_deref() == d.record.as_deref())
 }
 
 /// With default flags (`--lease 10s`), a replica killed with `kill -9` while holding leases
@@ -976,18 +680,11 @@ async fn a_killed_replicas_records_resume_within_thirty_seconds_with_default_fla
     const SURVIVOR: usize = 1;
     let Some(base) = postgres_url() else { return };
     let url = fresh_postgres_database(&base).await;
-    let (forward_url, sink) = start_sink().await;
     let records: Vec<String> = (0..RECORDS).map(|r| format!("rec-{r:02}")).collect();
-    {
-        let mut sink = sink.lock().unwrap();
-        sink.never_fail_first = true;
-        for record in &records {
-            // Slow enough that both replicas hold leases while the test posts.
-            sink.delays
-                .insert(record.clone(), Duration::from_millis(400));
-        }
-    }
-    let replicas = Replicas::start_with(2, &url, &forward_url, &[]).await;
+    // Slow enough that both replicas hold leases while the test posts.
+    let sink = lease_sink(&records, Duration::from_millis(400), Default::default());
+    let forward_url = sink.start().await;
+    let replicas = start_pair(&url, &forward_url, &[]).await;
     let db = connect(&url).await;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -1006,10 +703,10 @@ async fn a_killed_replicas_records_resume_within_thirty_seconds_with_default_fla
     let all_delivered_after = killed_at.elapsed();
     // Takeover: from the kill to the first call of each record the victim held.
     let takeover = {
-        let sink = sink.lock().unwrap();
+        let arrivals = sink.arrivals_by_record();
         held.iter()
             .map(|record| {
-                sink.by_record[record]
+                arrivals[record]
                     .iter()
                     .find(|d| d.at > killed_at)
                     .map_or(Duration::MAX, |d| d.at - killed_at)
@@ -1017,7 +714,7 @@ async fn a_killed_replicas_records_resume_within_thirty_seconds_with_default_fla
             .max()
             .unwrap()
     };
-    let (redelivered, retried) = check_deliveries(&sink.lock().unwrap(), &acknowledged);
+    let (redelivered, retried) = check_deliveries(&sink, &acknowledged);
     assert_eq!(retried, 0, "no call failed");
     assert!(
         redelivered <= held.len(),
@@ -1051,13 +748,13 @@ async fn a_killed_replicas_records_resume_within_thirty_seconds_with_default_fla
 async fn a_handler_running_three_leases_long_keeps_its_record_and_is_called_once() {
     let Some(base) = postgres_url() else { return };
     let url = fresh_postgres_database(&base).await;
-    let (forward_url, sink) = start_sink().await;
     let record = "rec-slow".to_owned();
-    {
-        let mut sink = sink.lock().unwrap();
-        sink.never_fail_first = true;
-        sink.delays.insert(record.clone(), Duration::from_secs(6));
-    }
+    let sink = lease_sink(
+        std::slice::from_ref(&record),
+        Duration::from_secs(6),
+        Default::default(),
+    );
+    let forward_url = sink.start().await;
     let flags = [
         "--lease",
         "2s",
@@ -1068,7 +765,7 @@ async fn a_handler_running_three_leases_long_keeps_its_record_and_is_called_once
         "--forward-timeout",
         "20s",
     ];
-    let replicas = Replicas::start_with(2, &url, &forward_url, &flags).await;
+    let replicas = start_pair(&url, &forward_url, &flags).await;
     let db = connect(&url).await;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -1077,7 +774,7 @@ async fn a_handler_running_three_leases_long_keeps_its_record_and_is_called_once
     let acknowledged = post_records(&client, &replicas, std::slice::from_ref(&record), 2).await;
     let ids = acknowledged[0].1.clone();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !sink.lock().unwrap().by_record.contains_key(&record) {
+    while !sink.arrivals_by_record().contains_key(&record) {
         assert!(
             Instant::now() < deadline,
             "the first callback was never delivered"
@@ -1116,11 +813,12 @@ async fn a_handler_running_three_leases_long_keeps_its_record_and_is_called_once
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     wait_all_delivered(&sink, &acknowledged, Duration::from_secs(20)).await;
-    let seqs: Vec<u64> = sink.lock().unwrap().by_record[&record]
-        .iter()
-        .map(|d| d.seq)
-        .collect();
-    assert_eq!(seqs, [0, 1], "each callback called once, in order");
+    let seqs: Vec<Option<u64>> = sink.by_record()[&record].iter().map(|d| d.seq).collect();
+    assert_eq!(
+        seqs,
+        [Some(0), Some(1)],
+        "each callback called once, in order"
+    );
     for i in 0..2 {
         assert_eq!(replicas.metric(i, "okra_lease_takeovers_total").await, 0.0);
     }
@@ -1140,13 +838,14 @@ async fn a_handler_running_three_leases_long_keeps_its_record_and_is_called_once
 async fn a_paused_replica_records_no_outcome_for_a_record_taken_over_meanwhile() {
     let Some(base) = postgres_url() else { return };
     let url = fresh_postgres_database(&base).await;
-    let (forward_url, sink) = start_sink().await;
     let record = "rec-stop".to_owned();
-    {
-        let mut sink = sink.lock().unwrap();
-        sink.never_fail_first = true;
-        sink.delays.insert(record.clone(), Duration::from_secs(1));
-    }
+    let failing: Arc<Mutex<Option<String>>> = Default::default();
+    let sink = lease_sink(
+        std::slice::from_ref(&record),
+        Duration::from_secs(1),
+        failing.clone(),
+    );
+    let forward_url = sink.start().await;
     let flags = [
         "--lease",
         "2s",
@@ -1159,7 +858,7 @@ async fn a_paused_replica_records_no_outcome_for_a_record_taken_over_meanwhile()
         "--max-attempts",
         "1000",
     ];
-    let replicas = Replicas::start_with(2, &url, &forward_url, &flags).await;
+    let replicas = start_pair(&url, &forward_url, &flags).await;
     let db = connect(&url).await;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -1168,7 +867,7 @@ async fn a_paused_replica_records_no_outcome_for_a_record_taken_over_meanwhile()
     let acknowledged = post_records(&client, &replicas, std::slice::from_ref(&record), 3).await;
     let ids = acknowledged[0].1.clone();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !sink.lock().unwrap().by_record.contains_key(&record) {
+    while !sink.arrivals_by_record().contains_key(&record) {
         assert!(
             Instant::now() < deadline,
             "the first callback was never delivered"
@@ -1182,11 +881,11 @@ async fn a_paused_replica_records_no_outcome_for_a_record_taken_over_meanwhile()
     let other = 1 - stale;
     replicas.signal(stale, "STOP");
     let stopped_at = Instant::now();
-    sink.lock().unwrap().failing = Some(record.clone());
+    *failing.lock().unwrap() = Some(record.clone());
     // The other replica takes the record over once the lease runs out, and its calls fail.
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let taken = sink.lock().unwrap().by_record[&record]
+        let taken = sink.arrivals_by_record()[&record]
             .iter()
             .any(|d| d.at > stopped_at);
         if taken {
@@ -1227,13 +926,13 @@ async fn a_paused_replica_records_no_outcome_for_a_record_taken_over_meanwhile()
     );
     assert!(replicas.metric(stale, "okra_leases_lost_total").await >= 1.0);
     assert!(replicas.metric(other, "okra_lease_takeovers_total").await >= 1.0);
-    sink.lock().unwrap().failing = None;
+    *failing.lock().unwrap() = None;
     wait_all_delivered(&sink, &acknowledged, Duration::from_secs(15)).await;
     // Order held; and the first callback's recorded attempts are exactly the new owner's calls.
-    let (_, _) = check_deliveries(&sink.lock().unwrap(), &acknowledged);
-    let calls_by_new_owner = sink.lock().unwrap().by_record[&record]
+    let (_, _) = check_deliveries(&sink, &acknowledged);
+    let calls_by_new_owner = sink.arrivals_by_record()[&record]
         .iter()
-        .filter(|d| d.seq == 0 && d.at > stopped_at)
+        .filter(|d| d.seq == Some(0) && d.at > stopped_at)
         .count();
     let deadline = Instant::now() + Duration::from_secs(5);
     let detail = loop {

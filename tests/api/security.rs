@@ -22,7 +22,7 @@ use tokio::{
 use tower::ServiceExt;
 
 use crate::both_stores;
-use crate::helpers::{app, callback, error_body, test_config, Backend, TestDb};
+use crate::helpers::{app, callback, error_body, eventually, paths, test_config, Backend, TestDb};
 
 const CALLBACK_TOKEN: &str = "cb-token-4f1c9a";
 const ADMIN_TOKEN: &str = "admin-token-7d2e0b";
@@ -40,8 +40,7 @@ async fn admin_token_is_required_on_every_read_and_replay_endpoint(backend: Back
         .spawn()
         .await;
     let stored = app
-        .client
-        .post(app.url("/v1/callback"))
+        .callback_request()
         .bearer_auth(CALLBACK_TOKEN)
         .body(callback("r-admin", "AUTH", "AUTH_SUCCESS", 0))
         .send()
@@ -54,14 +53,10 @@ async fn admin_token_is_required_on_every_read_and_replay_endpoint(backend: Back
         .to_owned();
 
     let endpoints = [
-        (
-            "GET",
-            "/v1/callback?record=r-admin&method=AUTH".to_owned(),
-            200,
-        ),
-        ("GET", format!("/v1/callbacks/{id}"), 200),
-        ("POST", format!("/v1/callbacks/{id}/replay"), 202),
-        ("POST", "/v1/callbacks/replay?status=dead".to_owned(), 202),
+        ("GET", paths::record_query("r-admin", "AUTH"), 200),
+        ("GET", paths::callback(&id), 200),
+        ("POST", paths::replay(&id), 202),
+        ("POST", paths::REPLAY_DEAD.to_owned(), 202),
         ("GET", "/metrics".to_owned(), 200),
     ];
     for (method, path, ok_status) in &endpoints {
@@ -111,7 +106,7 @@ async fn admin_token_from_a_file_guards_the_http_api(backend: Backend) {
         .config(|c| c.access.admin_token_file = Some(path.clone()))
         .spawn()
         .await;
-    let url = app.url("/v1/callback?record=nothing&method=AUTH");
+    let url = app.url(&paths::record_query("nothing", "AUTH"));
     let without = app.client.get(&url).send().await.unwrap();
     assert_eq!(
         without.status(),
@@ -142,8 +137,7 @@ async fn a_callback_token_from_a_file_guards_the_sink() {
     let body = callback("r-file", "AUTH", "AUTH_SUCCESS", 0);
     assert_eq!(app.post(body.clone()).await.status(), 401);
     let ok = app
-        .client
-        .post(app.url("/v1/callback"))
+        .callback_request()
         .bearer_auth("okra-from-file")
         .body(body)
         .send()
@@ -194,23 +188,27 @@ async fn call(
     )
 }
 
-const LIST: &str = "/v1/callback?record=r-peer&method=AUTH";
+/// The admin read every peer test tries.
+fn list() -> String {
+    paths::record_query("r-peer", "AUTH")
+}
 
 #[tokio::test]
 async fn without_an_admin_token_only_loopback_clients_read() {
     let (router, _db) = router_with(|_| {}).await;
     for peer in ["127.0.0.1:5000", "[::1]:5000", "[::ffff:127.0.0.1]:5000"] {
-        let (status, body) = call(&router, "GET", LIST, peer, &[], "").await;
+        let (status, body) = call(&router, "GET", &list(), peer, &[], "").await;
         assert_eq!(status, 404, "{peer}: {body}"); // allowed through; nothing stored yet
         assert_eq!(body["error"]["code"], "record_not_found");
     }
     for peer in ["203.0.113.5:5000", "10.0.0.2:5000", "[2001:db8::1]:5000"] {
         for path in [
-            LIST,
-            "/metrics",
-            "/v1/callbacks/x",
-            "/v1/callbacks/x/replay",
+            list(),
+            "/metrics".to_owned(),
+            paths::callback("x"),
+            paths::replay("x"),
         ] {
+            let path = path.as_str();
             let method = if path.ends_with("replay") {
                 "POST"
             } else {
@@ -243,14 +241,14 @@ async fn a_spoofed_forwarded_header_from_an_untrusted_peer_is_refused() {
         &[("forwarded", "for=127.0.0.1")],
     ];
     for headers in spoofs {
-        let (status, body) = call(&router, "GET", LIST, "203.0.113.5:4000", headers, "").await;
+        let (status, body) = call(&router, "GET", &list(), "203.0.113.5:4000", headers, "").await;
         assert_eq!(status, 403, "{headers:?}: {body}");
     }
     // Through a trusted proxy, the client's own spoofed entry at the left does not count.
     let (status, _) = call(
         &router,
         "GET",
-        LIST,
+        &list(),
         "10.0.0.2:4000",
         &[("x-forwarded-for", "127.0.0.1, 198.51.100.7")],
         "",
@@ -261,7 +259,7 @@ async fn a_spoofed_forwarded_header_from_an_untrusted_peer_is_refused() {
     let (status, _) = call(
         &router,
         "GET",
-        LIST,
+        &list(),
         "10.0.0.2:4000",
         &[("x-forwarded-for", "127.0.0.1")],
         "",
@@ -277,7 +275,7 @@ async fn a_local_proxy_not_listed_as_trusted_does_not_open_the_admin_api() {
     let (status, body) = call(
         &router,
         "GET",
-        LIST,
+        &list(),
         "127.0.0.1:4000",
         &[("x-forwarded-for", "198.51.100.7")],
         "",
@@ -295,14 +293,14 @@ async fn a_local_proxy_not_listed_as_trusted_does_not_open_the_admin_api() {
     .await;
     let remote = [("x-forwarded-for", "198.51.100.7")];
     assert_eq!(
-        call(&router, "GET", LIST, "127.0.0.1:4000", &remote, "")
+        call(&router, "GET", &list(), "127.0.0.1:4000", &remote, "")
             .await
             .0,
         403
     );
     let local = [("x-forwarded-for", "127.0.0.1")];
     assert_eq!(
-        call(&router, "GET", LIST, "127.0.0.1:4000", &local, "")
+        call(&router, "GET", &list(), "127.0.0.1:4000", &local, "")
             .await
             .0,
         404
@@ -320,7 +318,7 @@ async fn allow_from_limits_who_may_post_callbacks() {
     let (status, answer) = call(
         &router,
         "POST",
-        "/v1/callback",
+        paths::CALLBACK,
         "198.51.100.7:1",
         &[],
         &body,
@@ -335,7 +333,7 @@ async fn allow_from_limits_who_may_post_callbacks() {
         // Through a trusted proxy, the real client counts.
         ("10.0.0.2:1", vec![("x-forwarded-for", "203.0.113.5")]),
     ] {
-        let (status, answer) = call(&router, "POST", "/v1/callback", peer, &headers, &body).await;
+        let (status, answer) = call(&router, "POST", paths::CALLBACK, peer, &headers, &body).await;
         assert_eq!(status, 403, "{peer} {headers:?}");
         assert_eq!(answer["error"]["code"], "forbidden");
         assert!(answer["error"]["message"]
@@ -346,7 +344,7 @@ async fn allow_from_limits_who_may_post_callbacks() {
     let (status, _) = call(
         &router,
         "POST",
-        "/v1/callback",
+        paths::CALLBACK,
         "10.0.0.2:1",
         &[("x-forwarded-for", "198.51.100.7")],
         &body,
@@ -389,8 +387,7 @@ async fn post_with(
     headers: &[(String, String)],
 ) -> reqwest::Response {
     let mut request = app
-        .client
-        .post(app.url("/v1/callback"))
+        .callback_request()
         .header("content-type", "application/json")
         .body(body.to_owned());
     for (k, v) in headers {
@@ -568,7 +565,8 @@ async fn slow_headers_are_cut_off_while_other_clients_are_served() {
         .spawn()
         .await;
     let head = format!(
-        "POST /v1/callback HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nX-Padding: {}\r\n",
+        "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nX-Padding: {}\r\n",
+        paths::CALLBACK,
         addr_of(&app),
         "a".repeat(200)
     );
@@ -615,7 +613,8 @@ async fn a_slow_body_gets_408_with_our_error_body() {
     stream
         .write_all(
             format!(
-                "POST /v1/callback HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{",
+                "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{",
+                paths::CALLBACK,
                 addr_of(&app)
             )
             .as_bytes(),
@@ -672,7 +671,7 @@ async fn a_flood_past_the_concurrency_limit_gets_fast_429s() {
         .map(|_| {
             let client = client.clone();
             let next = next.clone();
-            let url = app.url("/v1/callback");
+            let url = app.url(paths::CALLBACK);
             tokio::spawn(async move {
                 let mut results = Vec::new();
                 loop {
@@ -842,7 +841,7 @@ async fn drive_every_kind_of_request(log_bodies: bool) {
     let signer = Verifier::hmac_sha256(HMAC_SECRET.as_bytes(), "X-Okra-Signature").unwrap();
     let post = |token: &str, body: String, signed: bool| {
         let mut r = client
-            .post(format!("{base}/v1/callback"))
+            .post(format!("{base}{}", paths::CALLBACK))
             .bearer_auth(token)
             .body(body.clone());
         if signed {
@@ -867,9 +866,10 @@ async fn drive_every_kind_of_request(log_bodies: bool) {
         let response = post(token, identity_body(1), signed).await.unwrap();
         assert_eq!(response.status(), 401);
     }
+    let state_url = format!("{base}{}", paths::callback(&id));
     for token in [WRONG_TOKEN, CALLBACK_TOKEN] {
         let response = client
-            .get(format!("{base}/v1/callbacks/{id}"))
+            .get(&state_url)
             .bearer_auth(token)
             .send()
             .await
@@ -877,23 +877,23 @@ async fn drive_every_kind_of_request(log_bodies: bool) {
         assert_eq!(response.status(), 401);
     }
     // Wait until the log handler has seen it.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let got: Value = client
-            .get(format!("{base}/v1/callbacks/{id}"))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if got["status"] == "delivered" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never delivered: {got}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        Duration::from_secs(10),
+        "the callback was delivered",
+        || async {
+            let got: Value = client
+                .get(&state_url)
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            (got["status"] == "delivered").then_some(())
+        },
+    )
+    .await;
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }
@@ -937,7 +937,7 @@ async fn the_send_client_signs_callbacks_both_ways() {
             })
             .spawn()
             .await;
-        let url = app.url("/v1/callback");
+        let url = app.url(paths::CALLBACK);
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("callback.json");
         std::fs::write(&file, callback("r-send-signed", "AUTH", "AUTH_SUCCESS", 0)).unwrap();

@@ -9,7 +9,9 @@ use okra_callbacks::store::{
 };
 
 use crate::both_stores;
-use crate::helpers::{callback, fresh_postgres_database, postgres_url, Backend, TestDb};
+use crate::helpers::{
+    callback, eventually, fresh_postgres_database, postgres_url, Backend, TestDb,
+};
 
 const LEASE: Duration = Duration::from_secs(60);
 const WINDOW: Duration = Duration::from_secs(3600);
@@ -104,7 +106,9 @@ async fn a_retry_holds_the_record_until_due_and_counts_attempts(backend: Backend
         .await
         .unwrap();
     let claim = store.claim("w", 10, 10, LEASE).await.unwrap().remove(0);
-    let due = Utc::now() + chrono::Duration::milliseconds(300);
+    // Far enough out that the "not due yet" claim below is never late for it on a busy
+    // machine; the claim after polls until it is due instead of sleeping a fixed time.
+    let due = Utc::now() + chrono::Duration::milliseconds(1000);
     store
         .finish(
             "w",
@@ -127,8 +131,11 @@ async fn a_retry_holds_the_record_until_due_and_counts_attempts(backend: Backend
         (cb.status, cb.attempts, cb.last_error.as_deref()),
         (Status::Pending, 1, Some("boom"))
     );
-    tokio::time::sleep(Duration::from_millis(350)).await;
-    let claim = store.claim("w", 10, 10, LEASE).await.unwrap().remove(0);
+    let claim = eventually(Duration::from_secs(10), "the retry fell due", || async {
+        store.claim("w", 10, 10, LEASE).await.unwrap().pop()
+    })
+    .await;
+    assert!(Utc::now() >= due, "claimed before it was due");
     assert_eq!(
         claim.callbacks[0].id, "r0",
         "the failed callback is still first"
@@ -582,15 +589,29 @@ async fn finishing_without_the_lease_reports_lease_lost() {
         .insert(new_callback("rec-lost", 0), DAY)
         .await
         .unwrap();
-    let short = Duration::from_millis(200);
+    // Long enough that the second claim below always comes while it is live; the claim after
+    // polls until it lapses instead of sleeping a fixed time.
+    let short = Duration::from_millis(1000);
+    let claimed_at = Instant::now();
     let claim_a = store.claim("a", 10, 10, short).await.unwrap();
     assert_eq!(claim_a.len(), 1);
     assert!(
         store.claim("b", 10, 10, short).await.unwrap().is_empty(),
         "a live lease is not handed out twice"
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let claim_b = store.claim("b", 10, 10, DAY).await.unwrap();
+    let claim_b = eventually(
+        Duration::from_secs(10),
+        "an expired lease returned to the pool",
+        || async {
+            let claim = store.claim("b", 10, 10, DAY).await.unwrap();
+            (!claim.is_empty()).then_some(claim)
+        },
+    )
+    .await;
+    assert!(
+        claimed_at.elapsed() >= short,
+        "handed out while still leased"
+    );
     assert_eq!(claim_b.len(), 1, "an expired lease returns to the pool");
     let cb = &claim_a[0].callbacks[0];
     let err = store
