@@ -745,6 +745,105 @@ async fn a_postgres_database_of_the_previous_schema_is_upgraded_with_its_data() 
     assert_eq!((stats.pending, stats.delivered, stats.dead), (2, 1, 0));
 }
 
+/// A PostgreSQL database of the schema with a table of attempts (migrations 1–3) opens with
+/// each callback's history, in attempt order, read from its own row; the old table is gone.
+#[tokio::test]
+async fn a_postgres_database_with_an_attempts_table_keeps_its_history() {
+    let Some(base) = crate::helpers::postgres_url() else {
+        return;
+    };
+    let url = crate::helpers::fresh_postgres_database(&base).await;
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    for sql in [
+        include_str!("../../migrations/postgres/0001_init.sql"),
+        include_str!("../../migrations/postgres/0002_operator_view.sql"),
+        include_str!("../../migrations/postgres/0003_lease_generation.sql"),
+    ] {
+        client.batch_execute(sql).await.unwrap();
+    }
+    client
+        .batch_execute(
+            "CREATE TABLE okra_schema_migrations (
+                 version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now());
+             INSERT INTO okra_schema_migrations (version) VALUES (1), (2), (3);
+             INSERT INTO okra_callbacks (id, record, callback_type, callback_code, body,
+                                         received_at, status, attempts, next_attempt_at, finished_at)
+               VALUES ('a', 'r1', 'AUTH', NULL, '\\x7b7d', 1000, 1, 2, NULL, 5000),
+                      ('b', 'r1', 'AUTH', NULL, '\\x7b7d', 1001, 1, 1, NULL, 6000),
+                      ('c', 'r2', 'AUTH', NULL, '\\x7b7d', 1002, 0, 0, 1002, NULL);
+             -- Written out of order: the history is read in attempt order.
+             INSERT INTO okra_callback_attempts (seq, attempt, started_at, finished_at, outcome, error)
+               VALUES (1, 2, 3000, 4000, 0, NULL),
+                      (1, 1, 1000, 2000, 1, 'the forward target answered 503'),
+                      (2, 1, 5000, 6000, 2, 'timed out');",
+        )
+        .await
+        .unwrap();
+    let store = okra_callbacks::store::PostgresStore::connect(&url)
+        .await
+        .unwrap();
+    use okra_callbacks::store::{AttemptOutcome, Store};
+    let summary = |id: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .history(id)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|a| {
+                    (
+                        a.attempt,
+                        a.started_at.timestamp_millis(),
+                        a.finished_at.timestamp_millis(),
+                        a.outcome,
+                        a.error,
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        summary("a").await,
+        [
+            (
+                1,
+                1000,
+                2000,
+                AttemptOutcome::Failed,
+                Some("the forward target answered 503".to_owned())
+            ),
+            (2, 3000, 4000, AttemptOutcome::Succeeded, None),
+        ]
+    );
+    assert_eq!(
+        summary("b").await,
+        [(
+            1,
+            5000,
+            6000,
+            AttemptOutcome::TimedOut,
+            Some("timed out".to_owned())
+        )]
+    );
+    assert!(summary("c").await.is_empty());
+    let tables: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'okra_callback_attempts'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        tables, 0,
+        "the attempts table is dropped once its rows moved"
+    );
+}
+
 /// With `--forward-url`, the history says what the forward target answered.
 async fn the_history_names_the_forward_targets_answers(backend: Backend) {
     use std::sync::atomic::AtomicUsize;

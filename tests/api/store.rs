@@ -467,7 +467,7 @@ async fn migrations_are_applied_once_when_replicas_start_together() {
         .collect();
     assert_eq!(
         versions,
-        vec![1, 2, 3],
+        vec![1, 2, 3, 4],
         "each migration applied exactly once"
     );
 }

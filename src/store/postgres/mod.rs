@@ -73,6 +73,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         3,
         include_str!("../../../migrations/postgres/0003_lease_generation.sql"),
     ),
+    (
+        4,
+        include_str!("../../../migrations/postgres/0004_history_in_row.sql"),
+    ),
 ];
 
 /// The key of the advisory lock that serialises migrations.
@@ -697,15 +701,13 @@ impl Store for PostgresStore {
         let result = self
             .db
             .timed(async {
-                // The history goes with its callback, and the counts follow, in one
+                // The history goes with its callback's row; the counts follow in the same
                 // statement (so in one transaction).
                 let row = client
                     .query_one(
                         "WITH gone AS (
                            DELETE FROM okra_callbacks WHERE status IN (1, 2) AND received_at < $1
-                           RETURNING seq, callback_type, status
-                         ), h AS (
-                           DELETE FROM okra_callback_attempts WHERE seq IN (SELECT seq FROM gone)
+                           RETURNING callback_type, status
                          ), c AS (
                            INSERT INTO okra_callback_counts (callback_type, status, shard, n)
                            SELECT callback_type, status, pg_backend_pid(), -count(*) FROM gone

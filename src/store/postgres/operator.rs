@@ -30,12 +30,50 @@ pub(super) const COUNT_SQL: &str =
 /// The key of the advisory lock under which shards of gone connections are folded.
 const FOLD_LOCK: i64 = 0x006f_6b72_6166_6f6c;
 
+/// Every status a callback can have, as stored.
+const ALL_STATUSES: [i16; 3] = [0, 1, 2];
+
+/// A statement that reads one record's callbacks in `seq` order (`DESC` or `ASC`), `limit`
+/// (a parameter, `$n`) at most: one range of the `(record, status, seq)` index per status in
+/// `statuses`, each read in order up to the limit, merged. (A `(record, seq)` index would
+/// read one range, at the cost of one more index entry per insert and per outcome.)
+/// `conditions` are the rest of the `WHERE` clause, after `AND`, without any on the status.
+fn record_ranges(
+    columns: &str,
+    statuses: &[i16],
+    conditions: &str,
+    order: &str,
+    limit: &str,
+) -> String {
+    let arms: Vec<String> = statuses
+        .iter()
+        .map(|s| {
+            format!(
+                "(SELECT {columns}, seq AS k FROM okra_callbacks WHERE status = {s}{conditions}
+                  ORDER BY seq {order} LIMIT {limit})"
+            )
+        })
+        .collect();
+    format!(
+        "SELECT {columns} FROM ({}) ranges ORDER BY k {order} LIMIT {limit}",
+        arms.join(" UNION ALL ")
+    )
+}
+
 /// The `WHERE` conditions of `filter` (after `AND`), with their parameters (numbered from 1).
 fn filter_sql(filter: &Filter) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
+    filter_conditions(filter, true)
+}
+
+/// [`filter_sql`], with or without the conditions on the status.
+fn filter_conditions(
+    filter: &Filter,
+    with_status: bool,
+) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
     let mut sql = String::new();
     let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
     let codes = filter.status_codes();
-    if !codes.is_empty() {
+    if with_status && !codes.is_empty() {
         // `status <> 1` lets the planner use the partial index of pending and dead callbacks.
         if !codes.contains(&Status::Delivered.code()) {
             sql.push_str(" AND status <> 1");
@@ -95,16 +133,28 @@ impl PostgresStore {
         limit: usize,
         after: Option<&Cursor>,
     ) -> Result<Page, StoreError> {
-        let (mut sql, mut args) = filter_sql(filter);
+        // One record's callbacks: its status ranges merged (see `record_ranges`).
+        let one_record = filter.record.is_some();
+        let (mut sql, mut args) = filter_conditions(filter, !one_record);
         if let Some(c) = after {
             args.push(Box::new(c.seq));
             sql.push_str(&format!(" AND seq < ${}", args.len()));
         }
         args.push(Box::new(limit as i64 + 1));
-        let sql = format!(
-            "SELECT {LIST_COLUMNS} FROM okra_callbacks WHERE true{sql} ORDER BY seq DESC LIMIT ${}",
-            args.len()
-        );
+        let limit_arg = format!("${}", args.len());
+        let sql = if one_record {
+            let codes = filter.status_codes();
+            let statuses = if codes.is_empty() {
+                &ALL_STATUSES[..]
+            } else {
+                &codes[..]
+            };
+            record_ranges(LIST_COLUMNS, statuses, &sql, "DESC", &limit_arg)
+        } else {
+            format!(
+                "SELECT {LIST_COLUMNS} FROM okra_callbacks WHERE true{sql} ORDER BY seq DESC LIMIT {limit_arg}"
+            )
+        };
         let client = self.db.client().await?;
         let result = self.db.timed(client.query(&sql, &refs(&args))).await;
         let rows = self.db.result_of(client, result)?;
@@ -126,10 +176,12 @@ impl PostgresStore {
             ..Filter::default()
         };
         let after = after.map_or(-1, |c| c.seq);
-        let sql = format!(
-            "SELECT {COLUMNS}, seq FROM okra_callbacks
-             WHERE record = $1 AND callback_type = $2 AND seq > $3
-             ORDER BY seq LIMIT $4"
+        let sql = record_ranges(
+            &format!("{COLUMNS}, seq"),
+            &ALL_STATUSES,
+            " AND record = $1 AND callback_type = $2 AND seq > $3",
+            "ASC",
+            "$4",
         );
         let client = self.db.client().await?;
         let result = self
@@ -167,9 +219,9 @@ impl PostgresStore {
         let result = self
             .db
             .timed(client.query(
-                "SELECT a.attempt, a.started_at, a.finished_at, a.outcome, a.error
-                 FROM okra_callbacks c JOIN okra_callback_attempts a ON a.seq = c.seq
-                 WHERE c.id = $1 ORDER BY a.attempt",
+                "SELECT (e->>0)::int, (e->>1)::bigint, (e->>2)::bigint, (e->>3)::smallint, e->>4
+                 FROM okra_callbacks c CROSS JOIN LATERAL jsonb_array_elements(c.history) e
+                 WHERE c.id = $1 ORDER BY 1",
                 &[&id],
             ))
             .await;

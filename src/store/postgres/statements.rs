@@ -328,18 +328,14 @@ fn finish_statement() -> String {
          ), u AS (
            UPDATE okra_callbacks c SET status = i.status, attempts = c.attempts + 1,
              cycle_attempts = c.cycle_attempts + 1, last_error = i.error,
-             next_attempt_at = i.next_at, finished_at = i.finished_at
+             next_attempt_at = i.next_at, finished_at = i.finished_at,
+             history = c.history || jsonb_build_array(jsonb_build_array(
+               c.attempts + 1, i.att_started, i.att_finished, i.att_outcome, i.att_error))
            FROM input i
            WHERE c.id = i.id AND c.status = 0 AND (SELECT count(*) FROM lk) >= 0
              AND EXISTS (SELECT 1 FROM lk WHERE lk.record = i.record
                          AND lk.lease_owner = i.owner AND lk.lease_gen = i.gen)
-           RETURNING c.id, c.seq, c.attempts, c.callback_type, c.status
-         ), h AS (
-           INSERT INTO okra_callback_attempts
-             (seq, attempt, started_at, finished_at, outcome, error)
-           SELECT u.seq, u.attempts, i.att_started, i.att_finished, i.att_outcome, i.att_error
-           FROM u JOIN input i ON i.id = u.id
-           ON CONFLICT DO NOTHING
+           RETURNING c.id, c.callback_type, c.status
          ), k AS (
            INSERT INTO okra_callback_counts (callback_type, status, shard, n)
            SELECT callback_type, status, pg_backend_pid(), sum(d) FROM (
