@@ -91,6 +91,9 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!(
             "../../migrations/sqlite/0004_readiness_probe.sql"
         )),
+        M::up(include_str!(
+            "../../migrations/sqlite/0005_history_in_row.sql"
+        )),
     ])
 }
 
@@ -438,31 +441,33 @@ fn record_outcome(
     let (status, error, next_at) = outcome.as_row();
     let next_at = next_at.map(millis);
     let finished = (status != Status::Pending).then_some(now);
-    let changed: Option<(i64, i64, String)> = conn
+    // The attempt joins the history in the same row write (see migration 0005).
+    let changed: Option<String> = conn
         .prepare_cached(
             "UPDATE callbacks SET status = ?2, attempts = attempts + 1,
                cycle_attempts = cycle_attempts + 1, last_error = ?3,
-               next_attempt_at = ?4, finished_at = ?5
+               next_attempt_at = ?4, finished_at = ?5,
+               history = json_insert(history, '$[#]',
+                                     json_array(attempts + 1, ?6, ?7, ?8, ?9))
              WHERE id = ?1 AND status = 0
-             RETURNING seq, attempts, callback_type",
+             RETURNING callback_type",
         )?
-        .query_row(params![id, status.code(), error, next_at, finished], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
+        .query_row(
+            params![
+                id,
+                status.code(),
+                error,
+                next_at,
+                finished,
+                millis(attempt.started_at),
+                millis(attempt.finished_at),
+                attempt.outcome.code(),
+                attempt.error
+            ],
+            |r| r.get(0),
+        )
         .optional()?;
-    if let Some((seq, number, callback_type)) = &changed {
-        conn.prepare_cached(
-            "INSERT INTO callback_attempts (seq, attempt, started_at, finished_at, outcome, error)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
-        )?
-        .execute(params![
-            seq,
-            number,
-            millis(attempt.started_at),
-            millis(attempt.finished_at),
-            attempt.outcome.code(),
-            attempt.error
-        ])?;
+    if let Some(callback_type) = &changed {
         if status != Status::Pending {
             count(conn, callback_type, Status::Pending, -1)?;
             count(conn, callback_type, status, 1)?;
@@ -750,13 +755,7 @@ impl Store for SqliteStore {
                 .query_row([before], |r| r.get(0))
                 .optional()?;
             let bound = bound.unwrap_or(i64::MAX);
-            // The history goes with its callback, and the counts follow.
-            conn.prepare_cached(
-                "DELETE FROM callback_attempts WHERE seq IN (
-                   SELECT seq FROM callbacks
-                   WHERE seq < ?2 AND status IN (1, 2) AND received_at < ?1)",
-            )?
-            .execute(params![before, bound])?;
+            // The history goes with its callback's row; the counts follow.
             let gone: Vec<(String, i64, i64)> = conn
                 .prepare_cached(
                     "SELECT callback_type, status, count(*) FROM callbacks
@@ -851,9 +850,9 @@ impl Store for SqliteStore {
         let id = id.to_owned();
         self.call(move |conn| {
             conn.prepare_cached(
-                "SELECT a.attempt, a.started_at, a.finished_at, a.outcome, a.error
-                 FROM callbacks c JOIN callback_attempts a ON a.seq = c.seq
-                 WHERE c.id = ?1 ORDER BY a.attempt",
+                "SELECT e.value ->> 0, e.value ->> 1, e.value ->> 2, e.value ->> 3, e.value ->> 4
+                 FROM callbacks c, json_each(c.history) e
+                 WHERE c.id = ?1 ORDER BY 1",
             )?
             .query_map([&id], |r| {
                 Ok(Attempt {
@@ -1019,6 +1018,110 @@ mod tests {
         );
         let backlog = store.backlog().await.unwrap();
         assert_eq!((backlog.pending, backlog.dead), (1, 0));
+    }
+
+    /// A file with a table of attempts (schema 0004) opens with each callback's history, in
+    /// attempt order, read from its own row; the table is gone; a new attempt is appended.
+    #[tokio::test]
+    async fn a_file_with_an_attempts_table_keeps_its_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("okra.db");
+        let now = millis(Utc::now());
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            migrations().to_version(&mut conn, 4).unwrap();
+            conn.execute_batch(&format!(
+                "INSERT INTO callbacks (id, record, callback_type, body, received_at, status, attempts, next_attempt_at, finished_at)
+                   VALUES ('a', 'r1', 'AUTH', X'7B7D', 1000, 1, 2, NULL, 5000),
+                          ('b', 'r2', 'AUTH', X'7B7D', 1001, 0, 1, {now}, NULL);
+                 INSERT INTO record_queue (record, pending, due_at) VALUES ('r2', 1, {now});
+                 -- Written out of order: the history is read in attempt order.
+                 INSERT INTO callback_attempts (seq, attempt, started_at, finished_at, outcome, error)
+                   VALUES (1, 2, 3000, 4000, 0, NULL),
+                          (1, 1, 1000, 2000, 1, 'the forward target answered 503'),
+                          (2, 1, 5000, 6000, 2, 'timed out');"
+            ))
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).await.unwrap();
+        let summary = |id: &'static str| {
+            let store = store.clone();
+            async move {
+                store
+                    .history(id)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|a| {
+                        (
+                            a.attempt,
+                            millis(a.started_at),
+                            millis(a.finished_at),
+                            a.outcome,
+                            a.error,
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            }
+        };
+        let failed = Some("the forward target answered 503".to_owned());
+        assert_eq!(
+            summary("a").await,
+            [
+                (1, 1000, 2000, AttemptOutcome::Failed, failed),
+                (2, 3000, 4000, AttemptOutcome::Succeeded, None),
+            ]
+        );
+        let tables: i64 = store
+            .call(|conn| {
+                conn.query_row(
+                    "SELECT count(*) FROM sqlite_master WHERE name = 'callback_attempts'",
+                    [],
+                    |r| r.get(0),
+                )
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            tables, 0,
+            "the attempts table is dropped once its rows moved"
+        );
+        // The pending one's next attempt joins its moved history.
+        let claimed = store
+            .claim("w", 10, 10, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(claimed[0].callbacks[0].id, "b");
+        let attempt = Attempt {
+            attempt: 2,
+            started_at: from_millis(7000),
+            finished_at: from_millis(8000),
+            outcome: AttemptOutcome::Succeeded,
+            error: None,
+        };
+        store
+            .finish_attempt(
+                "w",
+                &claimed[0].callbacks[0],
+                Outcome::Delivered,
+                &attempt,
+                Duration::from_secs(60),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            summary("b").await,
+            [
+                (
+                    1,
+                    5000,
+                    6000,
+                    AttemptOutcome::TimedOut,
+                    Some("timed out".to_owned())
+                ),
+                (2, 7000, 8000, AttemptOutcome::Succeeded, None),
+            ]
+        );
     }
 
     /// A file of the schema before the operator's view (0002) opens under 0003 with its
