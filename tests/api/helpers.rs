@@ -112,6 +112,15 @@ pub async fn fresh_postgres_database(base: &str) -> String {
     format!("{prefix}/{name}")
 }
 
+/// A connection to the database at `url`, for tests that look under the store.
+pub async fn postgres_client(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"));
+    tokio::spawn(conn);
+    client
+}
+
 /// How old a test database must be before any test run drops it: no test runs this long.
 const STALE_AFTER: Duration = Duration::from_secs(3600);
 

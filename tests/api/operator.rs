@@ -684,10 +684,7 @@ async fn a_postgres_database_of_the_previous_schema_is_upgraded_with_its_data() 
         return;
     };
     let url = crate::helpers::fresh_postgres_database(&base).await;
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let client = crate::helpers::postgres_client(&url).await;
     let now = chrono::Utc::now().timestamp_millis();
     client
         .batch_execute(include_str!("../../migrations/postgres/0001_init.sql"))
@@ -753,10 +750,7 @@ async fn a_postgres_database_with_an_attempts_table_keeps_its_history() {
         return;
     };
     let url = crate::helpers::fresh_postgres_database(&base).await;
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let client = crate::helpers::postgres_client(&url).await;
     for sql in [
         include_str!("../../migrations/postgres/0001_init.sql"),
         include_str!("../../migrations/postgres/0002_operator_view.sql"),

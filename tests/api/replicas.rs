@@ -246,10 +246,7 @@ async fn three_replicas_deliver_every_callback_in_order_through_a_sigkill() {
     let url = fresh_postgres_database(&base).await;
     // Commits need not wait for the WAL flush here: the database server is not what is killed,
     // and 2,000 fsyncs would slow every other test sharing the disk.
-    let (admin, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let admin = crate::helpers::postgres_client(&url).await;
     let name = url.rsplit('/').next().unwrap();
     admin
         .batch_execute(&format!(
@@ -283,10 +280,7 @@ async fn three_replicas_deliver_every_callback_in_order_through_a_sigkill() {
         "200ms",
     ];
     let shared = Arc::new(Replicas::start(REPLICAS, &url, &args).await);
-    let (db, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let db = crate::helpers::postgres_client(&url).await;
     let acked = Arc::new(AtomicUsize::new(0));
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))

@@ -451,10 +451,7 @@ async fn migrations_are_applied_once_when_replicas_start_together() {
     for start in starts {
         start.await.unwrap().expect("every replica starts");
     }
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let client = crate::helpers::postgres_client(&url).await;
     let versions: Vec<i32> = client
         .query(
             "SELECT version FROM okra_schema_migrations ORDER BY version",
