@@ -1309,4 +1309,40 @@ mod tests {
         assert_eq!(list.len(), 50);
         assert_eq!(store.backlog().await.unwrap().pending, 50);
     }
+
+    /// A job that moved the counters and then failed takes its moves back with its writes
+    /// (savepoint pass); its neighbours' moves are kept once (not again after the fast pass
+    /// was rolled back).
+    #[tokio::test]
+    async fn a_failed_jobs_counter_moves_are_rolled_back_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("x.db")).await.unwrap();
+        let window = Duration::from_secs(60);
+        let inserts: Vec<_> = (0..40)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .insert(
+                            new_cb(&format!("id{i}"), "r", &format!("{{\"n\":{i}}}")),
+                            window,
+                        )
+                        .await
+                        .map(drop)
+                })
+            })
+            .collect();
+        let ghost = store.call(|conn| {
+            count(conn, "GHOST", Status::Pending, 1000)?;
+            conn.execute_batch("INSERT INTO callbacks (id) VALUES (NULL)")?;
+            Ok(())
+        });
+        assert!(ghost.await.is_err(), "the failing job fails");
+        for insert in inserts {
+            insert.await.unwrap().unwrap();
+        }
+        let stats = store.stats().await.unwrap();
+        assert_eq!(stats.pending, 40, "{stats:?}");
+        assert_eq!(stats.by_type, [("TRANSACTIONS".to_owned(), 40)]);
+    }
 }
