@@ -242,6 +242,15 @@ mod tests {
             .with_span_list(false)
             .with_writer(move || writer.clone())
             .finish();
+        // `tracing` caches per process whether a callsite is enabled, computed on the thread
+        // that reaches it first; a parallel test without a subscriber would cache the request
+        // span as disabled. A do-nothing global registry keeps every callsite enabled (see
+        // `keep_callsites_enabled` in tests/api/helpers.rs).
+        static GLOBAL: std::sync::Once = std::sync::Once::new();
+        GLOBAL.call_once(|| {
+            let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry());
+        });
+        tracing::callsite::rebuild_interest_cache();
         let _guard = tracing::subscriber::set_default(subscriber);
 
         let dir = tempfile::tempdir().unwrap();

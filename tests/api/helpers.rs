@@ -298,14 +298,33 @@ pub struct TestApp {
     task: Option<JoinHandle<Result<(), okra_callbacks::Error>>>,
 }
 
-/// Logs to stderr when `TEST_LOG` is set (once per run).
+/// Installs the test binary's global subscriber (once per run): one that logs to stderr when
+/// `TEST_LOG` is set, else a registry that shows nothing.
+///
+/// The global subscriber is never nothing, because `tracing` caches whether each callsite is
+/// enabled once per process, computed on the thread that first reaches it: a test thread with
+/// no subscriber reaching, say, the `deliver` span first would cache it as disabled for every
+/// thread, and a test capturing logs (see [`keep_callsites_enabled`]) would then find its
+/// events outside their spans — one run in about twenty, under load. The bare registry wants
+/// every callsite, so none is cached as disabled. It also forwards the `log` records of
+/// dependencies to each thread's subscriber.
 pub fn init_logs() {
+    use tracing_subscriber::util::SubscriberInitExt;
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         if std::env::var_os("TEST_LOG").is_some() {
             okra_callbacks::telemetry::init_tracing(okra_callbacks::telemetry::LogFormat::Text);
+        } else {
+            let _ = tracing_subscriber::registry().try_init();
         }
     });
+}
+
+/// Call before a test captures logs with a thread-local subscriber (`set_default`): the
+/// global subscriber of [`init_logs`], and every callsite cached before it asked again.
+pub fn keep_callsites_enabled() {
+    init_logs();
+    tracing::callsite::rebuild_interest_cache();
 }
 
 /// Settings for fast tests: short retry delays.

@@ -246,6 +246,7 @@ fn hostile_callback_logged(format: LogFormat) -> String {
         .enable_all()
         .build()
         .unwrap();
+    crate::helpers::keep_callsites_enabled();
     let _default = tracing::subscriber::set_default(subscriber);
     runtime.block_on(async {
         let db = TestDb::new(Backend::Sqlite).await;
@@ -384,5 +385,31 @@ fn a_hostile_callback_cannot_forge_json_log_lines() {
     assert_eq!(
         received["span"]["callback_type"],
         r#""T\r\n2026-12-01T00:00:00Z ERROR forged type line\u{202e}""#
+    );
+}
+
+/// The fix for the one-in-twenty log test failure: `tracing` caches per process whether a
+/// callsite is enabled, computed on the thread that first reaches it. A callsite first reached
+/// by a thread without a subscriber of its own, while a test captures logs on another, is still
+/// logged by the capturing one.
+#[test]
+fn a_callsite_first_reached_by_a_thread_without_a_subscriber_still_logs() {
+    fn probe() -> tracing::Span {
+        tracing::info_span!("callsite_race_probe")
+    }
+    crate::helpers::keep_callsites_enabled();
+    let logs = Captured::default();
+    let sink = logs.clone();
+    let subscriber = Logs::new(LogFormat::Json)
+        .filter("trace")
+        .writer(move || sink.clone())
+        .subscriber();
+    let _default = tracing::subscriber::set_default(subscriber);
+    std::thread::spawn(|| drop(probe())).join().unwrap();
+    probe().in_scope(|| tracing::info!("inside the probe"));
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        text.contains("callsite_race_probe"),
+        "the probe span is missing from the captured log:\n{text}"
     );
 }

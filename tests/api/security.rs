@@ -788,7 +788,6 @@ impl std::io::Write for Captured {
 /// it logged. Every task of a current-thread runtime runs on this thread, so the thread's
 /// subscriber sees all the receiver logs, while tests on other threads log elsewhere.
 fn capture_logs(filter: &str, log_bodies: bool) -> String {
-    forward_log_records();
     let logs = Captured::default();
     let writer = logs.clone();
     let subscriber =
@@ -796,6 +795,7 @@ fn capture_logs(filter: &str, log_bodies: bool) -> String {
             .filter(filter)
             .writer(move || writer.clone())
             .subscriber();
+    crate::helpers::keep_callsites_enabled();
     let _guard = tracing::subscriber::set_default(subscriber);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -805,20 +805,6 @@ fn capture_logs(filter: &str, log_bodies: bool) -> String {
     drop(runtime);
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     text
-}
-
-/// Dependencies that log through the `log` crate reach a thread's `tracing` subscriber only
-/// through a process-wide `LogTracer`, which installing a global subscriber sets up: the one
-/// `TEST_LOG` asks for, else one that shows nothing itself.
-fn forward_log_records() {
-    use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt};
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        crate::helpers::init_logs();
-        let _ = tracing_subscriber::registry()
-            .with(tracing_subscriber::filter::LevelFilter::OFF)
-            .try_init();
-    });
 }
 
 /// A receiver with tokens, an HMAC secret and the built-in log handler: one callback accepted and
