@@ -39,10 +39,9 @@
 //! - `dispatch` (private): the [`Dispatcher`] — ordered, at-least-once delivery with retries;
 //!   exported to run a worker without the HTTP API.
 //! - `http` (private): the HTTP API — ingest, the read/admin routes, health, metrics and the
-//!   OpenAPI document ([`openapi`]), who may call, the error bodies. [`Receiver::router`] gives
-//!   its `Router`.
-//! - `console` (private): the web console at `/console`, server-rendered pages on the same
-//!   state, store and admin rule as the API.
+//!   OpenAPI document ([`openapi`]), who may call, the error bodies — and the web console at
+//!   `/console` (`http::console`: server-rendered pages on the same state, store and admin rule
+//!   as the API). [`Receiver::router`] gives its `Router`.
 //! - [`output`]: outputs to message brokers (NATS JetStream, Redis Streams, RabbitMQ), each a [`Handler`].
 //! - [`signature`]: HMAC-SHA256 and Standard Webhooks signature checks on the raw body.
 //! - [`config`]: typed settings in groups (store, access, limits, delivery), checked once.
@@ -58,7 +57,6 @@
 pub mod builtin;
 pub mod callback;
 pub mod config;
-mod console;
 mod dispatch;
 pub mod handler;
 mod http;

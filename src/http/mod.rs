@@ -5,6 +5,8 @@
 //! - `ingest`: `POST /v1/callback`, the sink Okra calls.
 //! - `admin`: the read/replay API (`GET /v1/callback`, `/v1/callbacks/{id}`, the replays).
 //! - `ops`: `/healthz`, `/readyz`, `/metrics` and `/openapi.json`.
+//! - `console`: the web console at `/console` (server-rendered pages, its own session and CSRF
+//!   check, the same admin rule).
 //!
 //! Beside them: `access` (who may call: tokens, networks, signatures), `limits` (how much a
 //! request may take), [`error`] (the one error type, mapped to HTTP), `state` (what the routes
@@ -14,6 +16,7 @@
 
 mod access;
 mod admin;
+mod console;
 pub mod error;
 pub(crate) mod extract;
 mod ingest;
@@ -127,7 +130,7 @@ pub(crate) fn router(state: AppState) -> Router {
     schema::mark_required(&mut doc);
     let doc = ops::OpenApiJson::of(&doc);
     let mut router = routes
-        .merge(crate::console::router(&state))
+        .merge(console::router(&state))
         .fallback(|| async {
             ApiError::NotFound("no such route: see GET /openapi.json for the API".into())
         })
