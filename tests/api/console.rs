@@ -174,6 +174,28 @@ async fn wait_text(client: &Client, css: &str, want: &str) {
     }
 }
 
+/// Clicks the element `css` names.
+async fn click(client: &Client, css: &str) {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css} to click: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Types `keys` into the element `css` names.
+async fn type_into(client: &Client, css: &str, keys: &str) {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css} to type into: {e}"))
+        .send_keys(keys)
+        .await
+        .unwrap();
+}
+
 async fn screenshot(client: &Client, name: &str) {
     let Some(dir) = std::env::var_os("OKRA_SCREENSHOTS") else {
         return;
@@ -254,27 +276,9 @@ async fn an_operator_finds_a_dead_callback_sees_its_history_and_replays_it() {
         assert_eq!(rows.len(), 6, "every stored callback is listed");
 
         // Find the dead one by filter: status dead and its record.
-        client
-            .find(Locator::Css(r#"input[name=status][value=dead]"#))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        client
-            .find(Locator::Css("input[name=record]"))
-            .await
-            .unwrap()
-            .send_keys("rec_dead_browser")
-            .await
-            .unwrap();
-        client
-            .find(Locator::Css("form.filters button[type=submit]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&client, "input[name=status][value=dead]").await;
+        type_into(&client, "input[name=record]", "rec_dead_browser").await;
+        click(&client, "form.filters button[type=submit]").await;
         wait_text(&client, "table.callbacks tbody", &dead_id).await;
         let rows = client
             .find_all(Locator::Css("table.callbacks tbody tr"))
@@ -313,13 +317,7 @@ async fn an_operator_finds_a_dead_callback_sees_its_history_and_replays_it() {
 
         // Replay it once the target is back: the page follows it to delivered.
         ok.store(true, Ordering::SeqCst);
-        client
-            .find(Locator::Css("#replay"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&client, "#replay").await;
         wait_text(&client, "#status", "delivered").await;
         let succeeded = client
             .find_all(Locator::Css("ol.timeline li.attempt.succeeded"))
@@ -374,36 +372,12 @@ async fn with_an_admin_token_the_operator_logs_in_through_the_form() {
             .as_str()
             .ends_with("/console/login"));
 
-        client
-            .find(Locator::Css("#token"))
-            .await
-            .unwrap()
-            .send_keys("not-the-token")
-            .await
-            .unwrap();
-        client
-            .find(Locator::Css("#login"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        type_into(&client, "#token", "not-the-token").await;
+        click(&client, "#login").await;
         wait_text(&client, "p.error", "That is not the admin token").await;
 
-        client
-            .find(Locator::Css("#token"))
-            .await
-            .unwrap()
-            .send_keys("browser-admin-token")
-            .await
-            .unwrap();
-        client
-            .find(Locator::Css("#login"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        type_into(&client, "#token", "browser-admin-token").await;
+        click(&client, "#login").await;
         wait_text(&client, "h1", "Callbacks").await;
         assert!(text(&client, "table.callbacks").await.contains(&id));
         // The session cookie is out of the page's reach, and the token is in no URL.
@@ -429,23 +403,11 @@ async fn with_an_admin_token_the_operator_logs_in_through_the_form() {
             .unwrap();
         wait_text(&client, "h1", &id).await;
         assert!(!text(&client, "#payload").await.contains("22222222222"));
-        client
-            .find(Locator::Css("#reveal"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&client, "#reveal").await;
         wait_text(&client, "#payload", "22222222222").await;
 
         // Log out: back to the form, and the list is closed again.
-        client
-            .find(Locator::Css("header button.link"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&client, "header button.link").await;
         wait_text(&client, "h1", "Log in").await;
         client.goto(&format!("{base}/console")).await.unwrap();
         assert!(client
