@@ -1,11 +1,14 @@
-//! The embedded store: one SQLite file in WAL mode, owned by one process.
+//! The embedded store: one SQLite file in WAL mode and its inbox log, owned by one process.
 //!
-//! Every operation runs on one dedicated database thread. Operations that arrive while a commit
-//! is in flight are gathered into the next transaction (group commit), so under load one
-//! `fsync` acknowledges many callbacks. `synchronous=FULL`: a commit is on disk before any
-//! caller hears of it, so whatever was acknowledged survives `kill -9` and power loss.
+//! A callback is acknowledged once it is in the inbox log ([`inbox`]): one sequential append,
+//! `fsync`ed for every callback that arrived meanwhile. The tables the queries and the dispatcher
+//! read are built from the log in batches ([`apply`]) by the one database thread ([`thread`]),
+//! which runs every other operation too, gathered into group transactions (`synchronous=FULL`:
+//! a commit is on disk before any caller hears of it). Whatever was acknowledged survives
+//! `kill -9` and power loss: on start-up the log's frames not yet in the tables are applied
+//! before anything is served.
 
-use std::{path::Path, time::Duration};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -20,122 +23,83 @@ use super::{
     NewCallback, Outcome, Page, Scope, Stats, Status, Store, StoreError, StoredCallback, COLUMNS,
 };
 
-/// The most operations one transaction gathers.
-const MAX_BATCH: usize = 1024;
+mod apply;
+mod inbox;
+mod thread;
 
-/// One operation of a group transaction. It may run twice: once in the fast pass (no savepoint)
-/// and, if some operation of the batch failed there, again in the slow pass after a rollback.
-trait Op: Send {
-    /// Runs the operation on the open transaction, keeping its result for [`Op::answer`].
-    fn run(&mut self, conn: &Connection) -> rusqlite::Result<()>;
-    /// Fails the operation without running it (the transaction could not begin).
-    fn fail(&mut self, error: &str);
-    /// Answers the caller once the transaction's fate is known.
-    fn answer(self: Box<Self>, commit: Result<(), &str>);
-}
-
-/// A queued operation.
-type Job = Box<dyn Op>;
-
-/// An operation built by [`SqliteStore::call`]: the closure, its last result and its caller.
-struct Call<F, R> {
-    f: F,
-    result: Option<Result<R, String>>,
-    reply: oneshot::Sender<Result<R, StoreError>>,
-}
-
-impl<F, R> Op for Call<F, R>
-where
-    F: FnMut(&Connection) -> rusqlite::Result<R> + Send,
-    R: Send,
-{
-    fn run(&mut self, conn: &Connection) -> rusqlite::Result<()> {
-        match (self.f)(conn) {
-            Ok(r) => {
-                self.result = Some(Ok(r));
-                Ok(())
-            }
-            Err(e) => {
-                self.result = Some(Err(describe(&e)));
-                Err(e)
-            }
-        }
-    }
-
-    fn fail(&mut self, error: &str) {
-        self.result = Some(Err(error.to_owned()));
-    }
-
-    fn answer(self: Box<Self>, commit: Result<(), &str>) {
-        let out = match (self.result, commit) {
-            (Some(Ok(r)), Ok(())) => Ok(r),
-            (Some(Err(e)), _) => Err(StoreError::Unavailable(e)),
-            (Some(Ok(_)), Err(e)) => Err(StoreError::Unavailable(e.to_owned())),
-            (None, _) => Err(StoreError::Unavailable(
-                "the operation did not run".to_owned(),
-            )),
-        };
-        let _ = self.reply.send(out);
-    }
-}
+use thread::{Call, Job, MAX_BATCH};
 
 fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
-        M::up(include_str!("../../migrations/sqlite/0001_init.sql")),
+        M::up(include_str!("../../../migrations/sqlite/0001_init.sql")),
         M::up(include_str!(
-            "../../migrations/sqlite/0002_fewer_index_writes.sql"
+            "../../../migrations/sqlite/0002_fewer_index_writes.sql"
         )),
         M::up(include_str!(
-            "../../migrations/sqlite/0003_operator_view.sql"
+            "../../../migrations/sqlite/0003_operator_view.sql"
         )),
         M::up(include_str!(
-            "../../migrations/sqlite/0004_readiness_probe.sql"
+            "../../../migrations/sqlite/0004_readiness_probe.sql"
         )),
         M::up(include_str!(
-            "../../migrations/sqlite/0005_history_in_row.sql"
+            "../../../migrations/sqlite/0005_history_in_row.sql"
+        )),
+        M::up(include_str!(
+            "../../../migrations/sqlite/0006_inbox_log.sql"
         )),
     ])
-}
-
-/// A SQLite error as the store reports it, its cause named first when an operator can act on
-/// it (see [`StoreError::cause`]): a full disk, a file that cannot be written, a lock held too
-/// long.
-fn describe(e: &rusqlite::Error) -> String {
-    use rusqlite::ErrorCode;
-    match e.sqlite_error_code() {
-        Some(ErrorCode::DiskFull) => format!(
-            "disk full: the database file cannot grow ({e}): free space on its filesystem"
-        ),
-        Some(ErrorCode::ReadOnly) => format!(
-            "read-only: the database file cannot be written ({e}): check its permissions and mount (a read-only filesystem?)"
-        ),
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
-            format!("timeout: the database file stayed locked ({e})")
-        }
-        _ => e.to_string(),
-    }
 }
 
 /// The embedded SQLite store. See the module docs for its durability.
 #[derive(Clone)]
 pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
+    inbox: mpsc::Sender<inbox::Append>,
 }
 
 impl SqliteStore {
-    /// Opens (creating if missing) and migrates the database file at `path`. The file is locked
-    /// for this process: a second receiver on the same file is refused.
+    /// Opens (creating if missing) and migrates the database file at `path`, and applies what
+    /// its inbox log holds beyond the tables. The file is locked for this process: a second
+    /// receiver on the same file is refused.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref().to_owned();
-        let conn = tokio::task::spawn_blocking(move || open_connection(&path))
+        let (conn, writer_parts) = tokio::task::spawn_blocking(move || recover(&path))
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))??;
-        let (tx, rx) = mpsc::channel::<Job>(4 * MAX_BATCH);
+        let (jobs, rx) = mpsc::channel::<Job>(4 * MAX_BATCH);
+        let (inbox_tx, inbox_rx) = mpsc::channel::<inbox::Append>(4 * MAX_BATCH);
+        let applied = inbox::Applied::new(writer_parts.applied);
+        let to_apply = Arc::new(inbox::ToApply::default());
+        let db_inbox = thread::Inbox {
+            to_apply: to_apply.clone(),
+            applied: applied.clone(),
+        };
         std::thread::Builder::new()
             .name("okra-sqlite".into())
-            .spawn(move || run(conn, rx))
+            .spawn(move || thread::run(conn, rx, db_inbox))
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        Ok(Self { jobs: tx })
+        let wake_jobs = jobs.clone();
+        let writer = tokio::task::spawn_blocking(move || {
+            inbox::Writer::start(
+                &writer_parts.db,
+                writer_parts.dir,
+                writer_parts.lock,
+                writer_parts.next_lsn,
+                applied,
+                to_apply,
+                Box::new(move || wake_jobs.try_send(Box::new(thread::Wake)).is_ok()),
+            )
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))??;
+        std::thread::Builder::new()
+            .name("okra-inbox".into())
+            .spawn(move || writer.run(inbox_rx))
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(Self {
+            jobs,
+            inbox: inbox_tx,
+        })
     }
 
     /// Runs `f` inside the next group transaction; answers once that transaction committed.
@@ -190,8 +154,7 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     conn.busy_timeout(Duration::from_millis(200))
         .map_err(config_err)?;
     conn.execute_batch(
-        "PRAGMA locking_mode = EXCLUSIVE;
-         PRAGMA journal_mode = WAL;
+        "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
          PRAGMA temp_store = MEMORY;
          PRAGMA cache_size = -16000;
@@ -204,9 +167,6 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     // commits; at 10000 (a WAL of up to ~40 MB) the same hot pages — index leaves, the record
     // queue — are copied once per many commits. Durability is unchanged: each commit is
     // fsynced to the WAL before it is acknowledged.
-    // Take the exclusive lock now, so a second receiver on the same file fails at start-up.
-    conn.execute_batch("BEGIN IMMEDIATE; COMMIT;")
-        .map_err(config_err)?;
     migrations()
         .to_latest(&mut conn)
         .map_err(|e| StoreError::Config(format!("cannot migrate {}: {e}", path.display())))?;
@@ -219,85 +179,67 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-/// The database thread: gathers queued jobs into one transaction, commits, then answers them.
-///
-/// The jobs first run one after the other without savepoints (a savepoint copies every page a
-/// job touches into the sub-journal). Should one fail, its writes may be half done, so the whole
-/// transaction is rolled back and the batch runs again, each job in its own savepoint: a failing
-/// job then leaves the others of its batch intact, as if it had been alone.
-fn run(conn: Connection, mut jobs: mpsc::Receiver<Job>) {
-    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = jobs.blocking_recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        let commit = run_batch(&conn, &mut batch);
-        if commit.is_err() && !conn.is_autocommit() {
-            let _ = conn.execute_batch("ROLLBACK");
-        }
-        let commit = commit.as_ref().map(|_| ()).map_err(String::as_str);
-        for job in batch.drain(..) {
-            job.answer(commit);
-        }
-    }
+/// What the inbox writer starts from, once [`recover`] has applied the log.
+struct WriterParts {
+    db: std::path::PathBuf,
+    dir: std::path::PathBuf,
+    lock: std::fs::File,
+    applied: u64,
+    next_lsn: u64,
 }
 
-/// Runs a batch in one transaction and commits it (see [`run`]).
-fn run_batch(conn: &Connection, batch: &mut [Job]) -> Result<(), String> {
-    let begin = |batch: &mut [Job]| {
-        run_cached(conn, "BEGIN IMMEDIATE").map_err(|e| {
-            let e = describe(&e);
-            for job in batch.iter_mut() {
-                job.fail(&e);
+/// Locks the store for this process, opens and migrates the database file, and applies the
+/// inbox log's frames the tables do not hold yet (callbacks acknowledged before a crash); the
+/// log is then empty.
+fn recover(path: &Path) -> Result<(Connection, WriterParts), StoreError> {
+    let dir = inbox::dir_of(path);
+    // A store dropped a moment ago in this process may still be closing: wait a little for it.
+    let mut tries = 0;
+    let lock = loop {
+        match inbox::lock(&dir, path) {
+            Err(StoreError::Config(e)) if e.contains("in use") && tries < 20 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(50));
             }
-            e
-        })
+            other => break other?,
+        }
     };
-    begin(batch)?;
-    if batch.iter_mut().any(|job| job.run(conn).is_err()) {
-        // Some job failed partway: start again, each job in a savepoint.
-        if !conn.is_autocommit() {
-            run_cached(conn, "ROLLBACK").map_err(|e| describe(&e))?;
-        }
-        begin(batch)?;
-        for i in 0..batch.len() {
-            if conn.is_autocommit() {
-                // SQLite rolled the whole transaction back (e.g. disk full, I/O error).
-                let e = "the transaction was rolled back by the database";
-                for job in &mut batch[i..] {
-                    job.fail(e);
-                }
-                return Err(e.to_owned());
-            }
-            in_savepoint(conn, &mut batch[i]).map_err(|e| describe(&e))?;
-        }
-    }
-    run_cached(conn, "COMMIT").map_err(|e| describe(&e))
-}
-
-/// Runs one statement without parameters through the statement cache: the transaction
-/// statements run for every batch, and were parsed anew each time.
-fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached(sql)?.execute([])?;
-    Ok(())
-}
-
-/// Runs one job in a savepoint, so a failing job leaves the others of its batch intact (none
-/// of its writes reaches the group transaction's commit). Fails only if the savepoint
-/// statements themselves fail; the job's own error is kept for its answer.
-fn in_savepoint(conn: &Connection, job: &mut Job) -> rusqlite::Result<()> {
-    run_cached(conn, "SAVEPOINT job")?;
-    if job.run(conn).is_err() && !conn.is_autocommit() {
-        run_cached(conn, "ROLLBACK TO job")?;
-    }
-    if !conn.is_autocommit() {
-        run_cached(conn, "RELEASE job")?;
-    }
-    Ok(())
+    let conn = open_connection(path)?;
+    let broken = |what: &str, e: &dyn std::fmt::Display| {
+        StoreError::Unavailable(format!(
+            "cannot apply the inbox log {} to {}: {what}: {e}",
+            dir.display(),
+            path.display()
+        ))
+    };
+    let applied = apply::applied_lsn(&conn).map_err(|e| broken("reading its position", &e))?;
+    let (frames, last) = inbox::recover(&dir, applied).map_err(|e| broken("reading it", &e))?;
+    let applied = if frames.is_empty() {
+        applied
+    } else {
+        tracing::info!(
+            callbacks = frames.len(),
+            "applying callbacks acknowledged before the last stop"
+        );
+        let batch: Arc<[inbox::Frame]> = frames.into();
+        let tx = conn
+            .unchecked_transaction()
+            .map_err(|e| broken("starting", &e))?;
+        let lsn = apply::apply(&tx, &[batch]).map_err(|e| broken("applying", &e))?;
+        tx.commit().map_err(|e| broken("committing", &e))?;
+        lsn.unwrap_or(applied)
+    };
+    inbox::clear(&dir).map_err(|e| broken("clearing it", &e))?;
+    Ok((
+        conn,
+        WriterParts {
+            db: path.to_owned(),
+            dir,
+            lock,
+            applied,
+            next_lsn: last.max(applied) + 1,
+        },
+    ))
 }
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<StoredCallback> {
@@ -506,38 +448,17 @@ impl Store for SqliteStore {
         cb: NewCallback,
         dedup_window: Duration,
     ) -> Result<Inserted, StoreError> {
-        self.call(move |conn| {
-            let hash = cb.body_hash();
-            let now = millis(cb.received_at);
-            let seen: Option<(String, i64)> = conn
-                .prepare_cached("SELECT id, received_at FROM dedup WHERE hash = ?1")?
-                .query_row([&hash[..]], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?;
-            if let Some((id, at)) = seen {
-                if at > now.saturating_sub(duration_ms(dedup_window)) {
-                    return Ok(Inserted { id, duplicate: true });
-                }
-            }
-            conn.prepare_cached(
-                "INSERT INTO callbacks (id, record, callback_type, callback_code, body, received_at, next_attempt_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-            )?
-            .execute(params![cb.id, cb.record, cb.callback_type, cb.callback_code, &cb.body[..], now])?;
-            conn.prepare_cached(
-                "INSERT INTO dedup (hash, id, received_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (hash) DO UPDATE SET id = excluded.id, received_at = excluded.received_at",
-            )?
-            .execute(params![&hash[..], cb.id, now])?;
-            conn.prepare_cached(
-                "INSERT INTO record_queue (record, pending, due_at) VALUES (?1, 1, ?2)
-                 ON CONFLICT (record) DO UPDATE SET pending = pending + 1,
-                   due_at = CASE WHEN pending = 0 THEN excluded.due_at ELSE due_at END",
-            )?
-            .execute(params![cb.record, now])?;
-            count(conn, &cb.callback_type, Status::Pending, 1)?;
-            Ok(Inserted { id: cb.id.clone(), duplicate: false })
-        })
-        .await
+        let stopped = || StoreError::Unavailable("the inbox log's writer has stopped".into());
+        let (reply, answer) = oneshot::channel();
+        self.inbox
+            .send(inbox::Append {
+                cb,
+                window: dedup_window,
+                reply,
+            })
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 
     async fn claim(
@@ -916,6 +837,7 @@ impl Store for SqliteStore {
 mod tests {
     use sha2::Digest;
 
+    use super::thread::describe;
     use super::*;
 
     fn new_cb(id: &str, record: &str, body: &str) -> NewCallback {
@@ -1180,7 +1102,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("okra.db");
         let _first = SqliteStore::open(&path).await.unwrap();
-        let err = open_connection(&path).err().unwrap();
+        let err = recover(&path).err().unwrap();
         assert!(
             err.to_string().contains("in use by another process"),
             "{err}"
@@ -1279,24 +1201,23 @@ mod tests {
     async fn a_failing_job_leaves_the_rest_of_its_batch_intact() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path().join("x.db")).await.unwrap();
-        let window = Duration::from_secs(60);
         store
-            .insert(new_cb("taken", "r", "{\"n\":-1}"), window)
+            .call(|conn| conn.execute("INSERT INTO dedup VALUES (X'19', 'taken', 0)", []))
             .await
             .unwrap();
-        // Sent together, so they share group transactions; one reuses a stored id and fails
-        // (the UNIQUE constraint), which sends its batch through the savepoint path.
-        let tasks: Vec<_> = (0..50)
+        // Sent together, so they share group transactions; one writes a key already stored and
+        // fails (the primary key), which sends its batch through the savepoint path.
+        let tasks: Vec<_> = (0..50u8)
             .map(|i| {
                 let store = store.clone();
-                let id = if i == 25 {
-                    "taken".to_owned()
-                } else {
-                    format!("id{i}")
-                };
                 tokio::spawn(async move {
                     store
-                        .insert(new_cb(&id, "r", &format!("{{\"n\":{i}}}")), window)
+                        .call(move |conn| {
+                            conn.execute(
+                                "INSERT INTO dedup VALUES (?1, ?2, 0)",
+                                params![&[i][..], format!("id{i}")],
+                            )
+                        })
                         .await
                 })
             })
@@ -1305,9 +1226,16 @@ mod tests {
             let result = t.await.unwrap();
             assert_eq!(result.is_err(), i == 25, "{i}: {result:?}");
         }
-        let list = store.list("r", &[]).await.unwrap().into_callbacks();
-        assert_eq!(list.len(), 50);
-        assert_eq!(store.backlog().await.unwrap().pending, 50);
+        let ids: Vec<String> = store
+            .call(|conn| {
+                conn.prepare("SELECT id FROM dedup ORDER BY hash")?
+                    .query_map([], |r| r.get(0))?
+                    .collect()
+            })
+            .await
+            .unwrap();
+        assert_eq!(ids.len(), 50, "{ids:?}");
+        assert_eq!(ids[25], "taken");
     }
 
     /// A job that moved the counters and then failed takes its moves back with its writes

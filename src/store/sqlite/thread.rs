@@ -1,0 +1,244 @@
+//! The database thread: every operation on the SQLite file runs here, gathered into group
+//! transactions, and each transaction first applies the inbox log's tail ([`super::inbox`]).
+//!
+//! Operations that arrive while a commit is in flight are gathered into the next transaction, so
+//! under load one `fsync` commits many. `synchronous=FULL`: a commit is on disk before any caller
+//! hears of it.
+
+use std::sync::Arc;
+
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    apply::apply,
+    inbox::{Applied, Frame, ToApply},
+    StoreError,
+};
+
+/// The most operations one transaction gathers.
+pub(super) const MAX_BATCH: usize = 1024;
+
+/// One operation of a group transaction. It may run twice: once in the fast pass (no savepoint)
+/// and, if some operation of the batch failed there, again in the slow pass after a rollback.
+pub(super) trait Op: Send {
+    /// Runs the operation on the open transaction, keeping its result for [`Op::answer`].
+    fn run(&mut self, conn: &Connection) -> rusqlite::Result<()>;
+    /// Fails the operation without running it (the transaction could not begin).
+    fn fail(&mut self, error: &str);
+    /// Answers the caller once the transaction's fate is known.
+    fn answer(self: Box<Self>, commit: Result<(), &str>);
+}
+
+/// A queued operation.
+pub(super) type Job = Box<dyn Op>;
+
+/// An operation built by [`super::SqliteStore::call`]: the closure, its last result and its caller.
+pub(super) struct Call<F, R> {
+    pub f: F,
+    pub result: Option<Result<R, String>>,
+    pub reply: oneshot::Sender<Result<R, StoreError>>,
+}
+
+impl<F, R> Op for Call<F, R>
+where
+    F: FnMut(&Connection) -> rusqlite::Result<R> + Send,
+    R: Send,
+{
+    fn run(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        match (self.f)(conn) {
+            Ok(r) => {
+                self.result = Some(Ok(r));
+                Ok(())
+            }
+            Err(e) => {
+                self.result = Some(Err(describe(&e)));
+                Err(e)
+            }
+        }
+    }
+
+    fn fail(&mut self, error: &str) {
+        self.result = Some(Err(error.to_owned()));
+    }
+
+    fn answer(self: Box<Self>, commit: Result<(), &str>) {
+        let out = match (self.result, commit) {
+            (Some(Ok(r)), Ok(())) => Ok(r),
+            (Some(Err(e)), _) => Err(StoreError::Unavailable(e)),
+            (Some(Ok(_)), Err(e)) => Err(StoreError::Unavailable(e.to_owned())),
+            (None, _) => Err(StoreError::Unavailable(
+                "the operation did not run".to_owned(),
+            )),
+        };
+        let _ = self.reply.send(out);
+    }
+}
+
+/// Does nothing: sent by the inbox writer to wake the thread when frames wait to be applied
+/// (every transaction applies them first).
+pub(super) struct Wake;
+
+impl Op for Wake {
+    fn run(&mut self, _: &Connection) -> rusqlite::Result<()> {
+        Ok(())
+    }
+
+    fn fail(&mut self, _: &str) {}
+
+    fn answer(self: Box<Self>, _: Result<(), &str>) {}
+}
+
+/// The inbox's side of the thread: frames to apply, and where to say they were.
+pub(super) struct Inbox {
+    pub to_apply: Arc<ToApply>,
+    pub applied: Arc<Applied>,
+}
+
+/// The database thread: gathers queued jobs into one transaction, commits, then answers them.
+///
+/// Each transaction starts by applying the frames the inbox writer has acknowledged since the
+/// last one, so an operation queued after a callback was acknowledged sees it (read your
+/// writes). Should applying fail, the frames are put back for the next transaction and this one
+/// runs without them: the log keeps them on disk meanwhile.
+///
+/// The jobs first run one after the other without savepoints (a savepoint copies every page a
+/// job touches into the sub-journal). Should one fail, its writes may be half done, so the whole
+/// transaction is rolled back and the batch runs again, each job in its own savepoint: a failing
+/// job then leaves the others of its batch intact, as if it had been alone.
+pub(super) fn run(conn: Connection, mut jobs: mpsc::Receiver<Job>, inbox: Inbox) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = jobs.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let frames = inbox.to_apply.take();
+        let mut commit = run_batch(&conn, &mut batch, &frames);
+        if commit.is_err() && !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        match &commit {
+            Ok(Some(lsn)) => inbox.applied.advance(*lsn),
+            Ok(None) => {}
+            Err(Failure::Apply(e)) => {
+                tracing::error!(error = %e, "cannot apply the inbox log to the database; will retry (the log keeps the callbacks)");
+                inbox.to_apply.put_back(frames);
+                commit = run_batch(&conn, &mut batch, &[]);
+                if commit.is_err() && !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+            }
+            Err(Failure::Jobs(_)) => inbox.to_apply.put_back(frames),
+        }
+        let commit = match &commit {
+            Ok(_) => Ok(()),
+            Err(Failure::Apply(e) | Failure::Jobs(e)) => Err(e.as_str()),
+        };
+        for job in batch.drain(..) {
+            job.answer(commit);
+        }
+    }
+    // The store was dropped: apply what is left, so the next start has less to replay.
+    let frames = inbox.to_apply.take();
+    if !frames.is_empty() {
+        match run_batch(&conn, &mut [], &frames) {
+            Ok(Some(lsn)) => inbox.applied.advance(lsn),
+            _ if !conn.is_autocommit() => {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Why a group transaction did not commit.
+enum Failure {
+    /// Applying the inbox's frames failed (the jobs did not run).
+    Apply(String),
+    /// The jobs' transaction failed.
+    Jobs(String),
+}
+
+/// Runs a batch in one transaction, after applying `frames`, and commits it (see [`run`]);
+/// answers the last LSN applied, if any.
+fn run_batch(
+    conn: &Connection,
+    batch: &mut [Job],
+    frames: &[Arc<[Frame]>],
+) -> Result<Option<u64>, Failure> {
+    let begin = |batch: &mut [Job]| {
+        run_cached(conn, "BEGIN IMMEDIATE").map_err(|e| {
+            let e = describe(&e);
+            for job in batch.iter_mut() {
+                job.fail(&e);
+            }
+            Failure::Jobs(e)
+        })?;
+        apply(conn, frames).map_err(|e| Failure::Apply(describe(&e)))
+    };
+    let applied = begin(batch)?;
+    if batch.iter_mut().any(|job| job.run(conn).is_err()) {
+        // Some job failed partway: start again, each job in a savepoint.
+        if !conn.is_autocommit() {
+            run_cached(conn, "ROLLBACK").map_err(|e| Failure::Jobs(describe(&e)))?;
+        }
+        begin(batch)?;
+        for i in 0..batch.len() {
+            if conn.is_autocommit() {
+                // SQLite rolled the whole transaction back (e.g. disk full, I/O error).
+                let e = "the transaction was rolled back by the database";
+                for job in &mut batch[i..] {
+                    job.fail(e);
+                }
+                return Err(Failure::Jobs(e.to_owned()));
+            }
+            in_savepoint(conn, &mut batch[i]).map_err(|e| Failure::Jobs(describe(&e)))?;
+        }
+    }
+    run_cached(conn, "COMMIT").map_err(|e| Failure::Jobs(describe(&e)))?;
+    Ok(applied)
+}
+
+/// Runs one statement without parameters through the statement cache: the transaction
+/// statements run for every batch, and were parsed anew each time.
+pub(super) fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
+}
+
+/// Runs one job in a savepoint, so a failing job leaves the others of its batch intact (none
+/// of its writes reaches the group transaction's commit). Fails only if the savepoint
+/// statements themselves fail; the job's own error is kept for its answer.
+fn in_savepoint(conn: &Connection, job: &mut Job) -> rusqlite::Result<()> {
+    run_cached(conn, "SAVEPOINT job")?;
+    if job.run(conn).is_err() && !conn.is_autocommit() {
+        run_cached(conn, "ROLLBACK TO job")?;
+    }
+    if !conn.is_autocommit() {
+        run_cached(conn, "RELEASE job")?;
+    }
+    Ok(())
+}
+
+/// A SQLite error as the store reports it, its cause named first when an operator can act on
+/// it (see [`StoreError::cause`]): a full disk, a file that cannot be written, a lock held too
+/// long.
+pub(super) fn describe(e: &rusqlite::Error) -> String {
+    use rusqlite::ErrorCode;
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DiskFull) => format!(
+            "disk full: the database file cannot grow ({e}): free space on its filesystem"
+        ),
+        Some(ErrorCode::ReadOnly) => format!(
+            "read-only: the database file cannot be written ({e}): check its permissions and mount (a read-only filesystem?)"
+        ),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            format!("timeout: the database file stayed locked ({e})")
+        }
+        _ => e.to_string(),
+    }
+}
