@@ -107,6 +107,7 @@ pub(super) struct Inbox {
 /// transaction is rolled back and the batch runs again, each job in its own savepoint: a failing
 /// job then leaves the others of its batch intact, as if it had been alone.
 pub(super) fn run(conn: Connection, mut jobs: mpsc::Receiver<Job>, inbox: Inbox) {
+    yield_to_the_acknowledging_path();
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = jobs.blocking_recv() {
         batch.push(first);
@@ -151,6 +152,23 @@ pub(super) fn run(conn: Connection, mut jobs: mpsc::Receiver<Job>, inbox: Inbox)
                 let _ = conn.execute_batch("ROLLBACK");
             }
             _ => {}
+        }
+    }
+}
+
+/// Lowers this thread's scheduling priority (nice 10): under a burst the CPU goes to
+/// acknowledging callbacks first (HTTP workers, the inbox writer), and applying them and
+/// dispatching catch up when the burst ebbs — the inbox log holds them meanwhile, and the writer
+/// waits for this thread once the unapplied tail reaches its bound. Idle or not, the thread still
+/// runs whenever a core is free.
+fn yield_to_the_acknowledging_path() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: `gettid` and `setpriority` take and return plain integers; on this thread's own
+    // id, `setpriority` changes only its scheduling priority.
+    unsafe {
+        let tid = libc::gettid();
+        if libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10) != 0 {
+            tracing::debug!("cannot lower the database thread's priority; it keeps the default");
         }
     }
 }
