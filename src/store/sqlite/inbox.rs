@@ -135,6 +135,12 @@ impl Frame {
     }
 }
 
+/// [`Frame::encode`], for the store's tests that write a log by hand.
+#[cfg(test)]
+pub(super) fn encode_for_test(frame: &Frame, out: &mut Vec<u8>) {
+    frame.encode(out);
+}
+
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_le_bytes());
     out.extend_from_slice(bytes);
