@@ -12,7 +12,9 @@
 # RECEIVER_ARGS="--workers 1" passes extra flags to the receivers' `serve` (e.g. to see the
 # acknowledging path with the dispatcher nearly idle).
 # Needs wrk (Debian: apt-get install -y wrk) and curl; psql for the PostgreSQL mode.
-# Prints one line per run, then medians: requests/s, p50/p99 latency, idle and peak RSS.
+# Prints one line per run, then medians: requests/s, p50/p99 latency, idle and peak RSS, and for
+# the receivers how long after the load everything was delivered (drain_s) and the sustained
+# rate (stored / (DURATION + drain_s)).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -106,7 +108,20 @@ run_one() {
     # What the receiver says it stored must match what wrk saw acknowledged.
     stored=$(curl -fs "http://127.0.0.1:$port/metrics" |
       awk '/^okra_callbacks_received_total\{.*outcome="stored"/ { s += $NF } END { printf "%d", s }')
-    stored=" stored=$stored"
+    # How long after the load everything acknowledged was delivered (applied, claimed, handed
+    # to the log handler, outcome recorded): the acknowledging path defers that work, so the
+    # sustained rate is what was acknowledged over the load and the drain together.
+    local t0 delivered drain
+    t0=$(date +%s.%N)
+    for _ in $(seq 1 1200); do
+      delivered=$(curl -fs "http://127.0.0.1:$port/metrics" |
+        awk '/^okra_delivery_outcomes_total\{.*outcome="delivered"/ { s += $NF } END { printf "%d", s }')
+      (( delivered >= stored )) && break
+      sleep 0.1
+    done
+    drain=$(echo "$(date +%s.%N) - $t0" | bc -l)
+    peak=$(status_kb "$pid" VmHWM)
+    stored=" stored=$stored delivered=$delivered drain_s=$(printf %.1f "$drain") sustained_rps=$(printf %.0f "$(echo "$stored / ($DURATION + $drain)" | bc -l)")"
   fi
   if [[ $name == bare ]]; then kill -INT "$pid"; else kill -TERM "$pid"; fi
   wait "$pid" || { echo "$name exited with $? on SIGTERM" >&2; tail -5 "$work/$name.log" >&2; }
@@ -134,6 +149,9 @@ for name in bare receiver${COMPARE_BIN:+ compare}; do
     "$(field "$name" rps)" "$(field "$name" p50_ms)" "$(field "$name" p99_ms)" \
     "$(echo "$(field "$name" idle_rss_kb) / 1024" | bc -l)" \
     "$(echo "$(field "$name" peak_rss_kb) / 1024" | bc -l)"
+done
+for name in receiver${COMPARE_BIN:+ compare}; do
+  printf '%-8s drain_s=%s sustained_rps=%s\n' "$name" "$(field "$name" drain_s)" "$(field "$name" sustained_rps)"
 done
 printf 'ratio receiver/bare rps = %.3f\n' "$(echo "$(field receiver rps) / $(field bare rps)" | bc -l)"
 if [[ -n $COMPARE_BIN ]]; then
