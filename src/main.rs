@@ -12,11 +12,6 @@ use okra_callbacks::{
     AllOf, ForwardHandler, LogHandler, Receiver,
 };
 
-/// mimalloc: the acknowledging path allocates per request on several threads (HTTP workers,
-/// the inbox writer, the database thread); glibc's malloc spent ~8% of the receiver's CPU there.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "okra-callbacks",
