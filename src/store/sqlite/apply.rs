@@ -10,12 +10,12 @@ use std::{collections::HashMap, sync::Arc};
 
 use rusqlite::{params, Connection};
 
-use super::{count, inbox::Frame, millis, Status};
+use super::{count, inbox::Batch, Status};
 
 /// Applies `batches` (in LSN order) to the open transaction; answers the last LSN applied, or
 /// `None` when there was nothing to apply.
-pub(super) fn apply(conn: &Connection, batches: &[Arc<[Frame]>]) -> rusqlite::Result<Option<u64>> {
-    let Some(last) = batches.iter().rev().find_map(|b| b.last()).map(|f| f.lsn) else {
+pub(super) fn apply(conn: &Connection, batches: &[Arc<Batch>]) -> rusqlite::Result<Option<u64>> {
+    let Some(last) = batches.last().map(|b| b.last_lsn()) else {
         return Ok(None);
     };
     // Per record: callbacks added and when the first of them arrived; per type: callbacks added.
@@ -31,15 +31,14 @@ pub(super) fn apply(conn: &Connection, batches: &[Arc<[Frame]>]) -> rusqlite::Re
             "INSERT INTO dedup (hash, id, received_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (hash) DO UPDATE SET id = excluded.id, received_at = excluded.received_at",
         )?;
-        for frame in batches.iter().flat_map(|b| b.iter()) {
-            let cb = &frame.cb;
-            let at = millis(cb.received_at);
+        for cb in batches.iter().flat_map(|b| b.frames()) {
+            let at = cb.received_at;
             let added = insert.execute(params![
                 cb.id,
                 cb.record,
                 cb.callback_type,
                 cb.callback_code,
-                &cb.body[..],
+                cb.body,
                 at
             ])?;
             if added == 0 {
@@ -48,9 +47,9 @@ pub(super) fn apply(conn: &Connection, batches: &[Arc<[Frame]>]) -> rusqlite::Re
                 tracing::error!(id = %cb.id, "a callback id already stored was given to another callback; the later one is not stored");
                 continue;
             }
-            dedup.execute(params![&frame.hash[..], cb.id, at])?;
-            records.entry(&cb.record).or_insert((0, at)).0 += 1;
-            *types.entry(&cb.callback_type).or_default() += 1;
+            dedup.execute(params![cb.hash, cb.id, at])?;
+            records.entry(cb.record).or_insert((0, at)).0 += 1;
+            *types.entry(cb.callback_type).or_default() += 1;
         }
     }
     let mut queue = conn.prepare_cached(

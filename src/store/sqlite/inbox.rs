@@ -24,6 +24,7 @@
 use std::{
     collections::{HashMap, VecDeque},
     fs::{self, File, OpenOptions},
+    hash::{BuildHasherDefault, Hasher},
     io::{self, Write},
     path::{Path, PathBuf},
     sync::{
@@ -33,80 +34,89 @@ use std::{
     time::Duration,
 };
 
-use bytes::Bytes;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{duration_ms, from_millis, millis, Inserted, NewCallback, StoreError};
+use super::{duration_ms, millis, Inserted, NewCallback, StoreError};
 
 /// A segment is closed, and a new one started, once it holds this many bytes.
 const SEGMENT_BYTES: u64 = 32 << 20;
 /// The writer waits for the database thread while more than this many bytes of acknowledged
 /// callbacks are not applied yet: it bounds the memory the log's tail holds.
-const MAX_UNAPPLIED_BYTES: usize = 32 << 20;
+const MAX_UNAPPLIED_BYTES: usize = 16 << 20;
 /// The most callbacks one append (one `fsync`) gathers.
 const MAX_APPEND: usize = 2048;
 /// Bytes of a frame's header: length and checksum.
 const HEADER: usize = 8;
 
-/// One callback in the log.
-#[derive(Debug, Clone)]
-pub(super) struct Frame {
+/// Frames as they are in the log: one append's worth (whole frames, in LSN order), handed from
+/// the writer to the database thread, which reads them with [`Batch::frames`]. Holding the
+/// encoded bytes, not the requests' buffers, bounds the memory of the unapplied tail by what it
+/// takes on disk.
+#[derive(Debug)]
+pub(super) struct Batch {
+    bytes: Vec<u8>,
+    last_lsn: u64,
+}
+
+impl Batch {
+    /// The frames, in order.
+    pub fn frames(&self) -> impl Iterator<Item = Frame<'_>> {
+        let mut at = 0;
+        std::iter::from_fn(move || {
+            let (frame, len) = Frame::decode(&self.bytes[at..])?;
+            at += len;
+            Some(frame)
+        })
+    }
+
+    /// The LSN of its last frame.
+    pub fn last_lsn(&self) -> u64 {
+        self.last_lsn
+    }
+}
+
+/// One callback in the log, read in place.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Frame<'a> {
     /// Its place in the log.
     pub lsn: u64,
     /// SHA-256 of the body (the dedup key).
-    pub hash: [u8; 32],
-    /// The callback.
-    pub cb: NewCallback,
+    pub hash: &'a [u8],
+    /// When it arrived (unix ms).
+    pub received_at: i64,
+    pub id: &'a str,
+    pub record: &'a str,
+    pub callback_type: &'a str,
+    pub callback_code: Option<&'a str>,
+    pub body: &'a [u8],
 }
 
-impl Frame {
-    fn encoded_len(&self) -> usize {
-        HEADER
-            + 8
-            + 8
-            + 32
-            + 4 * 4
-            + self.cb.id.len()
-            + self.cb.record.len()
-            + self.cb.callback_type.len()
-            + self.cb.callback_code.as_ref().map_or(0, String::len)
-            + 1
-            + 4
-            + self.cb.body.len()
+/// Appends `cb`'s frame, header and all, to `out`; answers its length.
+fn encode(lsn: u64, hash: &[u8; 32], cb: &NewCallback, out: &mut Vec<u8>) -> usize {
+    let start = out.len();
+    out.extend_from_slice(&[0; HEADER]);
+    out.extend_from_slice(&lsn.to_le_bytes());
+    out.extend_from_slice(&millis(cb.received_at).to_le_bytes());
+    out.extend_from_slice(hash);
+    for s in [&cb.id, &cb.record, &cb.callback_type] {
+        put_bytes(out, s.as_bytes());
     }
+    out.push(u8::from(cb.callback_code.is_some()));
+    put_bytes(out, cb.callback_code.as_deref().unwrap_or("").as_bytes());
+    put_bytes(out, &cb.body);
+    let payload = &out[start + HEADER..];
+    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+    let crc = crc32fast::hash(payload);
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    out[start + 4..start + HEADER].copy_from_slice(&crc.to_le_bytes());
+    out.len() - start
+}
 
-    /// Appends the frame, header and all, to `out`.
-    fn encode(&self, out: &mut Vec<u8>) {
-        let start = out.len();
-        out.extend_from_slice(&[0; HEADER]);
-        out.extend_from_slice(&self.lsn.to_le_bytes());
-        out.extend_from_slice(&millis(self.cb.received_at).to_le_bytes());
-        out.extend_from_slice(&self.hash);
-        for s in [&self.cb.id, &self.cb.record, &self.cb.callback_type] {
-            put_bytes(out, s.as_bytes());
-        }
-        match &self.cb.callback_code {
-            Some(code) => {
-                out.push(1);
-                put_bytes(out, code.as_bytes());
-            }
-            None => {
-                out.push(0);
-                put_bytes(out, b"");
-            }
-        }
-        put_bytes(out, &self.cb.body);
-        let payload = &out[start + HEADER..];
-        let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
-        let crc = crc32fast::hash(payload);
-        out[start..start + 4].copy_from_slice(&len.to_le_bytes());
-        out[start + 4..start + HEADER].copy_from_slice(&crc.to_le_bytes());
-    }
-
+impl<'a> Frame<'a> {
     /// The frame at the start of `buf` and its length, or `None` if `buf` does not start with a
     /// whole frame whose checksum holds (the log's end).
-    fn decode(buf: &[u8]) -> Option<(Self, usize)> {
+    fn decode(buf: &'a [u8]) -> Option<(Self, usize)> {
         let len = u32::from_le_bytes(buf.get(0..4)?.try_into().ok()?) as usize;
         let crc = u32::from_le_bytes(buf.get(4..HEADER)?.try_into().ok()?);
         let payload = buf.get(HEADER..HEADER.checked_add(len)?)?;
@@ -115,30 +125,32 @@ impl Frame {
         }
         let mut r = Reader(payload);
         let lsn = u64::from_le_bytes(r.take(8)?.try_into().ok()?);
-        let received = i64::from_le_bytes(r.take(8)?.try_into().ok()?);
-        let hash: [u8; 32] = r.take(32)?.try_into().ok()?;
-        let id = r.string()?;
-        let record = r.string()?;
-        let callback_type = r.string()?;
+        let received_at = i64::from_le_bytes(r.take(8)?.try_into().ok()?);
+        let hash = r.take(32)?;
+        let id = r.str()?;
+        let record = r.str()?;
+        let callback_type = r.str()?;
         let has_code = r.take(1)?[0] == 1;
-        let code = r.string()?;
-        let body = Bytes::copy_from_slice(r.bytes()?);
-        let cb = NewCallback {
+        let code = r.str()?;
+        let body = r.bytes()?;
+        let frame = Self {
+            lsn,
+            hash,
+            received_at,
             id,
             record,
             callback_type,
             callback_code: has_code.then_some(code),
             body,
-            received_at: from_millis(received),
         };
-        Some((Self { lsn, hash, cb }, HEADER + len))
+        Some((frame, HEADER + len))
     }
 }
 
-/// [`Frame::encode`], for the store's tests that write a log by hand.
+/// [`encode`], for the store's tests that write a log by hand.
 #[cfg(test)]
-pub(super) fn encode_for_test(frame: &Frame, out: &mut Vec<u8>) {
-    frame.encode(out);
+pub(super) fn encode_for_test(lsn: u64, cb: &NewCallback, out: &mut Vec<u8>) {
+    encode(lsn, &cb.body_hash(), cb, out);
 }
 
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -160,8 +172,8 @@ impl<'a> Reader<'a> {
         self.take(n)
     }
 
-    fn string(&mut self) -> Option<String> {
-        String::from_utf8(self.bytes()?.to_vec()).ok()
+    fn str(&mut self) -> Option<&'a str> {
+        std::str::from_utf8(self.bytes()?).ok()
     }
 }
 
@@ -219,19 +231,23 @@ fn segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     Ok(found)
 }
 
-/// Every whole frame in `dir` past `applied`, in LSN order, and the highest LSN seen.
-pub(super) fn recover(dir: &Path, applied: u64) -> io::Result<(Vec<Frame>, u64)> {
-    let mut frames = Vec::new();
+/// The whole frames in `dir` past `applied`, in LSN order, as one batch (`None` if there are
+/// none), and the highest LSN seen.
+pub(super) fn recover(dir: &Path, applied: u64) -> io::Result<(Option<Batch>, u64)> {
+    let mut bytes = Vec::new();
     let mut last = applied;
+    let mut last_applied = applied;
     for (_, path) in segments(dir)? {
         let buf = fs::read(&path)?;
         let mut at = 0;
         while let Some((frame, len)) = Frame::decode(&buf[at..]) {
-            at += len;
             last = last.max(frame.lsn);
-            if frame.lsn > applied {
-                frames.push(frame);
+            // Segments are read in LSN order and frames are in LSN order within them.
+            if frame.lsn > last_applied {
+                bytes.extend_from_slice(&buf[at..at + len]);
+                last_applied = frame.lsn;
             }
+            at += len;
         }
         if at < buf.len() {
             tracing::warn!(
@@ -242,9 +258,11 @@ pub(super) fn recover(dir: &Path, applied: u64) -> io::Result<(Vec<Frame>, u64)>
             );
         }
     }
-    frames.sort_by_key(|f| f.lsn);
-    frames.dedup_by_key(|f| f.lsn);
-    Ok((frames, last))
+    let batch = (!bytes.is_empty()).then_some(Batch {
+        bytes,
+        last_lsn: last_applied,
+    });
+    Ok((batch, last))
 }
 
 /// Deletes every segment in `dir` (all applied) and fsyncs the directory.
@@ -295,11 +313,11 @@ impl Applied {
 /// Frames acknowledged but not yet applied, handed from the writer to the database thread.
 #[derive(Debug, Default)]
 pub(super) struct ToApply {
-    frames: Mutex<VecDeque<Arc<[Frame]>>>,
+    frames: Mutex<VecDeque<Arc<Batch>>>,
 }
 
 impl ToApply {
-    fn push(&self, batch: Arc<[Frame]>) {
+    fn push(&self, batch: Arc<Batch>) {
         self.frames
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -307,7 +325,7 @@ impl ToApply {
     }
 
     /// Everything waiting, oldest first.
-    pub fn take(&self) -> Vec<Arc<[Frame]>> {
+    pub fn take(&self) -> Vec<Arc<Batch>> {
         self.frames
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -316,7 +334,7 @@ impl ToApply {
     }
 
     /// Puts back what [`ToApply::take`] took, when it could not be applied.
-    pub fn put_back(&self, batches: Vec<Arc<[Frame]>>) {
+    pub fn put_back(&self, batches: Vec<Arc<Batch>>) {
         let mut frames = self.frames.lock().unwrap_or_else(|e| e.into_inner());
         for batch in batches.into_iter().rev() {
             frames.push_front(batch);
@@ -329,6 +347,75 @@ pub(super) struct Append {
     pub cb: NewCallback,
     pub window: Duration,
     pub reply: oneshot::Sender<Result<Inserted, StoreError>>,
+}
+
+/// The dedup keys stored, as the first 8 bytes of each hash (SHA-256, so uniformly spread)
+/// and the last time each was stored: ~20–40 bytes per key kept in the dedup window. It answers
+/// "certainly not seen since" for nearly every new callback, so only duplicates (and the rare
+/// prefix shared by two bodies) read the `dedup` table.
+struct Known {
+    keys: HashMap<u64, i64, BuildHasherDefault<PrefixHasher>>,
+    /// When keys older than the window were last dropped (unix ms).
+    swept_at: i64,
+}
+
+impl Known {
+    /// Every key in the `dedup` table (older ones go at the first sweep).
+    fn load(reader: &Connection) -> rusqlite::Result<Self> {
+        let mut keys = HashMap::default();
+        let mut stmt = reader.prepare("SELECT hash, received_at FROM dedup")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let hash: Vec<u8> = row.get(0)?;
+            let at: i64 = row.get(1)?;
+            let at_least = keys.entry(prefix(&hash)).or_insert(at);
+            *at_least = (*at_least).max(at);
+        }
+        Ok(Self { keys, swept_at: 0 })
+    }
+
+    /// Whether a body with this hash may have been stored after `since`.
+    fn maybe_since(&self, hash: &[u8; 32], since: i64) -> bool {
+        self.keys.get(&prefix(hash)).is_some_and(|at| *at > since)
+    }
+
+    /// Notes a key stored at `now`; once a minute, drops the keys older than `window`.
+    fn add(&mut self, hash: &[u8; 32], now: i64, window: Duration) {
+        let at = self.keys.entry(prefix(hash)).or_insert(now);
+        *at = (*at).max(now);
+        if now - self.swept_at > 60_000 {
+            let since = now.saturating_sub(duration_ms(window));
+            self.keys.retain(|_, at| *at > since);
+            self.keys.shrink_to_fit();
+            self.swept_at = now;
+        }
+    }
+}
+
+fn prefix(hash: &[u8]) -> u64 {
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&hash[..8.min(hash.len())]);
+    u64::from_le_bytes(first)
+}
+
+/// Hashes a key that is already uniformly spread (a SHA-256 prefix) by taking it as it is.
+#[derive(Default)]
+struct PrefixHasher(u64);
+
+impl Hasher for PrefixHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 /// The writer thread's state.
@@ -346,6 +433,9 @@ pub(super) struct Writer {
     /// Dedup keys of frames not yet applied: hash → (id, received ms, LSN).
     recent: HashMap<[u8; 32], (String, i64, u64)>,
     recent_order: VecDeque<(u64, [u8; 32], usize)>,
+    /// Every dedup key stored (applied or not), by its first 8 bytes, with when it was last
+    /// stored: a new body is found absent here without reading the table.
+    known: Known,
     unapplied_bytes: usize,
     /// Reads the `dedup` table of applied callbacks.
     reader: Connection,
@@ -392,6 +482,7 @@ impl Writer {
             next_lsn,
             recent: HashMap::new(),
             recent_order: VecDeque::new(),
+            known: Known::load(&reader).map_err(unavailable)?,
             unapplied_bytes: 0,
             reader,
             applied,
@@ -462,6 +553,9 @@ impl Writer {
             // The latest copy stored is the one the table would hold too.
             return Ok((*at > since).then(|| id.clone()));
         }
+        if !self.known.maybe_since(hash, since) {
+            return Ok(None);
+        }
         let found: Option<(String, i64)> = self
             .reader
             .prepare_cached("SELECT id, received_at FROM dedup WHERE hash = ?1")?
@@ -472,49 +566,45 @@ impl Writer {
 
     fn append(&mut self, batch: &mut Vec<Append>, buf: &mut Vec<u8>) {
         buf.clear();
-        let mut frames = Vec::with_capacity(batch.len());
-        // Each caller's answer, decided before the write: a duplicate, or its frame's index.
-        let mut answers: Vec<Result<Inserted, StoreError>> = Vec::with_capacity(batch.len());
-        for a in batch.iter() {
+        let first_lsn = self.next_lsn;
+        // Each caller and its answer, decided before the write: a duplicate, or stored.
+        let mut answers: Vec<(oneshot::Sender<_>, Result<Inserted, StoreError>)> =
+            Vec::with_capacity(batch.len());
+        for a in batch.drain(..) {
             let hash = a.cb.body_hash();
             let now = millis(a.cb.received_at);
-            match self.seen(&hash, now, a.window) {
-                Ok(Some(id)) => answers.push(Ok(Inserted {
+            let answer = match self.seen(&hash, now, a.window) {
+                Ok(Some(id)) => Ok(Inserted {
                     id,
                     duplicate: true,
-                })),
+                }),
                 Ok(None) => {
-                    let frame = Frame {
-                        lsn: self.next_lsn,
-                        hash,
-                        cb: a.cb.clone(),
-                    };
+                    let lsn = self.next_lsn;
                     self.next_lsn += 1;
-                    let bytes = frame.encoded_len();
-                    frame.encode(buf);
-                    self.recent
-                        .insert(hash, (frame.cb.id.clone(), now, frame.lsn));
-                    self.recent_order.push_back((frame.lsn, hash, bytes));
+                    let bytes = encode(lsn, &hash, &a.cb, buf);
+                    self.recent.insert(hash, (a.cb.id.clone(), now, lsn));
+                    self.known.add(&hash, now, a.window);
+                    self.recent_order.push_back((lsn, hash, bytes));
                     self.unapplied_bytes += bytes;
-                    answers.push(Ok(Inserted {
-                        id: frame.cb.id.clone(),
+                    Ok(Inserted {
+                        id: a.cb.id,
                         duplicate: false,
-                    }));
-                    frames.push(frame);
+                    })
                 }
-                Err(e) => answers.push(Err(StoreError::Unavailable(format!(
+                Err(e) => Err(StoreError::Unavailable(format!(
                     "cannot read the dedup keys: {e}"
-                )))),
-            }
+                ))),
+            };
+            answers.push((a.reply, answer));
         }
-        if !frames.is_empty() {
+        if self.next_lsn > first_lsn {
             if let Err(e) = self.write(buf) {
                 // Nothing of this batch is acknowledged; its dedup keys are forgotten, and the
                 // log is cut back to its last good frame so later appends follow it.
                 let err = io_error(&e);
                 tracing::error!(error = %err, "cannot append to the inbox log");
-                self.undo(&frames);
-                for answer in &mut answers {
+                self.undo(first_lsn);
+                for (_, answer) in &mut answers {
                     if matches!(
                         answer,
                         Ok(Inserted {
@@ -526,12 +616,16 @@ impl Writer {
                     }
                 }
             } else {
-                self.to_apply.push(frames.into());
+                let batch = Batch {
+                    bytes: buf.clone(),
+                    last_lsn: self.next_lsn - 1,
+                };
+                self.to_apply.push(Arc::new(batch));
                 (self.wake)();
             }
         }
-        for (a, answer) in batch.drain(..).zip(answers) {
-            let _ = a.reply.send(answer);
+        for (reply, answer) in answers {
+            let _ = reply.send(answer);
         }
     }
 
@@ -551,16 +645,19 @@ impl Writer {
         Ok(())
     }
 
-    /// Forgets frames whose write failed, and cuts the segment back to its last good length.
-    fn undo(&mut self, frames: &[Frame]) {
-        for frame in frames.iter().rev() {
-            if let Some((lsn, hash, bytes)) = self.recent_order.pop_back() {
-                debug_assert_eq!(lsn, frame.lsn);
+    /// Forgets the frames from `first_lsn` on (their write failed), and cuts the segment back to its last good length.
+    fn undo(&mut self, first_lsn: u64) {
+        while self
+            .recent_order
+            .back()
+            .is_some_and(|(lsn, _, _)| *lsn >= first_lsn)
+        {
+            if let Some((_, hash, bytes)) = self.recent_order.pop_back() {
                 self.unapplied_bytes -= bytes;
                 self.recent.remove(&hash);
             }
         }
-        self.next_lsn = frames.first().map_or(self.next_lsn, |f| f.lsn);
+        self.next_lsn = first_lsn;
         let _ = self.segment.set_len(self.segment_len);
         let _ = self.segment.sync_data();
     }
@@ -597,40 +694,38 @@ pub(super) fn io_error(e: &io::Error) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::from_millis;
+    use bytes::Bytes;
     use chrono::Utc;
 
-    fn frame(lsn: u64, body: &str, code: Option<&str>) -> Frame {
-        let cb = NewCallback {
-            id: format!("id-{lsn}"),
+    fn callback(id: &str, body: &str, code: Option<&str>) -> NewCallback {
+        NewCallback {
+            id: id.into(),
             record: "rec".into(),
             callback_type: "BALANCE".into(),
             callback_code: code.map(str::to_owned),
             body: Bytes::from(body.to_owned()),
             received_at: from_millis(millis(Utc::now())),
-        };
-        Frame {
-            lsn,
-            hash: cb.body_hash(),
-            cb,
         }
     }
 
     #[test]
     fn frames_round_trip_and_a_torn_tail_ends_the_log() {
         let mut buf = Vec::new();
-        let a = frame(1, "{\"a\":1}", Some("BALANCE_PULLED"));
-        let b = frame(2, "{}", None);
-        a.encode(&mut buf);
-        assert_eq!(buf.len(), a.encoded_len());
-        b.encode(&mut buf);
-        let (got, len) = Frame::decode(&buf).unwrap();
-        assert_eq!((got.lsn, got.cb.id.as_str()), (1, "id-1"));
-        assert_eq!(got.cb.callback_code.as_deref(), Some("BALANCE_PULLED"));
-        assert_eq!(got.cb.body, a.cb.body);
-        assert_eq!(got.cb.received_at, a.cb.received_at);
-        assert_eq!(got.hash, a.hash);
+        let a = callback("id-1", "{\"a\":1}", Some("BALANCE_PULLED"));
+        let b = callback("id-2", "{}", None);
+        let len = encode(1, &a.body_hash(), &a, &mut buf);
+        assert_eq!(buf.len(), len);
+        encode(2, &b.body_hash(), &b, &mut buf);
+        let (got, at) = Frame::decode(&buf).unwrap();
+        assert_eq!(at, len);
+        assert_eq!((got.lsn, got.id, got.record), (1, "id-1", "rec"));
+        assert_eq!(got.callback_code, Some("BALANCE_PULLED"));
+        assert_eq!(got.body, &a.body[..]);
+        assert_eq!(got.received_at, millis(a.received_at));
+        assert_eq!(got.hash, &a.body_hash()[..]);
         let (got, _) = Frame::decode(&buf[len..]).unwrap();
-        assert_eq!((got.lsn, got.cb.callback_code), (2, None));
+        assert_eq!((got.lsn, got.callback_code), (2, None));
         // Cut anywhere inside the second frame: it is gone, the first stays.
         for cut in len..buf.len() {
             assert!(Frame::decode(&buf[len..cut]).is_none(), "cut at {cut}");

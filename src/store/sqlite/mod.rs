@@ -213,21 +213,21 @@ fn recover(path: &Path) -> Result<(Connection, WriterParts), StoreError> {
         ))
     };
     let applied = apply::applied_lsn(&conn).map_err(|e| broken("reading its position", &e))?;
-    let (frames, last) = inbox::recover(&dir, applied).map_err(|e| broken("reading it", &e))?;
-    let applied = if frames.is_empty() {
-        applied
-    } else {
+    let (batch, last) = inbox::recover(&dir, applied).map_err(|e| broken("reading it", &e))?;
+    let applied = if let Some(batch) = batch {
         tracing::info!(
-            callbacks = frames.len(),
+            callbacks = batch.frames().count(),
             "applying callbacks acknowledged before the last stop"
         );
-        let batch: Arc<[inbox::Frame]> = frames.into();
+        let batch = Arc::new(batch);
         let tx = conn
             .unchecked_transaction()
             .map_err(|e| broken("starting", &e))?;
         let lsn = apply::apply(&tx, &[batch]).map_err(|e| broken("applying", &e))?;
         tx.commit().map_err(|e| broken("committing", &e))?;
         lsn.unwrap_or(applied)
+    } else {
+        applied
     };
     inbox::clear(&dir).map_err(|e| broken("clearing it", &e))?;
     Ok((
@@ -1031,25 +1031,16 @@ mod tests {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
-        let frames: Vec<inbox::Frame> = [
+        let mut bytes = Vec::new();
+        for (i, (id, body)) in [
             ("a", r#"{"n":1}"#),
             ("b", r#"{"n":2}"#),
             ("torn", r#"{"n":3}"#),
         ]
         .iter()
         .enumerate()
-        .map(|(i, (id, body))| {
-            let cb = new_cb(id, "r", body);
-            inbox::Frame {
-                lsn: applied + 1 + i as u64,
-                hash: cb.body_hash(),
-                cb,
-            }
-        })
-        .collect();
-        let mut bytes = Vec::new();
-        for frame in &frames {
-            inbox::encode_for_test(frame, &mut bytes);
+        {
+            inbox::encode_for_test(applied + 1 + i as u64, &new_cb(id, "r", body), &mut bytes);
         }
         bytes.truncate(bytes.len() - 5);
         let log = inbox::dir_of(&path);

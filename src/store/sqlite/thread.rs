@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     apply::apply,
-    inbox::{Applied, Frame, ToApply},
+    inbox::{Applied, Batch, ToApply},
     StoreError,
 };
 
@@ -186,7 +186,7 @@ enum Failure {
 fn run_batch(
     conn: &Connection,
     batch: &mut [Job],
-    frames: &[Arc<[Frame]>],
+    frames: &[Arc<Batch>],
 ) -> Result<Option<u64>, Failure> {
     let begin = |batch: &mut [Job]| {
         run_cached(conn, "BEGIN IMMEDIATE").map_err(|e| {
