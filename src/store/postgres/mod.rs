@@ -31,6 +31,7 @@
 mod batch;
 mod operator;
 mod statements;
+mod vacuum;
 
 use std::{
     collections::HashMap,
@@ -99,6 +100,8 @@ pub struct PostgresStore {
     /// The leases this process holds: (owner, record) → the generation its claim took. Outcome
     /// writes and renewals name it, so the database can refuse them once the lease is another's.
     held: Arc<Mutex<HashMap<(String, String), i64>>>,
+    /// Dropped with the last clone of the store: stops the vacuum task.
+    _alive: Arc<()>,
 }
 
 /// A connection pool and the bound on each operation. A store has two: one that only stores
@@ -203,12 +206,15 @@ impl PostgresStore {
         tokio::spawn(gather(db.clone(), queue, for_dispatch));
         let (releases, queue) = mpsc::channel(4 * MAX_BATCH);
         tokio::spawn(gather(db.clone(), queue, for_dispatch));
+        let alive = Arc::new(());
+        tokio::spawn(vacuum::keep_clean(db.clone(), Arc::downgrade(&alive)));
         Ok(Self {
             db,
             inserts,
             finishes,
             releases,
             held: Arc::default(),
+            _alive: alive,
         })
     }
 
