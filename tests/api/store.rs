@@ -635,3 +635,47 @@ both_stores!(
     a_retry_holds_the_record_until_due_and_counts_attempts,
     the_backlog_and_retention,
 );
+
+/// The store vacuums its hot small tables (the record queue, the counters) about once a second
+/// while it lives — autovacuum would look at them once a minute, while every callback leaves
+/// dead row versions there — and stops when it is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_and_counter_tables_are_vacuumed_while_the_store_lives() {
+    use std::collections::HashMap;
+    let Some(base) = postgres_url() else { return };
+    let url = fresh_postgres_database(&base).await;
+    let client = crate::helpers::postgres_client(&url).await;
+    let vacuums = || async {
+        let rows = client
+            .query(
+                "SELECT relname::text, vacuum_count FROM pg_stat_user_tables
+                 WHERE relname IN ('okra_record_queue', 'okra_callback_counts')",
+                &[],
+            )
+            .await
+            .unwrap();
+        let counts: HashMap<String, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        (counts.get("okra_record_queue").copied().unwrap_or(0))
+            .min(counts.get("okra_callback_counts").copied().unwrap_or(0))
+    };
+    let store = PostgresStore::connect(&url).await.unwrap();
+    let mut seen = 0;
+    for _ in 0..100 {
+        seen = vacuums().await;
+        if seen >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen >= 2, "both tables vacuumed twice within 10 s: {seen}");
+    drop(store);
+    // A vacuum in flight when the store was dropped may still finish and be counted.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let after_drop = vacuums().await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        vacuums().await,
+        after_drop,
+        "no vacuum once the store is gone"
+    );
+}
