@@ -421,8 +421,6 @@ impl Hasher for PrefixHasher {
 /// The writer thread's state.
 pub(super) struct Writer {
     dir: PathBuf,
-    /// Held for the process's life: the lock on the log.
-    _lock: File,
     segment: File,
     /// The current segment's first LSN (its name).
     segment_first: u64,
@@ -451,7 +449,6 @@ impl Writer {
     pub fn start(
         db: &Path,
         dir: PathBuf,
-        lock: File,
         next_lsn: u64,
         applied: Arc<Applied>,
         to_apply: Arc<ToApply>,
@@ -474,7 +471,6 @@ impl Writer {
         let segment = new_segment(&dir, next_lsn).map_err(|e| io_error(&e))?;
         Ok(Self {
             dir,
-            _lock: lock,
             segment,
             segment_first: next_lsn,
             segment_len: 0,
@@ -523,7 +519,7 @@ impl Writer {
                 break;
             }
             self.recent_order.pop_front();
-            self.unapplied_bytes -= bytes;
+            self.unapplied_bytes = self.unapplied_bytes.saturating_sub(bytes);
             if self.recent.get(&hash).is_some_and(|e| e.2 == lsn) {
                 self.recent.remove(&hash);
             }
@@ -635,12 +631,20 @@ impl Writer {
         self.segment.sync_data()?;
         self.segment_len += buf.len() as u64;
         if self.segment_len >= SEGMENT_BYTES {
-            let last = self.next_lsn - 1;
-            let old = segment_path(&self.dir, self.segment_first);
-            self.segment = new_segment(&self.dir, self.next_lsn)?;
-            self.segment_first = self.next_lsn;
-            self.segment_len = 0;
-            self.closed.push_back((last, old));
+            // The batch is durable whatever happens here: a segment that cannot be started is
+            // tried again after the next append, and the current one grows meanwhile.
+            match new_segment(&self.dir, self.next_lsn) {
+                Ok(segment) => {
+                    let old = segment_path(&self.dir, self.segment_first);
+                    self.closed.push_back((self.next_lsn - 1, old));
+                    self.segment = segment;
+                    self.segment_first = self.next_lsn;
+                    self.segment_len = 0;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot start a new inbox segment; the current one grows")
+                }
+            }
         }
         Ok(())
     }
@@ -653,7 +657,7 @@ impl Writer {
             .is_some_and(|(lsn, _, _)| *lsn >= first_lsn)
         {
             if let Some((_, hash, bytes)) = self.recent_order.pop_back() {
-                self.unapplied_bytes -= bytes;
+                self.unapplied_bytes = self.unapplied_bytes.saturating_sub(bytes);
                 self.recent.remove(&hash);
             }
         }

@@ -73,6 +73,7 @@ impl SqliteStore {
         let db_inbox = thread::Inbox {
             to_apply: to_apply.clone(),
             applied: applied.clone(),
+            _lock: writer_parts.lock,
         };
         std::thread::Builder::new()
             .name("okra-sqlite".into())
@@ -83,7 +84,6 @@ impl SqliteStore {
             inbox::Writer::start(
                 &writer_parts.db,
                 writer_parts.dir,
-                writer_parts.lock,
                 writer_parts.next_lsn,
                 applied,
                 to_apply,

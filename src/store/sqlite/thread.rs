@@ -93,6 +93,10 @@ impl Op for Wake {
 pub(super) struct Inbox {
     pub to_apply: Arc<ToApply>,
     pub applied: Arc<Applied>,
+    /// The store's lock (`DB-inbox/LOCK`), held until this thread ends — after the writer, which
+    /// holds a sender of its jobs — so a store reopened on the same file in this process waits
+    /// until nothing of the old one writes.
+    pub _lock: std::fs::File,
 }
 
 /// The database thread: gathers queued jobs into one transaction, commits, then answers them.
