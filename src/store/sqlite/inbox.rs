@@ -492,14 +492,7 @@ impl Writer {
     pub fn run(mut self, mut rx: mpsc::Receiver<Append>) {
         let mut batch: Vec<Append> = Vec::with_capacity(MAX_APPEND);
         let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
-        while let Some(first) = rx.blocking_recv() {
-            batch.push(first);
-            while batch.len() < MAX_APPEND {
-                match rx.try_recv() {
-                    Ok(a) => batch.push(a),
-                    Err(_) => break,
-                }
-            }
+        while super::thread::next_batch(&mut rx, &mut batch, MAX_APPEND) {
             self.forget_applied();
             while self.unapplied_bytes > MAX_UNAPPLIED_BYTES {
                 let waiting_for = self.applied.get();

@@ -888,6 +888,27 @@ mod tests {
         assert!(err.to_string().contains("permissions"), "{err}");
     }
 
+    /// Writes a database file at schema `version` as that release left it: `callbacks_sql`'s
+    /// rows (record `r1`, one of them pending), the record's queue row, and `body`'s dedup key
+    /// naming `old-pending`.
+    fn file_of_schema(path: &Path, version: usize, callbacks_sql: &str, body: &str) {
+        let now = millis(Utc::now());
+        let mut conn = Connection::open(path).unwrap();
+        migrations().to_version(&mut conn, version).unwrap();
+        conn.execute_batch(callbacks_sql).unwrap();
+        conn.execute(
+            "INSERT INTO record_queue (record, pending, due_at) VALUES ('r1', 1, ?1)",
+            [now],
+        )
+        .unwrap();
+        let hash = sha2::Sha256::digest(body.as_bytes()).to_vec();
+        conn.execute(
+            "INSERT INTO dedup (hash, id, received_at) VALUES (?1, 'old-pending', ?2)",
+            params![hash, now],
+        )
+        .unwrap();
+    }
+
     /// A file written by the previous release (migration 0001 only) opens with its callbacks,
     /// their states and the dedup window intact.
     #[tokio::test]
@@ -896,23 +917,16 @@ mod tests {
         let path = dir.path().join("okra.db");
         let now = millis(Utc::now());
         let body = r#"{"callback_type":"AUTH","record":"r1","n":1}"#;
-        {
-            let mut conn = Connection::open(&path).unwrap();
-            migrations().to_version(&mut conn, 1).unwrap();
-            conn.execute_batch(&format!(
+        file_of_schema(
+            &path,
+            1,
+            &format!(
                 "INSERT INTO callbacks (id, record, callback_type, body, received_at, status, attempts, next_attempt_at, finished_at)
                    VALUES ('old-done', 'r1', 'AUTH', X'7B7D', {now}, 1, 1, NULL, {now}),
-                          ('old-pending', 'r1', 'AUTH', X'7B7D', {now}, 0, 0, {now}, NULL);
-                 INSERT INTO record_queue (record, pending, due_at) VALUES ('r1', 1, {now});"
-            ))
-            .unwrap();
-            let hash = sha2::Sha256::digest(body.as_bytes()).to_vec();
-            conn.execute(
-                "INSERT INTO dedup (hash, id, received_at) VALUES (?1, 'old-pending', ?2)",
-                params![hash, now],
-            )
-            .unwrap();
-        }
+                          ('old-pending', 'r1', 'AUTH', X'7B7D', {now}, 0, 0, {now}, NULL);"
+            ),
+            body,
+        );
         let store = SqliteStore::open(&path).await.unwrap();
         let listed = store.list("r1", &[]).await.unwrap().into_callbacks();
         let states: Vec<_> = listed.iter().map(|c| (c.id.as_str(), c.status)).collect();
@@ -951,24 +965,17 @@ mod tests {
         let path = dir.path().join("okra.db");
         let now = millis(Utc::now());
         let body = r#"{"callback_type":"AUTH","record":"r1","n":1}"#;
-        {
-            let mut conn = Connection::open(&path).unwrap();
-            migrations().to_version(&mut conn, 5).unwrap();
-            conn.execute_batch(&format!(
+        file_of_schema(
+            &path,
+            5,
+            &format!(
                 "INSERT INTO callbacks (id, record, callback_type, body, received_at, status, attempts, next_attempt_at, finished_at, history)
                    VALUES ('old-done', 'r1', 'AUTH', X'7B7D', {now}, 1, 1, NULL, {now}, '[[1,{now},{now},0,null]]'),
                           ('old-pending', 'r1', 'AUTH', X'7B7D', {now}, 0, 0, {now}, NULL, '[]');
-                 INSERT INTO record_queue (record, pending, due_at) VALUES ('r1', 1, {now});
                  INSERT INTO callback_counts (callback_type, status, n) VALUES ('AUTH', 0, 1), ('AUTH', 1, 1);"
-            ))
-            .unwrap();
-            let hash = sha2::Sha256::digest(body.as_bytes()).to_vec();
-            conn.execute(
-                "INSERT INTO dedup (hash, id, received_at) VALUES (?1, 'old-pending', ?2)",
-                params![hash, now],
-            )
-            .unwrap();
-        }
+            ),
+            body,
+        );
         let window = Duration::from_secs(3600);
         {
             let store = SqliteStore::open(&path).await.unwrap();

@@ -75,6 +75,22 @@ where
     }
 }
 
+/// Waits for the next item of `rx` and takes, without waiting, those queued behind it, up to
+/// `max` in all, into `batch` (the group commit's gathering). `false` once every sender is gone.
+pub(super) fn next_batch<T>(rx: &mut mpsc::Receiver<T>, batch: &mut Vec<T>, max: usize) -> bool {
+    let Some(first) = rx.blocking_recv() else {
+        return false;
+    };
+    batch.push(first);
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(item) => batch.push(item),
+            Err(_) => break,
+        }
+    }
+    true
+}
+
 /// Does nothing: sent by the inbox writer to wake the thread when frames wait to be applied
 /// (every transaction applies them first).
 pub(super) struct Wake;
@@ -113,14 +129,7 @@ pub(super) struct Inbox {
 pub(super) fn run(conn: Connection, mut jobs: mpsc::Receiver<Job>, inbox: Inbox) {
     yield_to_the_acknowledging_path();
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = jobs.blocking_recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
+    while next_batch(&mut jobs, &mut batch, MAX_BATCH) {
         let frames = inbox.to_apply.take();
         let mut commit = run_batch(&conn, &mut batch, &frames);
         if commit.is_err() && !conn.is_autocommit() {
