@@ -197,7 +197,7 @@ fn recover(path: &Path) -> Result<(Connection, WriterParts), StoreError> {
     let mut tries = 0;
     let lock = loop {
         match inbox::lock(&dir, path) {
-            Err(StoreError::Config(e)) if e.contains("in use") && tries < 20 => {
+            Err(StoreError::Config(e)) if e.contains("in use") && tries < 40 => {
                 tries += 1;
                 std::thread::sleep(Duration::from_millis(50));
             }
