@@ -329,6 +329,17 @@ pub struct Backlog {
     pub oldest_pending_at: Option<DateTime<Utc>>,
 }
 
+impl From<&Stats> for Backlog {
+    /// The backlog part of the stats: both stores count it the same way.
+    fn from(stats: &Stats) -> Self {
+        Self {
+            pending: stats.pending,
+            dead: stats.dead,
+            oldest_pending_at: stats.oldest_pending_at,
+        }
+    }
+}
+
 /// The durable inbox. Every method is safe to call concurrently.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {

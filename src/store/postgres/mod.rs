@@ -693,12 +693,7 @@ impl Store for PostgresStore {
     }
 
     async fn backlog(&self) -> Result<Backlog, StoreError> {
-        let stats = self.stats_now().await?;
-        Ok(Backlog {
-            pending: stats.pending,
-            dead: stats.dead,
-            oldest_pending_at: stats.oldest_pending_at,
-        })
+        Ok(Backlog::from(&self.stats_now().await?))
     }
 
     async fn prune(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {

@@ -185,8 +185,9 @@ pub(super) fn dir_of(db: &Path) -> PathBuf {
 }
 
 /// Takes the log directory's lock for this process (creating the directory), or explains who
-/// holds it.
-pub(super) fn lock(dir: &Path, db: &Path) -> Result<File, StoreError> {
+/// holds it. A holder that lets go within `wait` (a store dropped a moment ago in this process,
+/// its threads still closing) is waited for.
+pub(super) fn lock(dir: &Path, db: &Path, wait: Duration) -> Result<File, StoreError> {
     fs::create_dir_all(dir).map_err(|e| {
         StoreError::Config(format!(
             "cannot create the inbox log {}: {e}",
@@ -199,18 +200,26 @@ pub(super) fn lock(dir: &Path, db: &Path) -> Result<File, StoreError> {
         .write(true)
         .open(dir.join("LOCK"))
         .map_err(|e| StoreError::Config(format!("cannot open {}/LOCK: {e}", dir.display())))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(fs::TryLockError::WouldBlock) => Err(StoreError::Config(format!(
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match file.try_lock() {
+            Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            result => break result,
+        }
+    }
+    .map(|()| file)
+    .map_err(|e| match e {
+        fs::TryLockError::WouldBlock => StoreError::Config(format!(
             "the SQLite file {} is in use by another process (it holds {}/LOCK); the embedded store serves one receiver — use PostgreSQL to run several",
             db.display(),
             dir.display()
-        ))),
-        Err(fs::TryLockError::Error(e)) => Err(StoreError::Config(format!(
-            "cannot lock {}/LOCK: {e}",
-            dir.display()
-        ))),
-    }
+        )),
+        fs::TryLockError::Error(e) => {
+            StoreError::Config(format!("cannot lock {}/LOCK: {e}", dir.display()))
+        }
+    })
 }
 
 /// The segment files in `dir`, by first LSN.
@@ -235,6 +244,7 @@ fn segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
 /// none), and the highest LSN seen.
 pub(super) fn recover(dir: &Path, applied: u64) -> io::Result<(Option<Batch>, u64)> {
     let mut bytes = Vec::new();
+    let mut frames = 0;
     let mut last = applied;
     let mut last_applied = applied;
     for (_, path) in segments(dir)? {
@@ -246,6 +256,7 @@ pub(super) fn recover(dir: &Path, applied: u64) -> io::Result<(Option<Batch>, u6
             if frame.lsn > last_applied {
                 bytes.extend_from_slice(&buf[at..at + len]);
                 last_applied = frame.lsn;
+                frames += 1;
             }
             at += len;
         }
@@ -257,6 +268,12 @@ pub(super) fn recover(dir: &Path, applied: u64) -> io::Result<(Option<Batch>, u6
                 "the inbox log ends in a torn or corrupt frame (a crash mid-write); frames after it were never acknowledged"
             );
         }
+    }
+    if frames > 0 {
+        tracing::info!(
+            callbacks = frames,
+            "applying callbacks acknowledged before the last stop"
+        );
     }
     let batch = (!bytes.is_empty()).then_some(Batch {
         bytes,
@@ -440,7 +457,7 @@ pub(super) struct Writer {
     applied: Arc<Applied>,
     to_apply: Arc<ToApply>,
     /// Wakes the database thread when frames are waiting to be applied.
-    wake: Box<dyn Fn() -> bool + Send>,
+    wake: Box<dyn Fn() + Send>,
 }
 
 impl Writer {
@@ -452,7 +469,7 @@ impl Writer {
         next_lsn: u64,
         applied: Arc<Applied>,
         to_apply: Arc<ToApply>,
-        wake: Box<dyn Fn() -> bool + Send>,
+        wake: Box<dyn Fn() + Send>,
     ) -> Result<Self, StoreError> {
         let unavailable = |e: rusqlite::Error| {
             StoreError::Config(format!(

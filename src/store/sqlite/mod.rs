@@ -87,7 +87,10 @@ impl SqliteStore {
                 writer_parts.next_lsn,
                 applied,
                 to_apply,
-                Box::new(move || wake_jobs.try_send(Box::new(thread::Wake)).is_ok()),
+                Box::new(move || {
+                    // A full queue wakes the thread anyway.
+                    let _ = wake_jobs.try_send(Box::new(thread::Wake));
+                }),
             )
         })
         .await
@@ -193,17 +196,7 @@ struct WriterParts {
 /// log is then empty.
 fn recover(path: &Path) -> Result<(Connection, WriterParts), StoreError> {
     let dir = inbox::dir_of(path);
-    // A store dropped a moment ago in this process may still be closing: wait a little for it.
-    let mut tries = 0;
-    let lock = loop {
-        match inbox::lock(&dir, path) {
-            Err(StoreError::Config(e)) if e.contains("in use") && tries < 40 => {
-                tries += 1;
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            other => break other?,
-        }
-    };
+    let lock = inbox::lock(&dir, path, Duration::from_secs(2))?;
     let conn = open_connection(path)?;
     let broken = |what: &str, e: &dyn std::fmt::Display| {
         StoreError::Unavailable(format!(
@@ -215,10 +208,6 @@ fn recover(path: &Path) -> Result<(Connection, WriterParts), StoreError> {
     let applied = apply::applied_lsn(&conn).map_err(|e| broken("reading its position", &e))?;
     let (batch, last) = inbox::recover(&dir, applied).map_err(|e| broken("reading it", &e))?;
     let applied = if let Some(batch) = batch {
-        tracing::info!(
-            callbacks = batch.frames().count(),
-            "applying callbacks acknowledged before the last stop"
-        );
         let batch = Arc::new(batch);
         let tx = conn
             .unchecked_transaction()
@@ -653,12 +642,7 @@ impl Store for SqliteStore {
     }
 
     async fn backlog(&self) -> Result<Backlog, StoreError> {
-        let stats = self.stats().await?;
-        Ok(Backlog {
-            pending: stats.pending,
-            dead: stats.dead,
-            oldest_pending_at: stats.oldest_pending_at,
-        })
+        Ok(Backlog::from(&self.stats().await?))
     }
 
     async fn prune(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {

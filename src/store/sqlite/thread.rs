@@ -131,27 +131,25 @@ pub(super) fn run(conn: Connection, mut jobs: mpsc::Receiver<Job>, inbox: Inbox)
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while next_batch(&mut jobs, &mut batch, MAX_BATCH) {
         let frames = inbox.to_apply.take();
-        let mut commit = run_batch(&conn, &mut batch, &frames);
-        if commit.is_err() && !conn.is_autocommit() {
-            let _ = conn.execute_batch("ROLLBACK");
-        }
-        match &commit {
-            Ok(Some(lsn)) => inbox.applied.advance(*lsn),
-            Ok(None) => {}
-            Err(Failure::Apply(e)) => {
-                tracing::error!(error = %e, "cannot apply the inbox log to the database; will retry (the log keeps the callbacks)");
+        let commit = match run_batch(&conn, &mut batch, &frames) {
+            Ok(applied) => {
+                if let Some(lsn) = applied {
+                    inbox.applied.advance(lsn);
+                }
+                Ok(None)
+            }
+            Err(failure) => {
                 inbox.to_apply.put_back(frames);
-                commit = run_batch(&conn, &mut batch, &[]);
-                if commit.is_err() && !conn.is_autocommit() {
-                    let _ = conn.execute_batch("ROLLBACK");
+                match failure {
+                    Failure::Apply(e) => {
+                        tracing::error!(error = %e, "cannot apply the inbox log to the database; will retry (the log keeps the callbacks)");
+                        run_batch(&conn, &mut batch, &[])
+                    }
+                    jobs => Err(jobs),
                 }
             }
-            Err(Failure::Jobs(_)) => inbox.to_apply.put_back(frames),
-        }
-        let commit = match &commit {
-            Ok(_) => Ok(()),
-            Err(Failure::Apply(e) | Failure::Jobs(e)) => Err(e.as_str()),
         };
+        let commit = commit.as_ref().map(drop).map_err(Failure::message);
         for job in batch.drain(..) {
             job.answer(commit);
         }
@@ -159,12 +157,8 @@ pub(super) fn run(conn: Connection, mut jobs: mpsc::Receiver<Job>, inbox: Inbox)
     // The store was dropped: apply what is left, so the next start has less to replay.
     let frames = inbox.to_apply.take();
     if !frames.is_empty() {
-        match run_batch(&conn, &mut [], &frames) {
-            Ok(Some(lsn)) => inbox.applied.advance(lsn),
-            _ if !conn.is_autocommit() => {
-                let _ = conn.execute_batch("ROLLBACK");
-            }
-            _ => {}
+        if let Ok(Some(lsn)) = run_batch(&conn, &mut [], &frames) {
+            inbox.applied.advance(lsn);
         }
     }
 }
@@ -194,9 +188,30 @@ enum Failure {
     Jobs(String),
 }
 
+impl Failure {
+    fn message(&self) -> &str {
+        match self {
+            Self::Apply(e) | Self::Jobs(e) => e,
+        }
+    }
+}
+
 /// Runs a batch in one transaction, after applying `frames`, and commits it (see [`run`]);
-/// answers the last LSN applied, if any.
+/// answers the last LSN applied, if any. A transaction that did not commit is rolled back.
 fn run_batch(
+    conn: &Connection,
+    batch: &mut [Job],
+    frames: &[Arc<Batch>],
+) -> Result<Option<u64>, Failure> {
+    let result = try_batch(conn, batch, frames);
+    if result.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    result
+}
+
+/// [`run_batch`] up to its commit, leaving a failed transaction open.
+fn try_batch(
     conn: &Connection,
     batch: &mut [Job],
     frames: &[Arc<Batch>],
