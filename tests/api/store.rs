@@ -464,7 +464,7 @@ async fn migrations_are_applied_once_when_replicas_start_together() {
         .collect();
     assert_eq!(
         versions,
-        vec![1, 2, 3, 4],
+        vec![1, 2, 3, 4, 5],
         "each migration applied exactly once"
     );
 }
@@ -678,4 +678,119 @@ async fn the_queue_and_counter_tables_are_vacuumed_while_the_store_lives() {
         after_drop,
         "no vacuum once the store is gone"
     );
+}
+
+/// The migrations a database of schema 4 (before idle records were due at the end of time) had.
+const SCHEMA_4: [&str; 4] = [
+    include_str!("../../migrations/postgres/0001_init.sql"),
+    include_str!("../../migrations/postgres/0002_operator_view.sql"),
+    include_str!("../../migrations/postgres/0003_lease_generation.sql"),
+    include_str!("../../migrations/postgres/0004_history_in_row.sql"),
+];
+
+/// A store of schema 4 — an idle record's queue row still due in the past, left out of the due
+/// index by its predicate — opens upgraded: the idle record is due never, the busy one is
+/// claimed with its callback, the idle one again once a callback comes; and the queue row's
+/// updates that change only the count or the lease are HOT (no new index entries).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_4_queue_is_upgraded_and_its_count_updates_are_hot() {
+    let Some(base) = postgres_url() else { return };
+    let url = fresh_postgres_database(&base).await;
+    let client = crate::helpers::postgres_client(&url).await;
+    client
+        .batch_execute(
+            "CREATE TABLE okra_schema_migrations (
+               version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )
+        .await
+        .unwrap();
+    for (i, sql) in SCHEMA_4.iter().enumerate() {
+        client.batch_execute(sql).await.unwrap();
+        let version = i as i32 + 1;
+        client
+            .execute(
+                "INSERT INTO okra_schema_migrations (version) VALUES ($1)",
+                &[&version],
+            )
+            .await
+            .unwrap();
+    }
+    client
+        .batch_execute(
+            "INSERT INTO okra_callbacks (id, record, callback_type, body, received_at, status)
+             VALUES ('cb-busy', 'busy', 'BALANCE', '\\x7b7d', 1, 0),
+                    ('cb-idle', 'idle', 'BALANCE', '\\x7b7d', 1, 1);
+             INSERT INTO okra_record_queue (record, pending, due_at)
+             VALUES ('busy', 1, 1), ('idle', 0, 1);",
+        )
+        .await
+        .unwrap();
+
+    let store = store::open(&url).await.unwrap();
+    let due = |record: &'static str| {
+        let client = &client;
+        async move {
+            client
+                .query_one(
+                    "SELECT due_at FROM okra_record_queue WHERE record = $1",
+                    &[&record],
+                )
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+        }
+    };
+    assert_eq!(due("idle").await, i64::MAX, "an idle record is due never");
+    assert_eq!(due("busy").await, 1, "a busy record keeps its due time");
+    let claims = store.claim("w", 10, 10, LEASE).await.unwrap();
+    assert_eq!(claims.len(), 1, "only the busy record is claimed");
+    assert_eq!(claims[0].record, "busy");
+    assert_eq!(claims[0].callbacks[0].id, "cb-busy");
+    store
+        .finish("w", &claims[0].callbacks[0], Outcome::Delivered, LEASE)
+        .await
+        .unwrap();
+    store.release("w", "busy").await.unwrap();
+    assert_eq!(due("busy").await, i64::MAX, "emptied, the record is idle");
+
+    // Callbacks for the idle record: the first makes it due now, the rest only count.
+    let before = hot_updates(&client).await;
+    for n in 0..10 {
+        store.insert(new_callback("idle", n), DAY).await.unwrap();
+    }
+    assert!(due("idle").await <= Utc::now().timestamp_millis());
+    let claims = store.claim("w", 10, 100, LEASE).await.unwrap();
+    assert_eq!(claims.len(), 1);
+    assert_eq!(claims[0].record, "idle");
+    assert_eq!(
+        claims[0].callbacks.len(),
+        10,
+        "every new callback is claimed"
+    );
+    let (updates, hot) = eventually(
+        Duration::from_secs(20),
+        "the queue's update counts reach the statistics",
+        || async {
+            let now = hot_updates(&client).await;
+            (now.0 - before.0 >= 10).then_some((now.0 - before.0, now.1 - before.1))
+        },
+    )
+    .await;
+    assert!(
+        hot * 10 >= updates * 7,
+        "most queue-row updates are HOT: {hot} of {updates}"
+    );
+}
+
+/// `okra_record_queue`'s (updates, HOT updates) so far.
+async fn hot_updates(client: &tokio_postgres::Client) -> (i64, i64) {
+    let row = client
+        .query_one(
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables
+             WHERE relname = 'okra_record_queue'",
+            &[],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
 }

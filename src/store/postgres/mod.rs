@@ -78,6 +78,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         4,
         include_str!("../../../migrations/postgres/0004_history_in_row.sql"),
     ),
+    (
+        5,
+        include_str!("../../../migrations/postgres/0005_idle_due.sql"),
+    ),
 ];
 
 /// The key of the advisory lock that serialises migrations.
@@ -85,6 +89,11 @@ const MIGRATION_LOCK: i64 = 0x006f_6b72_616d_6967;
 
 /// The database's clock in unix milliseconds, for every lease and due-time decision.
 pub(super) const NOW_MS: &str = "(extract(epoch from statement_timestamp()) * 1000)::bigint";
+
+/// The due time of an idle record (nothing pending): never. Kept in the `(due_at)` index
+/// rather than left out by a predicate on `pending`, so the updates that change only the count
+/// or the lease are HOT (migration 0005).
+pub(super) const IDLE_DUE: &str = "9223372036854775807";
 
 /// The PostgreSQL store. Cheap to clone; clones share the connections and the insert queue.
 #[derive(Clone)]

@@ -14,7 +14,7 @@ use tokio_postgres::{types::ToSql, Error as PgError, Row};
 
 use super::{
     batch::{answer_batch, BatchFailed, BatchResult, Batched},
-    Db, NOW_MS,
+    Db, IDLE_DUE, NOW_MS,
 };
 use crate::store::{
     duration_ms, from_millis, millis, AfterLast, Attempt, Inserted, NewCallback, Outcome, Status,
@@ -349,7 +349,8 @@ fn finish_statement() -> String {
          )
          UPDATE okra_record_queue r SET
            pending = GREATEST(r.pending - {LEAVES}, 0),
-           due_at = CASE WHEN r.lease_owner = i.owner AND r.lease_gen = i.gen
+           due_at = CASE WHEN r.pending - {LEAVES} <= 0 THEN {IDLE_DUE}
+                         WHEN r.lease_owner = i.owner AND r.lease_gen = i.gen
                            AND i.retry_in IS NOT NULL
                          THEN {NOW_MS} + i.retry_in ELSE r.due_at END,
            lease_until = CASE
