@@ -72,22 +72,24 @@ pub(super) fn from_row(row: &Row) -> StoredCallback {
     }
 }
 
-/// Up to `per_record` pending callbacks of each of `records`, by record, oldest first.
+/// Up to `per_record` pending callbacks of each of `records`, by record, oldest first: for each
+/// record, the first `per_record` entries of its pending range of the `(record, status, seq)`
+/// index, however long its backlog (a window over all of a record's pending callbacks read the
+/// whole backlog at every claim).
 pub(super) async fn pending_of<R: AsRef<str> + ToSql + Sync>(
     client: &Object,
     records: &[R],
     per_record: usize,
 ) -> Result<HashMap<String, Vec<StoredCallback>>, PgError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM unnest($1::text[]) AS r(rec) CROSS JOIN LATERAL (
+           SELECT * FROM okra_callbacks WHERE record = r.rec AND status = 0
+           ORDER BY seq LIMIT $2
+         ) c ORDER BY c.record, c.seq"
+    );
+    let stmt = client.prepare_cached(&sql).await?;
     let rows = client
-        .query(
-            &format!(
-                "SELECT {COLUMNS} FROM (
-                   SELECT *, row_number() OVER (PARTITION BY record ORDER BY seq) AS rn
-                   FROM okra_callbacks WHERE record = ANY($1) AND status = 0
-                 ) t WHERE rn <= $2 ORDER BY record, seq"
-            ),
-            &[&records, &(per_record as i64)],
-        )
+        .query(&stmt, &[&records, &(per_record as i64)])
         .await?;
     let mut by_record: HashMap<String, Vec<StoredCallback>> = HashMap::new();
     for cb in rows.iter().map(from_row) {
