@@ -203,7 +203,17 @@ impl Dispatcher {
                     }
                     continue;
                 }
-                Ok(_) => store_errors = 0,
+                Ok(claims) => {
+                    store_errors = 0;
+                    // Only claims without callbacks (a record whose count drifted): give their
+                    // leases back, or the heartbeat would renew them while nobody serves the
+                    // record, and its next callback would wait for this process to stop.
+                    for claim in claims {
+                        if let Err(e) = this.store.release(&this.owner, &claim.record).await {
+                            tracing::warn!(record = %Untrusted(&claim.record), error = %Untrusted(&e.to_string()), "cannot release an empty claim's lease; it expires once the heartbeat stops");
+                        }
+                    }
+                }
                 Err(e) => {
                     store_errors = store_errors.saturating_add(1);
                     tracing::warn!(error = %e, "cannot claim work from the store; will retry");

@@ -525,3 +525,46 @@ async fn admin_api_is_loopback_only_without_a_token() {
         200
     );
 }
+
+/// A record whose pending count drifted (counted, but no callback waits) is claimed empty. Its
+/// lease is given back at once: were it kept, the heartbeat would renew it while nobody serves
+/// the record, and the record's next callback would never be delivered by this process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_claim_gives_its_lease_back() {
+    if crate::helpers::postgres_url().is_none() {
+        return;
+    }
+    let db = crate::helpers::TestDb::new(Backend::Postgres).await;
+    drop(okra_callbacks::store::open(&db.url).await.unwrap());
+    let client = crate::helpers::postgres_client(&db.url).await;
+    client
+        .execute(
+            "INSERT INTO okra_record_queue (record, pending, due_at) VALUES ('rec-drift', 1, 0)",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut app = on(db).spawn().await;
+    // The dispatcher has claimed the drifted record (empty) by the time its lease is gone.
+    crate::helpers::eventually(
+        Duration::from_secs(10),
+        "the drifted record was claimed and its lease given back",
+        || async {
+            let row = client
+                .query_one(
+                    "SELECT lease_gen, lease_until FROM okra_record_queue WHERE record = 'rec-drift'",
+                    &[],
+                )
+                .await
+                .unwrap();
+            let (generation, until): (i64, Option<i64>) = (row.get(0), row.get(1));
+            (generation > 0 && until.is_none()).then_some(())
+        },
+    )
+    .await;
+    app.post_ok(callback("rec-drift", "AUTH", "AUTH_SUCCESS", 0))
+        .await;
+    let seen = app.next_seen().await;
+    assert_eq!(seq_of(&seen.body), 0);
+    assert_eq!(seen.outcome, "ok");
+}
