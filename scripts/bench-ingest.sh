@@ -126,6 +126,11 @@ run_one() {
   if [[ $name == bare ]]; then kill -INT "$pid"; else kill -TERM "$pid"; fi
   wait "$pid" || { echo "$name exited with $? on SIGTERM" >&2; tail -5 "$work/$name.log" >&2; }
   pid=
+  # run_one runs in a pipeline's subshell, so `cleanup` never sees its databases: drop this
+  # run's here (cleanup still drops any left by an interrupted run it knows of).
+  if [[ $name != bare && -n $PG_BASE ]]; then
+    psql "$PG_BASE" -qc "DROP DATABASE IF EXISTS okra_bench_${name}_${round}_$$ WITH (FORCE)" >/dev/null 2>&1 || true
+  fi
   echo "$name round=$round ${out#RESULT } idle_rss_kb=$idle peak_rss_kb=$peak$stored"
 }
 
