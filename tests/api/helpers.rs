@@ -121,6 +121,36 @@ pub async fn postgres_client(url: &str) -> tokio_postgres::Client {
     client
 }
 
+/// The PostgreSQL migrations in order, for tests that build a database of an earlier schema.
+const POSTGRES_MIGRATIONS: [&str; 4] = [
+    include_str!("../../migrations/postgres/0001_init.sql"),
+    include_str!("../../migrations/postgres/0002_operator_view.sql"),
+    include_str!("../../migrations/postgres/0003_lease_generation.sql"),
+    include_str!("../../migrations/postgres/0004_history_in_row.sql"),
+];
+
+/// Brings the empty database behind `client` to schema `version` (migrations 1 to `version`,
+/// recorded as applied), as an earlier release left it; the store migrates it from there.
+pub async fn postgres_schema(client: &tokio_postgres::Client, version: usize) {
+    client
+        .batch_execute(
+            "CREATE TABLE okra_schema_migrations (
+               version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )
+        .await
+        .unwrap();
+    for (i, sql) in POSTGRES_MIGRATIONS[..version].iter().enumerate() {
+        client.batch_execute(sql).await.unwrap();
+        client
+            .execute(
+                "INSERT INTO okra_schema_migrations (version) VALUES ($1)",
+                &[&(i as i32 + 1)],
+            )
+            .await
+            .unwrap();
+    }
+}
+
 /// How old a test database must be before any test run drops it: no test runs this long.
 const STALE_AFTER: Duration = Duration::from_secs(3600);
 

@@ -686,16 +686,10 @@ async fn a_postgres_database_of_the_previous_schema_is_upgraded_with_its_data() 
     let url = crate::helpers::fresh_postgres_database(&base).await;
     let client = crate::helpers::postgres_client(&url).await;
     let now = chrono::Utc::now().timestamp_millis();
-    client
-        .batch_execute(include_str!("../../migrations/postgres/0001_init.sql"))
-        .await
-        .unwrap();
+    crate::helpers::postgres_schema(&client, 1).await;
     client
         .batch_execute(&format!(
-            "CREATE TABLE okra_schema_migrations (
-                 version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now());
-             INSERT INTO okra_schema_migrations (version) VALUES (1);
-             INSERT INTO okra_callbacks (id, record, callback_type, callback_code, body,
+            "INSERT INTO okra_callbacks (id, record, callback_type, callback_code, body,
                                          received_at, status, attempts, next_attempt_at, finished_at)
                VALUES ('a', 'r1', 'AUTH', 'AUTH_SUCCESS', '\\x7b7d', {now}, 1, 1, NULL, {now}),
                       ('b', 'r1', 'AUTH', 'AUTH_SUCCESS', '\\x7b7d', {now} + 1, 2, 3, NULL, {now}),
@@ -751,19 +745,10 @@ async fn a_postgres_database_with_an_attempts_table_keeps_its_history() {
     };
     let url = crate::helpers::fresh_postgres_database(&base).await;
     let client = crate::helpers::postgres_client(&url).await;
-    for sql in [
-        include_str!("../../migrations/postgres/0001_init.sql"),
-        include_str!("../../migrations/postgres/0002_operator_view.sql"),
-        include_str!("../../migrations/postgres/0003_lease_generation.sql"),
-    ] {
-        client.batch_execute(sql).await.unwrap();
-    }
+    crate::helpers::postgres_schema(&client, 3).await;
     client
         .batch_execute(
-            "CREATE TABLE okra_schema_migrations (
-                 version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now());
-             INSERT INTO okra_schema_migrations (version) VALUES (1), (2), (3);
-             INSERT INTO okra_callbacks (id, record, callback_type, callback_code, body,
+            "INSERT INTO okra_callbacks (id, record, callback_type, callback_code, body,
                                          received_at, status, attempts, next_attempt_at, finished_at)
                VALUES ('a', 'r1', 'AUTH', NULL, '\\x7b7d', 1000, 1, 2, NULL, 5000),
                       ('b', 'r1', 'AUTH', NULL, '\\x7b7d', 1001, 1, 1, NULL, 6000),

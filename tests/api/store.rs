@@ -680,14 +680,6 @@ async fn the_queue_and_counter_tables_are_vacuumed_while_the_store_lives() {
     );
 }
 
-/// The migrations a database of schema 4 (before idle records were due at the end of time) had.
-const SCHEMA_4: [&str; 4] = [
-    include_str!("../../migrations/postgres/0001_init.sql"),
-    include_str!("../../migrations/postgres/0002_operator_view.sql"),
-    include_str!("../../migrations/postgres/0003_lease_generation.sql"),
-    include_str!("../../migrations/postgres/0004_history_in_row.sql"),
-];
-
 /// A store of schema 4 — an idle record's queue row still due in the past, left out of the due
 /// index by its predicate — opens upgraded: the idle record is due never, the busy one is
 /// claimed with its callback, the idle one again once a callback comes; and the queue row's
@@ -697,24 +689,7 @@ async fn a_schema_4_queue_is_upgraded_and_its_count_updates_are_hot() {
     let Some(base) = postgres_url() else { return };
     let url = fresh_postgres_database(&base).await;
     let client = crate::helpers::postgres_client(&url).await;
-    client
-        .batch_execute(
-            "CREATE TABLE okra_schema_migrations (
-               version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
-        )
-        .await
-        .unwrap();
-    for (i, sql) in SCHEMA_4.iter().enumerate() {
-        client.batch_execute(sql).await.unwrap();
-        let version = i as i32 + 1;
-        client
-            .execute(
-                "INSERT INTO okra_schema_migrations (version) VALUES ($1)",
-                &[&version],
-            )
-            .await
-            .unwrap();
-    }
+    crate::helpers::postgres_schema(&client, 4).await;
     client
         .batch_execute(
             "INSERT INTO okra_callbacks (id, record, callback_type, body, received_at, status)
