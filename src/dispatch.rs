@@ -210,7 +210,7 @@ impl Dispatcher {
                     // record, and its next callback would wait for this process to stop.
                     for claim in claims {
                         if let Err(e) = this.store.release(&this.owner, &claim.record).await {
-                            tracing::warn!(record = %Untrusted(&claim.record), error = %Untrusted(&e.to_string()), "cannot release an empty claim's lease; it expires once the heartbeat stops");
+                            tracing::warn!(record = %Untrusted(&claim.record), error = %Untrusted(&e.to_string()), "cannot release an empty claim's lease; it expires by itself");
                         }
                     }
                 }
