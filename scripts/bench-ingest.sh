@@ -13,8 +13,10 @@
 # acknowledging path with the dispatcher nearly idle).
 # Needs wrk (Debian: apt-get install -y wrk) and curl; psql for the PostgreSQL mode.
 # Prints one line per run, then medians: requests/s, p50/p99 latency, idle and peak RSS, and for
-# the receivers how long after the load everything was delivered (drain_s) and the sustained
-# rate (stored / (DURATION + drain_s)).
+# the receivers how long after the load everything was delivered (drain_s), the sustained
+# rate (stored / (DURATION + drain_s)), and the receiver's own p99 (server_p99_le_ms: the upper
+# bound of the bucket of its acknowledgement histogram that holds the 99th percentile; time
+# outside the handler — sockets, waiting for a worker — is in wrk's p99 only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -106,8 +108,18 @@ run_one() {
   peak=$(status_kb "$pid" VmHWM)
   if [[ $name != bare ]]; then
     # What the receiver says it stored must match what wrk saw acknowledged.
-    stored=$(curl -fs "http://127.0.0.1:$port/metrics" |
+    local metrics
+    metrics=$(curl -fs "http://127.0.0.1:$port/metrics")
+    stored=$(echo "$metrics" |
       awk '/^okra_callbacks_received_total\{.*outcome="stored"/ { s += $NF } END { printf "%d", s }')
+    # The receiver's own p99, from its acknowledgement histogram (as the bucket's upper bound):
+    # from reading the body to the answer. wrk's p99 adds what the request spent outside that
+    # (the sockets, hyper, waiting for a worker), where the stalls of a shared machine show.
+    local server_p99
+    server_p99=$(echo "$metrics" | awk '
+      /^okra_ack_duration_seconds_count/ { total = $NF }
+      /^okra_ack_duration_seconds_bucket/ { match($0, /le="[^"]*"/); le = substr($0, RSTART + 4, RLENGTH - 5); n[++k] = $NF; b[k] = le }
+      END { for (i = 1; i <= k; i++) if (n[i] >= 0.99 * total) { printf "%s", (b[i] == "+Inf" ? "inf" : b[i] * 1000); exit } }')
     # How long after the load everything acknowledged was delivered (applied, claimed, handed
     # to the log handler, outcome recorded): the acknowledging path defers that work, so the
     # sustained rate is what was acknowledged over the load and the drain together.
@@ -121,7 +133,7 @@ run_one() {
     done
     drain=$(echo "$(date +%s.%N) - $t0" | bc -l)
     peak=$(status_kb "$pid" VmHWM)
-    stored=" stored=$stored delivered=$delivered drain_s=$(printf %.1f "$drain") sustained_rps=$(printf %.0f "$(echo "$stored / ($DURATION + $drain)" | bc -l)")"
+    stored=" server_p99_le_ms=$server_p99 stored=$stored delivered=$delivered drain_s=$(printf %.1f "$drain") sustained_rps=$(printf %.0f "$(echo "$stored / ($DURATION + $drain)" | bc -l)")"
   fi
   if [[ $name == bare ]]; then kill -INT "$pid"; else kill -TERM "$pid"; fi
   wait "$pid" || { echo "$name exited with $? on SIGTERM" >&2; tail -5 "$work/$name.log" >&2; }
@@ -156,7 +168,8 @@ for name in bare receiver${COMPARE_BIN:+ compare}; do
     "$(echo "$(field "$name" peak_rss_kb) / 1024" | bc -l)"
 done
 for name in receiver${COMPARE_BIN:+ compare}; do
-  printf '%-8s drain_s=%s sustained_rps=%s\n' "$name" "$(field "$name" drain_s)" "$(field "$name" sustained_rps)"
+  printf '%-8s drain_s=%s sustained_rps=%s server_p99_le_ms=%s\n' "$name" "$(field "$name" drain_s)" \
+    "$(field "$name" sustained_rps)" "$(field "$name" server_p99_le_ms)"
 done
 printf 'ratio receiver/bare rps = %.3f\n' "$(echo "$(field receiver rps) / $(field bare rps)" | bc -l)"
 if [[ -n $COMPARE_BIN ]]; then
