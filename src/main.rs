@@ -113,10 +113,7 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
-    // Lines go through a queue to a thread of their own, so a slow log destination never holds
-    // up a request or a delivery; the guard writes out what is queued when `serve` returns.
-    let (logs, _flush_logs) = telemetry::Logs::new(args.log_format).non_blocking();
-    logs.init();
+    telemetry::init_tracing(args.log_format);
     let outputs = args.outputs.configs().map_err(|e| e.to_string())?;
     let metrics = telemetry::install_metrics()?;
     let mut handlers = AllOf::new().with(LogHandler::new().with_bodies(args.log_bodies));

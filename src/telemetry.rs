@@ -18,7 +18,6 @@ use std::{future::Future, io::IsTerminal, sync::Arc};
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
-use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::{fmt, fmt::MakeWriter, prelude::*, EnvFilter};
 
 /// A value that came from a request (or from a handler's error), as it is written to logs: in
@@ -293,10 +292,6 @@ pub fn install_metrics() -> Result<Metrics, String> {
         .map_err(|e| format!("cannot install the metrics recorder: {e}"))
 }
 
-/// How many lines [`Logs::non_blocking`] queues for its writer thread before a caller waits
-/// (a few MB of lines at most).
-pub const LOG_QUEUE_LINES: usize = 16_384;
-
 /// The log filter when `RUST_LOG` is not set: `info` for this crate, `warn` for the rest. At this
 /// level no payload body, personal data or secret is ever logged.
 pub const DEFAULT_LOG_FILTER: &str = "warn,okra_callbacks=info,tower_http=warn";
@@ -368,33 +363,6 @@ where
             writer,
             ansi: false,
         }
-    }
-
-    /// Hands each line to a thread of its own (`okra-logs`), which writes it to this writer,
-    /// buffered and flushed whenever it has caught up: logging costs the calling task a copy
-    /// into a queue, not a `write` that a slow disk, a full pipe or a stalled log collector can
-    /// hold up. What the binary does. Keep the guard until the process is done logging:
-    /// dropping it writes out what is queued (it waits up to a second) and stops the thread.
-    ///
-    /// Nothing is dropped: when [`LOG_QUEUE_LINES`] lines are waiting (the writer cannot keep
-    /// up), the next line waits for room, as an unqueued write would have.
-    pub fn non_blocking<T>(self) -> (Logs<NonBlocking>, WorkerGuard)
-    where
-        W: Fn() -> T,
-        T: std::io::Write + Send + 'static,
-    {
-        let (writer, guard) = NonBlockingBuilder::default()
-            .lossy(false)
-            .buffered_lines_limit(LOG_QUEUE_LINES)
-            .thread_name("okra-logs")
-            .finish(std::io::BufWriter::new((self.writer)()));
-        let logs = Logs {
-            format: self.format,
-            filter: self.filter,
-            writer,
-            ansi: self.ansi,
-        };
-        (logs, guard)
     }
 
     /// The subscriber these settings describe (with OTLP export when the `otel` feature and
@@ -523,8 +491,6 @@ mod otel {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     #[test]
@@ -554,88 +520,6 @@ mod tests {
         for s in ["a\rb", "\u{1b}", "x\u{0}y", "\u{85}", "é\tè"] {
             assert!(!shown(s).chars().any(char::is_control), "{s:?}");
         }
-    }
-
-    /// A log destination whose writes wait until the test opens its gate.
-    #[derive(Clone, Default)]
-    struct Gated {
-        lines: Arc<std::sync::Mutex<Vec<u8>>>,
-        open: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
-        writing: Arc<std::sync::atomic::AtomicBool>,
-    }
-
-    impl std::io::Write for Gated {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.writing
-                .store(true, std::sync::atomic::Ordering::SeqCst);
-            let (open, opened) = &*self.open;
-            let mut open = open.lock().unwrap();
-            while !*open {
-                open = opened.wait(open).unwrap();
-            }
-            self.lines.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn a_stalled_log_destination_does_not_stall_the_code_that_logs() {
-        let sink = Gated::default();
-        let make = sink.clone();
-        let (logs, guard) = Logs::new(LogFormat::Text)
-            .filter("info")
-            .writer(move || make.clone())
-            .non_blocking();
-        let subscriber = logs.subscriber();
-        let (done_tx, done_rx) = std::sync::mpsc::channel();
-        let logging = std::thread::spawn(move || {
-            tracing::subscriber::with_default(subscriber, || {
-                // More lines than the writer's buffer holds, so it writes while the gate is shut.
-                for n in 0..200 {
-                    tracing::info!(n, "{}", "x".repeat(100));
-                }
-                done_tx.send(()).unwrap();
-            });
-        });
-        // Every line was logged while the destination was blocked mid-write.
-        done_rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("logging waited for a blocked destination");
-        for _ in 0..3000 {
-            if sink.writing.load(std::sync::atomic::Ordering::SeqCst) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        assert!(sink.writing.load(std::sync::atomic::Ordering::SeqCst));
-        assert!(
-            sink.lines.lock().unwrap().is_empty(),
-            "nothing got through the shut gate"
-        );
-        // Opened, and the guard dropped: every line is written, in order.
-        *sink.open.0.lock().unwrap() = true;
-        sink.open.1.notify_all();
-        logging.join().unwrap();
-        drop(guard);
-        let written = String::from_utf8(sink.lines.lock().unwrap().clone()).unwrap();
-        let ns: Vec<usize> = written
-            .lines()
-            .map(|l| {
-                l.split("n=")
-                    .nth(1)
-                    .unwrap()
-                    .split(' ')
-                    .next()
-                    .unwrap()
-                    .parse()
-                    .unwrap()
-            })
-            .collect();
-        assert_eq!(ns, (0..200).collect::<Vec<_>>());
     }
 
     #[tokio::test]
