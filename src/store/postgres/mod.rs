@@ -436,11 +436,10 @@ impl Store for PostgresStore {
         let result = self
             .db
             .timed(async {
+                // Prepared once per connection: the dispatcher claims every time it is woken.
+                let stmt = client.prepare_cached(&lease_sql).await?;
                 let leases: Vec<(String, i64, Option<String>)> = client
-                    .query(
-                        &lease_sql,
-                        &[&(max_records as i64), &owner, &duration_ms(lease)],
-                    )
+                    .query(&stmt, &[&(max_records as i64), &owner, &duration_ms(lease)])
                     .await?
                     .iter()
                     .map(|r| (r.get(0), r.get(1), r.get(2)))
