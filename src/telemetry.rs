@@ -522,6 +522,23 @@ mod tests {
         }
     }
 
+    #[test]
+    fn acknowledgement_times_are_bucketed_around_their_10_and_20_ms_goals() {
+        let metrics = Metrics::private();
+        metrics.record(|| metrics::histogram!(names::ACK_DURATION).record(0.012));
+        let page = metrics.render();
+        let bucket = |le: &str| {
+            page.lines()
+                .find(|l| l.starts_with(names::ACK_DURATION) && l.contains(&format!("le=\"{le}\"")))
+                .and_then(|l| l.rsplit(' ').next())
+                .map(str::to_owned)
+        };
+        // 12 ms: above the 10 ms bucket, inside the 15 ms one.
+        assert_eq!(bucket("0.01").as_deref(), Some("0"), "{page}");
+        assert_eq!(bucket("0.015").as_deref(), Some("1"), "{page}");
+        assert_eq!(bucket("0.02").as_deref(), Some("1"), "{page}");
+    }
+
     #[tokio::test]
     async fn private_registries_do_not_see_each_other() {
         let (a, b) = (Metrics::private(), Metrics::private());
