@@ -1,17 +1,23 @@
 //! What every route shares, built once per receiver.
 
-use std::{sync::Arc, time::Duration};
+use std::{ops::Deref, sync::Arc, time::Duration};
 
 use tokio::sync::Notify;
 
 use super::{access::Access, limits::Limits};
 use crate::{config::Settings, store::Store, telemetry::Metrics};
 
-/// What every route shares. Cheap to clone; private to the crate (the [`Receiver`] builds it).
+/// What every route shares, behind one `Arc`: axum clones the state for every request, so a
+/// clone is one reference count, not one per part. Private to the crate (the [`Receiver`]
+/// builds it).
 ///
 /// [`Receiver`]: crate::Receiver
 #[derive(Clone)]
-pub(crate) struct AppState {
+pub(crate) struct AppState(Arc<Shared>);
+
+/// The parts of [`AppState`], read through it (`state.store`).
+#[derive(Clone)]
+pub(crate) struct Shared {
     /// Where callbacks are stored.
     pub(super) store: Arc<dyn Store>,
     /// Wakes the dispatcher when a callback is stored or replayed.
@@ -31,19 +37,20 @@ impl AppState {
     /// The state of the routes `settings` describe, over `store`, waking the dispatcher
     /// through `wake`.
     pub(crate) fn new(settings: &Settings, store: Arc<dyn Store>, wake: Arc<Notify>) -> Self {
-        Self {
+        Self(Arc::new(Shared {
             store,
             wake,
             access: Arc::new(settings.access.clone()),
             limits: Arc::new(Limits::from_config(&settings.limits)),
             dedup_window: settings.dedup_window,
             metrics: None,
-        }
+        }))
     }
 
-    /// Records metrics into `metrics` and serves them at `/metrics`.
+    /// Records metrics into `metrics` and serves them at `/metrics` (in this state and in the
+    /// clones made from it afterwards).
     pub(crate) fn set_metrics(&mut self, metrics: Metrics) {
-        self.metrics = Some(metrics);
+        Arc::make_mut(&mut self.0).metrics = Some(metrics);
     }
 
     /// The store, for routes outside this module (the console's pages).
@@ -64,5 +71,13 @@ impl AppState {
     /// Where metrics are recorded, if a registry was given.
     pub(crate) fn metrics(&self) -> Option<&Metrics> {
         self.metrics.as_ref()
+    }
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
     }
 }
