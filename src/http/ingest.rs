@@ -232,6 +232,54 @@ mod tests {
         }
     }
 
+    /// Ids are UUIDv7s, distinct and in the order the callbacks were stored (the store's
+    /// readers sort and page by them), whichever RNG feeds their random bits.
+    #[tokio::test(flavor = "current_thread")]
+    async fn ids_are_distinct_uuidv7s_in_creation_order() {
+        use tower::ServiceExt;
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::SqliteStore::open(dir.path().join("t.db"))
+            .await
+            .unwrap();
+        let receiver = crate::Receiver::with_store(
+            crate::Config::default(),
+            Arc::new(store),
+            Arc::new(crate::AllOf::new()),
+        )
+        .unwrap();
+        let router = receiver.router();
+        let mut ids = Vec::new();
+        for n in 0..200 {
+            let body = format!(
+                r#"{{"method":"BALANCE","recordId":"rec_{}","n":{n}}}"#,
+                n % 3
+            );
+            let response = router
+                .clone()
+                .oneshot(
+                    axum::http::Request::post("/v1/callback")
+                        .body(Body::from(body))
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+                .await
+                .unwrap();
+            let ack: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(ack["duplicate"], false);
+            let id = uuid::Uuid::parse_str(ack["id"].as_str().unwrap()).unwrap();
+            assert_eq!(id.get_version_num(), 7, "{id}");
+            ids.push(id);
+        }
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "ids not strictly increasing: {ids:?}"
+        );
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn the_request_span_carries_the_callback() {
         use tower::ServiceExt;
