@@ -48,25 +48,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+
 status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
-
-wait_http() {
-  for _ in $(seq 1 200); do
-    curl -fs -o /dev/null "$1" && return 0
-    sleep 0.05
-  done
-  echo "no answer from $1" >&2
-  return 1
-}
-
-wait_port() {
-  for _ in $(seq 1 200); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "nothing listens on $1" >&2
-  return 1
-}
 
 # run_one NAME ROUND: starts the target, measures idle RSS, loads it, measures peak RSS, stops it.
 run_one() {

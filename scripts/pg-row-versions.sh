@@ -12,6 +12,8 @@
 # Knobs: DURATION=8 CONNECTIONS=64 RECORDS=500. Needs wrk, curl and psql.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 DURATION=${DURATION:-8}
 CONNECTIONS=${CONNECTIONS:-64}
 RECORDS=${RECORDS:-500}
@@ -32,7 +34,7 @@ trap cleanup EXIT
 psql "$PG_BASE" -qc "CREATE DATABASE $db" >/dev/null
 "$BIN" serve --listen "127.0.0.1:$PORT" --database-url "$url" 2>/dev/null &
 pid=$!
-for _ in $(seq 1 200); do curl -fs -o /dev/null "http://127.0.0.1:$PORT/readyz" && break; sleep 0.05; done
+wait_http "http://127.0.0.1:$PORT/readyz"
 sleep 1
 xacts() { psql "$url" -Atc "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = '$db'"; }
 metric() {

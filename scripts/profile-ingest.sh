@@ -13,6 +13,8 @@
 # Knobs: DURATION=8 CONNECTIONS=64 RECORDS=500.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 DURATION=${DURATION:-8}
 CONNECTIONS=${CONNECTIONS:-64}
 RECORDS=${RECORDS:-500}
@@ -40,7 +42,7 @@ else
 fi
 "$BIN" serve --listen "127.0.0.1:$PORT" --database-url "$url" 2>"$work/log" &
 pid=$!
-for _ in $(seq 1 200); do curl -fs -o /dev/null "http://127.0.0.1:$PORT/readyz" && break; sleep 0.05; done
+wait_http "http://127.0.0.1:$PORT/readyz"
 sleep 1
 
 # "name ticks" per thread of the receiver, and one "postgres ticks" line for the server.

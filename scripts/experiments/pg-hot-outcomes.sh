@@ -13,6 +13,8 @@
 # Knobs: ROUNDS=3 DURATION=10 CONNECTIONS=64 RECORDS=500. Needs wrk, curl, psql.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 PG_BASE=${OKRA_BENCH_DATABASE_URL:?set OKRA_BENCH_DATABASE_URL to a PostgreSQL URL, e.g. postgres://postgres@127.0.0.1:5432/test}
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
@@ -32,12 +34,7 @@ trap cleanup EXIT
 serve() {
   "$BIN" serve --listen "127.0.0.1:$PORT" --database-url "${PG_BASE%/*}/$db" 2>/dev/null &
   pid=$!
-  for _ in $(seq 1 200); do
-    curl -fs -o /dev/null "http://127.0.0.1:$PORT/readyz" && return 0
-    sleep 0.05
-  done
-  echo "the receiver did not start" >&2
-  return 1
+  wait_http "http://127.0.0.1:$PORT/readyz"
 }
 
 stop() {

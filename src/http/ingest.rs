@@ -232,12 +232,8 @@ mod tests {
         }
     }
 
-    /// Ids are UUIDv7s, distinct and in the order the callbacks were stored (the store's
-    /// readers sort and page by them), whichever RNG feeds their random bits.
-    #[tokio::test(flavor = "current_thread")]
-    async fn ids_are_distinct_uuidv7s_in_creation_order() {
-        use tower::ServiceExt;
-
+    /// A receiver on a fresh SQLite store, with the directory that holds the store.
+    async fn receiver() -> (tempfile::TempDir, crate::Receiver) {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::store::SqliteStore::open(dir.path().join("t.db"))
             .await
@@ -248,6 +244,34 @@ mod tests {
             Arc::new(crate::AllOf::new()),
         )
         .unwrap();
+        (dir, receiver)
+    }
+
+    /// Posts `body` to the sink; answers the status and the JSON answer.
+    async fn post_callback(router: &axum::Router, body: &str) -> (StatusCode, Value) {
+        use tower::ServiceExt;
+
+        let response = router
+            .clone()
+            .oneshot(
+                axum::http::Request::post("/v1/callback")
+                    .body(Body::from(body.to_owned()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    /// Ids are UUIDv7s, distinct and in the order the callbacks were stored (the store's
+    /// readers sort and page by them), whichever RNG feeds their random bits.
+    #[tokio::test(flavor = "current_thread")]
+    async fn ids_are_distinct_uuidv7s_in_creation_order() {
+        let (_dir, receiver) = receiver().await;
         let router = receiver.router();
         let mut ids = Vec::new();
         for n in 0..200 {
@@ -255,20 +279,8 @@ mod tests {
                 r#"{{"method":"BALANCE","recordId":"rec_{}","n":{n}}}"#,
                 n % 3
             );
-            let response = router
-                .clone()
-                .oneshot(
-                    axum::http::Request::post("/v1/callback")
-                        .body(Body::from(body))
-                        .unwrap(),
-                )
-                .await
-                .unwrap();
-            assert_eq!(response.status(), StatusCode::OK);
-            let body = axum::body::to_bytes(response.into_body(), 1 << 16)
-                .await
-                .unwrap();
-            let ack: Value = serde_json::from_slice(&body).unwrap();
+            let (status, ack) = post_callback(&router, &body).await;
+            assert_eq!(status, StatusCode::OK, "{ack}");
             assert_eq!(ack["duplicate"], false);
             let id = uuid::Uuid::parse_str(ack["id"].as_str().unwrap()).unwrap();
             assert_eq!(id.get_version_num(), 7, "{id}");
@@ -282,8 +294,6 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn the_request_span_carries_the_callback() {
-        use tower::ServiceExt;
-
         let logs = Captured::default();
         let writer = logs.clone();
         let subscriber = tracing_subscriber::fmt()
@@ -304,32 +314,13 @@ mod tests {
         tracing::callsite::rebuild_interest_cache();
         let _guard = tracing::subscriber::set_default(subscriber);
 
-        let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::SqliteStore::open(dir.path().join("t.db"))
-            .await
-            .unwrap();
-        let receiver = crate::Receiver::with_store(
-            crate::Config::default(),
-            Arc::new(store),
-            Arc::new(crate::AllOf::new()),
+        let (_dir, receiver) = receiver().await;
+        let (status, ack) = post_callback(
+            &receiver.router(),
+            r#"{"method":"BALANCE","code":"BALANCE_SUCCESS","recordId":"rec_traced"}"#,
         )
-        .unwrap();
-        let response = receiver
-            .router()
-            .oneshot(
-                axum::http::Request::post("/v1/callback")
-                    .body(Body::from(
-                        r#"{"method":"BALANCE","code":"BALANCE_SUCCESS","recordId":"rec_traced"}"#,
-                    ))
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
-            .await
-            .unwrap();
-        let ack: Value = serde_json::from_slice(&body).unwrap();
+        .await;
+        assert_eq!(status, StatusCode::OK, "{ack}");
 
         let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
         let stored: Value = text
