@@ -4,12 +4,17 @@
 # everything acknowledged was delivered; then, divided by the callbacks stored, the transactions
 # (pg_stat_database) and each table's inserted, updated, HOT-updated and deleted rows
 # (pg_stat_user_tables). A HOT update writes no index entry; any other update writes one in
-# every index of its table.
+# every index of its table. Where the server loads pg_stat_statements
+# (shared_preload_libraries = 'pg_stat_statements', then a restart), also each statement's
+# calls, rows per call, execution time and WAL bytes per callback stored: which write the
+# database's time goes to. (Execution time is wall time inside the server: it includes waits
+# for another transaction's row locks, not the commit.)
 #
 #   OKRA_BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test scripts/pg-row-versions.sh
 #   BIN=path/to/another/okra-callbacks ...   # e.g. a build of an earlier commit
 #
-# Knobs: DURATION=8 CONNECTIONS=64 RECORDS=500. Needs wrk, curl and psql.
+# Knobs: DURATION=8 CONNECTIONS=64 RECORDS=500; RECEIVER_ARGS="--workers 1" passes flags to
+# `serve` (that one leaves the database to the acknowledging path, nearly). Needs wrk, curl and psql.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
@@ -32,7 +37,8 @@ cleanup() {
 }
 trap cleanup EXIT
 psql "$PG_BASE" -qc "CREATE DATABASE $db" >/dev/null
-"$BIN" serve --listen "127.0.0.1:$PORT" --database-url "$url" 2>/dev/null &
+# shellcheck disable=SC2086 # RECEIVER_ARGS is a list of flags
+"$BIN" serve --listen "127.0.0.1:$PORT" --database-url "$url" ${RECEIVER_ARGS:-} 2>/dev/null &
 pid=$!
 wait_http "http://127.0.0.1:$PORT/readyz"
 sleep 1
@@ -59,3 +65,23 @@ psql "$url" -c "SELECT relname AS table,
     round(n_tup_del::numeric / $stored, 2) AS deleted
   FROM pg_stat_user_tables WHERE relname LIKE 'okra\\_%' AND relname <> 'okra_schema_migrations'
   ORDER BY relname"
+if psql "$url" -qc "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null 2>&1 &&
+  psql "$url" -qAtc "SELECT 1 FROM pg_stat_statements LIMIT 1" >/dev/null 2>&1; then
+  psql "$url" -c "SELECT CASE
+        WHEN query LIKE '%INSERT INTO okra_dedup%' THEN 'store callbacks'
+        WHEN query LIKE '%UPDATE okra_callbacks c SET status%' THEN 'record outcomes'
+        WHEN query LIKE '%FOR UPDATE SKIP LOCKED%' THEN 'claim records'
+        WHEN query LIKE '%CROSS JOIN LATERAL%' THEN 'read claimed callbacks'
+        WHEN query LIKE '%SET lease_until =%' THEN 'renew leases'
+        WHEN query LIKE '%SET lease_owner = NULL%' THEN 'release leases'
+        WHEN query LIKE 'VACUUM%' THEN 'vacuum hot tables'
+        ELSE left(regexp_replace(query, '\s+', ' ', 'g'), 40) END AS statement,
+      calls, round(rows::numeric / greatest(calls, 1), 1) AS rows_per_call,
+      round(total_exec_time::numeric) AS ms,
+      round((total_exec_time * 1000 / $stored)::numeric, 1) AS us_per_callback,
+      round((wal_bytes / $stored)::numeric) AS wal_bytes_per_callback
+    FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = '$db')
+    ORDER BY total_exec_time DESC LIMIT 8"
+else
+  echo "(per statement: not shown — the server does not load pg_stat_statements)"
+fi
