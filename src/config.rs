@@ -311,6 +311,12 @@ pub struct DeliveryConfig {
     /// How many records are handled in parallel.
     #[arg(long, env = "OKRA_WORKERS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub workers: u32,
+
+    /// How long deliveries may wait while a burst of callbacks queues to be stored (PostgreSQL):
+    /// the database's time goes to acknowledging Okra, and deliveries catch up after the burst.
+    /// A longer burst is delivered alongside. 0s turns this off.
+    #[arg(long, env = "OKRA_MAX_DELIVERY_DEFERRAL", default_value = "30s", value_parser = parse_duration)]
+    pub max_delivery_deferral: Duration,
 }
 
 impl Default for DeliveryConfig {
@@ -323,6 +329,7 @@ impl Default for DeliveryConfig {
             handler_timeout: dispatch.handler_timeout,
             lease: None,
             workers: dispatch.concurrency as u32,
+            max_delivery_deferral: dispatch.max_delivery_deferral,
         }
     }
 }
@@ -502,6 +509,7 @@ impl DeliveryConfig {
             handler_timeout: self.handler_timeout,
             concurrency: self.workers as usize,
             lease: self.lease_or_default(database_timeout),
+            max_delivery_deferral: self.max_delivery_deferral,
             ..DispatchConfig::default()
         }
     }
@@ -549,6 +557,20 @@ mod tests {
             arg,
             Some(Some(std::ffi::OsString::from("OKRA_RETRY_BASE_DELAY_MS")))
         );
+    }
+
+    #[test]
+    fn delivery_waits_for_a_burst_30_seconds_at_most_unless_set_or_turned_off() {
+        let dispatch = |args: &[&str]| {
+            let config = Cli::parse_from(std::iter::once("x").chain(args.iter().copied())).config;
+            config.resolve().unwrap().dispatch.max_delivery_deferral
+        };
+        assert_eq!(dispatch(&[]), Duration::from_secs(30));
+        assert_eq!(
+            dispatch(&["--max-delivery-deferral", "5s"]),
+            Duration::from_secs(5)
+        );
+        assert_eq!(dispatch(&["--max-delivery-deferral", "0s"]), Duration::ZERO);
     }
 
     #[test]

@@ -15,7 +15,10 @@
 use std::{
     collections::HashSet,
     panic::AssertUnwindSafe,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
     time::{Duration, Instant},
 };
 
@@ -60,6 +63,12 @@ pub struct DispatchConfig {
     pub renew_leases: bool,
     /// How often to look for due retries (and other replicas' work) when idle.
     pub poll_interval: Duration,
+    /// How long deliveries may wait while a burst of callbacks queues to be stored
+    /// ([`Store::acknowledgements_queued`]): meanwhile the dispatcher takes no new work and
+    /// its workers give their records back after the callback in hand, so the store's time goes
+    /// to acknowledging Okra; they catch up after the burst. A burst that lasts longer is
+    /// delivered alongside until it ends. Zero turns this off.
+    pub max_delivery_deferral: Duration,
 }
 
 impl Default for DispatchConfig {
@@ -74,6 +83,7 @@ impl Default for DispatchConfig {
             lease: Duration::from_secs(10),
             renew_leases: true,
             poll_interval: Duration::from_millis(250),
+            max_delivery_deferral: Duration::from_secs(30),
         }
     }
 }
@@ -90,6 +100,60 @@ impl DispatchConfig {
             .min(self.retry_max_delay);
         let half = full / 2;
         half + half.mul_f64(rand::thread_rng().gen::<f64>())
+    }
+}
+
+/// How often a deferring dispatcher looks whether the burst is over.
+const DEFERRAL_CHECK: Duration = Duration::from_millis(50);
+
+/// Whether the dispatcher gives way to a burst of acknowledgements: from the moment
+/// acknowledgements queue, for as long as they do, `max` at most; a burst that outlasts `max`
+/// is delivered alongside until it ends. After giving way for a while, it does not again for as
+/// long, so bursts that come and go cannot hold deliveries back more than half the time.
+struct Deferral {
+    max: Duration,
+    /// When the current deferral began.
+    since: Option<Instant>,
+    /// The current burst outlasted `max`: no deferral until it ends.
+    spent: bool,
+    /// No deferral before then (as long after the last one as it lasted).
+    rearm_at: Option<Instant>,
+}
+
+impl Deferral {
+    fn new(max: Duration) -> Self {
+        Self {
+            max,
+            since: None,
+            spent: false,
+            rearm_at: None,
+        }
+    }
+
+    /// Whether to take no new work at `now`, given whether acknowledgements queue.
+    fn defer(&mut self, queued: bool, now: Instant) -> bool {
+        if !queued || self.max.is_zero() {
+            self.end(now);
+            self.spent = false;
+            return false;
+        }
+        if self.spent || self.rearm_at.is_some_and(|at| now < at) {
+            return false;
+        }
+        let since = *self.since.get_or_insert(now);
+        if now.duration_since(since) >= self.max {
+            self.end(now);
+            self.spent = true;
+            return false;
+        }
+        true
+    }
+
+    /// Ends the current deferral, if any, at `now`.
+    fn end(&mut self, now: Instant) {
+        if let Some(since) = self.since.take() {
+            self.rearm_at = Some(now + now.duration_since(since));
+        }
     }
 }
 
@@ -111,6 +175,9 @@ pub struct Dispatcher {
     /// When the leases were last known to be this dispatcher's (a claim or a heartbeat that
     /// reached the store). Older than `lease`, another replica may hold them: workers stop.
     renewed_at: Mutex<Instant>,
+    /// Whether deliveries give way to a burst of acknowledgements now (see [`Deferral`]):
+    /// workers give their records back before their next handler call.
+    deferring: AtomicBool,
 }
 
 impl Dispatcher {
@@ -131,6 +198,7 @@ impl Dispatcher {
             metrics: None,
             lost: Mutex::default(),
             renewed_at: Mutex::new(Instant::now()),
+            deferring: AtomicBool::new(false),
         }
     }
 
@@ -161,8 +229,16 @@ impl Dispatcher {
             .config
             .renew_leases
             .then(|| tokio::spawn(this.clone().heartbeat(stop.clone())));
+        let mut deferral = Deferral::new(this.config.max_delivery_deferral);
         while !stop.is_cancelled() {
             while tasks.try_join_next().is_some() {}
+            if this.give_way(&mut deferral) {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(DEFERRAL_CHECK) => {}
+                }
+                continue;
+            }
             let free = slots.available_permits();
             let claimed = if free == 0 {
                 Ok(Vec::new())
@@ -234,6 +310,26 @@ impl Dispatcher {
         if let Err(e) = this.store.release_all(&this.owner).await {
             tracing::warn!(error = %e, "could not release leases on shutdown; they expire by themselves");
         }
+    }
+
+    /// Decides whether deliveries give way to a burst of acknowledgements now, and tells the
+    /// workers, the logs and the `okra_delivery_deferred` gauge when that changes.
+    fn give_way(&self, deferral: &mut Deferral) -> bool {
+        let queued = self.store.acknowledgements_queued();
+        let defer = deferral.defer(queued, Instant::now());
+        if self.deferring.swap(defer, Ordering::Relaxed) != defer {
+            if defer {
+                tracing::debug!(max = ?self.config.max_delivery_deferral, "callbacks queue to be stored: deliveries wait for the burst");
+            } else if queued {
+                tracing::warn!(max = ?self.config.max_delivery_deferral, "a burst of callbacks outlasted --max-delivery-deferral: delivering alongside it");
+            } else {
+                tracing::debug!("the burst is over: delivering");
+            }
+            telemetry::record(self.metrics.as_ref(), || {
+                metrics::gauge!(names::DELIVERY_DEFERRED).set(f64::from(u8::from(defer)))
+            });
+        }
+        defer
     }
 
     fn lock_serving(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
@@ -327,7 +423,9 @@ impl Dispatcher {
             let last = callbacks.len().saturating_sub(1);
             let mut next = None;
             for (i, cb) in callbacks.iter().enumerate() {
-                if stop.is_cancelled() {
+                if stop.is_cancelled() || self.deferring.load(Ordering::Relaxed) {
+                    // Stopping, or giving way to a burst: the caller gives the record back,
+                    // and its next callback waits in the store.
                     return true;
                 }
                 if self.lease_gone(&record) {
@@ -587,6 +685,34 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deliveries_give_way_to_a_burst_for_at_most_the_deferral() {
+        let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        let mut deferral = Deferral::new(Duration::from_millis(100));
+        assert!(!deferral.defer(false, at(0)), "no burst, no deferral");
+        assert!(deferral.defer(true, at(10)), "a burst starts: defer");
+        assert!(deferral.defer(true, at(109)), "still within the deferral");
+        assert!(
+            !deferral.defer(true, at(110)),
+            "the burst outlasted it: deliver"
+        );
+        assert!(
+            !deferral.defer(true, at(500)),
+            "and go on delivering while it lasts"
+        );
+        assert!(!deferral.defer(false, at(510)), "the burst is over");
+        assert!(
+            deferral.defer(true, at(520)),
+            "the next burst is deferred again"
+        );
+        assert!(!deferral.defer(false, at(560)), "it ended after 40 ms");
+        assert!(!deferral.defer(true, at(570)), "so none for the next 40 ms");
+        assert!(deferral.defer(true, at(600)), "and one again after that");
+        let mut off = Deferral::new(Duration::ZERO);
+        assert!(!off.defer(true, at(0)), "a zero deferral never defers");
+    }
 
     #[test]
     fn backoff_doubles_with_jitter_and_is_capped() {

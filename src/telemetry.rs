@@ -165,6 +165,8 @@ pub mod names {
     pub const CALLBACKS_OLDEST_PENDING_AGE: &str = "okra_callbacks_oldest_pending_age_seconds";
     /// Gauge: record leases this replica holds (PostgreSQL), as of its last heartbeat.
     pub const LEASES_HELD: &str = "okra_leases_held";
+    /// Gauge: 1 while deliveries give way to a burst of callbacks being stored, else 0.
+    pub const DELIVERY_DEFERRED: &str = "okra_delivery_deferred";
     /// Counter: leases renewed by the heartbeat (each lease each beat).
     pub const LEASE_RENEWALS: &str = "okra_lease_renewals_total";
     /// Counter: heartbeats that could not renew this replica's leases (database unreachable or

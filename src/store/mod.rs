@@ -348,6 +348,16 @@ pub trait Store: Send + Sync + 'static {
     async fn insert(&self, cb: NewCallback, dedup_window: Duration)
         -> Result<Inserted, StoreError>;
 
+    /// Whether callbacks queue to be stored, now or a moment ago, behind write batches that the
+    /// store cannot commit as fast as they arrive: a burst that the acknowledging path meets in
+    /// the store. The dispatcher then takes no new work for a while
+    /// ([`DispatchConfig::max_delivery_deferral`](crate::DispatchConfig::max_delivery_deferral)),
+    /// so the store's time goes to acknowledging. A store whose acknowledging path does not
+    /// compete with the dispatcher's work answers `false`, the default.
+    fn acknowledgements_queued(&self) -> bool {
+        false
+    }
+
     /// Leases up to `max_records` records that have due work and no live lease, for `lease`,
     /// and returns up to `per_record` pending callbacks of each, oldest first.
     async fn claim(

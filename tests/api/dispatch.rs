@@ -568,3 +568,123 @@ async fn an_empty_claim_gives_its_lease_back() {
     assert_eq!(seq_of(&seen.body), 0);
     assert_eq!(seen.outcome, "ok");
 }
+
+/// A receiver on PostgreSQL with deliveries deferred for at most `max` during a burst, in a
+/// burst it cannot get out of: record `rec-burst`'s queue row is locked by another session
+/// (returned, with its transaction open), so 20 callbacks of that record wait to be stored (its
+/// first callback was delivered before, so the row exists). Before the burst, one callback of
+/// `rec-other` failed its first attempt: its retry falls due (within a second) during the burst.
+async fn in_a_burst(max: Duration) -> Option<(crate::helpers::TestApp, tokio_postgres::Client)> {
+    crate::helpers::postgres_url()?;
+    let db = crate::helpers::TestDb::new(Backend::Postgres).await;
+    let url = db.url.clone();
+    let mut app = on(db)
+        .config(|c| {
+            c.delivery.max_delivery_deferral = max;
+            c.delivery.retry_base_delay = Duration::from_secs(1);
+        })
+        .script(|cx| match cx.record().as_str() {
+            "rec-other" if cx.attempt == 1 => Action::Fail("not yet"),
+            _ => Action::Succeed,
+        })
+        .metrics()
+        .spawn()
+        .await;
+    app.post_ok(callback("rec-burst", "BALANCE", "BALANCE_SUCCESS", 0))
+        .await;
+    assert_eq!(seq_of(&app.next_seen().await.body), 0);
+    app.post_ok(callback("rec-other", "AUTH", "AUTH_SUCCESS", 100))
+        .await;
+    let failed = app.next_seen().await;
+    assert_eq!((seq_of(&failed.body), failed.attempt), (100, 1));
+    let lock = crate::helpers::postgres_client(&url).await;
+    lock.batch_execute(
+        "BEGIN; SELECT 1 FROM okra_record_queue WHERE record = 'rec-burst' FOR UPDATE",
+    )
+    .await
+    .unwrap();
+    for n in 1..=20 {
+        let post = app.callback_request();
+        tokio::spawn(async move {
+            let body = callback("rec-burst", "BALANCE", "BALANCE_SUCCESS", n);
+            let _ = post.body(body).send().await;
+        });
+    }
+    crate::helpers::eventually(
+        Duration::from_secs(10),
+        "deliveries give way to the burst",
+        || async { (deferred_gauge(&app).await == Some(1.0)).then_some(()) },
+    )
+    .await;
+    Some((app, lock))
+}
+
+/// Asserts that `seen` are `rec-burst`'s 20 callbacks of the burst, in the order they were
+/// stored (the 20 requests raced each other, so their order is the database's).
+async fn assert_the_burst_in_order(client: &tokio_postgres::Client, seen: &[crate::helpers::Seen]) {
+    let stored: Vec<String> = client
+        .query(
+            "SELECT id FROM okra_callbacks WHERE record = 'rec-burst' ORDER BY seq OFFSET 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let delivered: Vec<&str> = seen.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(delivered, stored, "the burst, in the order it was stored");
+    let mut numbers: Vec<u64> = seen.iter().map(|s| seq_of(&s.body)).collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, (1..=20).collect::<Vec<_>>());
+}
+
+/// `okra_delivery_deferred`, as `/metrics` shows it now.
+async fn deferred_gauge(app: &crate::helpers::TestApp) -> Option<f64> {
+    let response = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let text = response.text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("okra_delivery_deferred "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// While callbacks queue to be stored (a burst the database is the bottleneck of), the
+/// dispatcher takes no new work, so the database's time goes to acknowledging: a retry that
+/// falls due meanwhile waits, and is delivered once the burst is over — and the burst's own
+/// callbacks follow, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_wait_while_callbacks_queue_to_be_stored() {
+    let Some((mut app, lock)) = in_a_burst(Duration::from_secs(60)).await else {
+        return;
+    };
+    app.assert_quiet(Duration::from_secs(2)).await;
+    lock.batch_execute("ROLLBACK").await.unwrap();
+    let (retry, burst): (Vec<_>, Vec<_>) = app
+        .seen_n(21)
+        .await
+        .into_iter()
+        .partition(|s| s.record == "rec-other");
+    assert_eq!(retry.len(), 1, "the retry");
+    assert_eq!((seq_of(&retry[0].body), retry[0].attempt), (100, 2));
+    assert_the_burst_in_order(&lock, &burst).await;
+    assert_eq!(deferred_gauge(&app).await, Some(0.0), "the burst is over");
+}
+
+/// A burst that lasts longer than `--max-delivery-deferral` does not hold deliveries back any
+/// longer: they go on alongside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_longer_than_the_deferral_is_delivered_alongside() {
+    let Some((mut app, lock)) = in_a_burst(Duration::from_millis(500)).await else {
+        return;
+    };
+    let retry = app.next_seen().await;
+    assert_eq!(
+        (seq_of(&retry.body), retry.attempt),
+        (100, 2),
+        "the retry, delivered while the burst still lasts"
+    );
+    assert_eq!(deferred_gauge(&app).await, Some(0.0));
+    lock.batch_execute("ROLLBACK").await.unwrap();
+    let burst = app.seen_n(20).await;
+    assert_the_burst_in_order(&lock, &burst).await;
+}

@@ -1,7 +1,14 @@
 //! The group-commit engine: writes of one kind that queue up while earlier batches commit go
 //! to the database together, and every caller hears back its own answer.
 
-use std::{collections::HashSet, sync::Arc};
+use std::{
+    collections::HashSet,
+    sync::{
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
 
 use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -20,6 +27,62 @@ pub(super) async fn submit<J, T>(
     let stopped = || StoreError::Unavailable("the store's write queue has stopped".into());
     queue.send(job).await.map_err(|_| stopped())?;
     answer.await.map_err(|_| stopped())?
+}
+
+/// How many writes of a kind wait for their answer, and whether that has lately reached a
+/// burst's depth: the dispatcher's cue to leave the database to the acknowledging path
+/// ([`Store::acknowledgements_queued`](crate::store::Store::acknowledgements_queued)).
+pub(super) struct Waiting {
+    count: AtomicUsize,
+    /// Until when (nanoseconds after `origin`) the depth counts as a burst's after it last was.
+    busy_until: AtomicU64,
+    origin: Instant,
+    /// The depth of a burst: more writes than two batches in flight leave waiting at a trickle.
+    depth: usize,
+    /// How long a burst's depth counts after it was last seen, so the cue does not flicker
+    /// between one batch and the next.
+    hold: Duration,
+}
+
+impl Waiting {
+    pub(super) fn new(depth: usize, hold: Duration) -> Self {
+        Self {
+            count: AtomicUsize::new(0),
+            busy_until: AtomicU64::new(0),
+            origin: Instant::now(),
+            depth,
+            hold,
+        }
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Counts one write until the guard is dropped — when its answer came, or when its caller
+    /// went away.
+    pub(super) fn enter(&self) -> WaitingGuard<'_> {
+        if self.count.fetch_add(1, Ordering::Relaxed) + 1 >= self.depth {
+            let until = self.now().saturating_add(self.hold.as_nanos() as u64);
+            self.busy_until.fetch_max(until, Ordering::Relaxed);
+        }
+        WaitingGuard(self)
+    }
+
+    /// Whether a burst's depth of writes waits now, or did within the hold.
+    pub(super) fn busy(&self) -> bool {
+        self.count.load(Ordering::Relaxed) >= self.depth
+            || self.now() < self.busy_until.load(Ordering::Relaxed)
+    }
+}
+
+/// One write counted by [`Waiting::enter`].
+pub(super) struct WaitingGuard<'a>(&'a Waiting);
+
+impl Drop for WaitingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.count.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A write that can be group-committed with others of its kind.
@@ -245,6 +308,29 @@ mod tests {
             tokio::task::yield_now().await;
         }
         panic!("expected {count} batches, saw {:?}", db.batches());
+    }
+
+    #[test]
+    fn a_burst_is_a_depth_of_waiting_writes_and_counts_for_a_hold_after_it() {
+        let waiting = Waiting::new(3, Duration::from_millis(50));
+        let (a, b) = (waiting.enter(), waiting.enter());
+        assert!(
+            !waiting.busy(),
+            "two waiting writes are not a burst of three"
+        );
+        let c = waiting.enter();
+        assert!(waiting.busy(), "three are");
+        drop((a, b, c));
+        assert!(waiting.busy(), "the burst counts for the hold after it");
+        std::thread::sleep(Duration::from_millis(80));
+        assert!(!waiting.busy(), "and no longer once the hold has passed");
+        let guards: Vec<_> = (0..3).map(|_| waiting.enter()).collect();
+        std::thread::sleep(Duration::from_millis(80));
+        assert!(
+            waiting.busy(),
+            "writes still waiting are a burst however old"
+        );
+        drop(guards);
     }
 
     #[tokio::test]

@@ -55,7 +55,7 @@ use super::{
     LeaseInfo, Listing, NewCallback, Outcome, Page, Renewal, Stats, Status, Store, StoreError,
     StoreOptions, StoredCallback, COLUMNS,
 };
-use batch::{gather, submit, MAX_BATCH};
+use batch::{gather, submit, Waiting, MAX_BATCH};
 use operator::COUNT_SQL;
 use statements::{from_row, pending_of, FinishJob, InsertJob, ReleaseJob};
 
@@ -102,6 +102,13 @@ pub(super) const NOW_MS: &str = "(extract(epoch from statement_timestamp()) * 10
 /// The due time of an idle record (nothing pending): never. Kept in the `(due_at)` index
 /// rather than left out by a predicate on `pending`, so the updates that change only the count
 /// or the lease are HOT (migration 0005).
+/// Callbacks waiting to be stored that make a burst: more than two insert batches in flight
+/// commit at the rates where the dispatcher's statements start to slow acknowledgements down
+/// (BENCHMARKS.md, "Issue 13, fifth session").
+const BURST_DEPTH: usize = 16;
+/// How long a burst counts after its depth was last seen.
+const BURST_HOLD: Duration = Duration::from_millis(200);
+
 pub(super) const IDLE_DUE: &str = "9223372036854775807";
 
 /// The PostgreSQL store. Cheap to clone; clones share the connections and the insert queue.
@@ -111,6 +118,8 @@ pub struct PostgresStore {
     db: Db,
     /// Callbacks waiting to be stored; see [`gather`].
     inserts: mpsc::Sender<InsertJob>,
+    /// How many callbacks wait to be stored, for [`Store::acknowledgements_queued`].
+    waiting: Arc<Waiting>,
     /// Handler outcomes waiting to be recorded.
     finishes: mpsc::Sender<FinishJob>,
     /// Record leases waiting to be given back.
@@ -230,6 +239,7 @@ impl PostgresStore {
         Ok(Self {
             db,
             inserts,
+            waiting: Arc::new(Waiting::new(BURST_DEPTH, BURST_HOLD)),
             finishes,
             releases,
             held: Arc::default(),
@@ -405,7 +415,12 @@ impl Store for PostgresStore {
             dedup_window,
             reply,
         };
+        let _waiting = self.waiting.enter();
         submit(&self.inserts, job, answer).await
+    }
+
+    fn acknowledgements_queued(&self) -> bool {
+        self.waiting.busy()
     }
 
     async fn claim(
