@@ -230,6 +230,9 @@ impl Dispatcher {
             .renew_leases
             .then(|| tokio::spawn(this.clone().heartbeat(stop.clone())));
         let mut deferral = Deferral::new(this.config.max_delivery_deferral);
+        telemetry::record(this.metrics.as_ref(), || {
+            metrics::gauge!(names::DELIVERY_DEFERRED).set(0.0)
+        });
         while !stop.is_cancelled() {
             while tasks.try_join_next().is_some() {}
             if this.give_way(&mut deferral) {

@@ -597,6 +597,7 @@ async fn in_a_burst(max: Duration) -> Option<(crate::helpers::TestApp, tokio_pos
         .await;
     let failed = app.next_seen().await;
     assert_eq!((seq_of(&failed.body), failed.attempt), (100, 1));
+    assert_eq!(deferred_gauge(&app).await, Some(0.0), "no burst yet");
     let lock = crate::helpers::postgres_client(&url).await;
     lock.batch_execute(
         "BEGIN; SELECT 1 FROM okra_record_queue WHERE record = 'rec-burst' FOR UPDATE",
