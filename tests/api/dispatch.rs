@@ -582,6 +582,9 @@ async fn in_a_burst(max: Duration) -> Option<(crate::helpers::TestApp, tokio_pos
         .config(|c| {
             c.delivery.max_delivery_deferral = max;
             c.delivery.retry_base_delay = Duration::from_secs(1);
+            // The burst's inserts wait for the lock as long as the test holds it, however slow
+            // the machine: one that timed out would end the burst early.
+            c.store.database_timeout = Duration::from_secs(60);
         })
         .script(|cx| match cx.record().as_str() {
             "rec-other" if cx.attempt == 1 => Action::Fail("not yet"),
