@@ -626,16 +626,12 @@ async fn in_a_burst(max: Duration) -> Option<(crate::helpers::TestApp, tokio_pos
 /// Asserts that `seen` are `rec-burst`'s 20 callbacks of the burst, in the order they were
 /// stored (the 20 requests raced each other, so their order is the database's).
 async fn assert_the_burst_in_order(client: &tokio_postgres::Client, seen: &[crate::helpers::Seen]) {
-    let stored: Vec<String> = client
-        .query(
-            "SELECT id FROM okra_callbacks WHERE record = 'rec-burst' ORDER BY seq OFFSET 1",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let stored: Vec<String> = crate::helpers::first_column(
+        client,
+        "SELECT id FROM okra_callbacks WHERE record = 'rec-burst' ORDER BY seq OFFSET 1",
+        &[],
+    )
+    .await;
     let delivered: Vec<&str> = seen.iter().map(|s| s.id.as_str()).collect();
     assert_eq!(delivered, stored, "the burst, in the order it was stored");
     let mut numbers: Vec<u64> = seen.iter().map(|s| seq_of(&s.body)).collect();

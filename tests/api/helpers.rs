@@ -121,6 +121,21 @@ pub async fn postgres_client(url: &str) -> tokio_postgres::Client {
     client
 }
 
+/// The first column of every row `sql` answers, for tests that look under the store.
+pub async fn first_column<T: tokio_postgres::types::FromSqlOwned>(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Vec<T> {
+    client
+        .query(sql, params)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
 /// The PostgreSQL migrations in order, for tests that build a database of an earlier schema.
 const POSTGRES_MIGRATIONS: [&str; 4] = [
     include_str!("../../migrations/postgres/0001_init.sql"),

@@ -568,7 +568,8 @@ async fn while_the_database_is_away_post_answers_503_and_recovers_without_restar
 
 /// The records a replica (`replica-{i}-…`) holds a live lease on, with work pending.
 async fn leases_held(db: &tokio_postgres::Client, replica: usize) -> Vec<String> {
-    db.query(
+    crate::helpers::first_column(
+        db,
         "SELECT record FROM okra_record_queue
          WHERE lease_owner LIKE $1 AND pending > 0
            AND lease_until > (extract(epoch from now()) * 1000)::bigint
@@ -576,10 +577,6 @@ async fn leases_held(db: &tokio_postgres::Client, replica: usize) -> Vec<String>
         &[&format!("replica-{replica}-%")],
     )
     .await
-    .unwrap()
-    .iter()
-    .map(|r| r.get(0))
-    .collect()
 }
 
 /// A record's lease owner and generation, as the database holds them.

@@ -452,16 +452,12 @@ async fn migrations_are_applied_once_when_replicas_start_together() {
         start.await.unwrap().expect("every replica starts");
     }
     let client = crate::helpers::postgres_client(&url).await;
-    let versions: Vec<i32> = client
-        .query(
-            "SELECT version FROM okra_schema_migrations ORDER BY version",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let versions: Vec<i32> = crate::helpers::first_column(
+        &client,
+        "SELECT version FROM okra_schema_migrations ORDER BY version",
+        &[],
+    )
+    .await;
     assert_eq!(
         versions,
         vec![1, 2, 3, 4, 5],
