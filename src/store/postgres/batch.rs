@@ -37,7 +37,7 @@ pub(super) struct Waiting {
     /// Until when (nanoseconds after `origin`) the depth counts as a burst's after it last was.
     busy_until: AtomicU64,
     origin: Instant,
-    /// The depth of a burst: more writes than two batches in flight leave waiting at a trickle.
+    /// How many waiting writes make a burst.
     depth: usize,
     /// How long a burst's depth counts after it was last seen, so the cue does not flicker
     /// between one batch and the next.
@@ -312,7 +312,8 @@ mod tests {
 
     #[test]
     fn a_burst_is_a_depth_of_waiting_writes_and_counts_for_a_hold_after_it() {
-        let waiting = Waiting::new(3, Duration::from_millis(50));
+        // A hold long enough that no pause of a loaded machine between two lines outlasts it.
+        let waiting = Waiting::new(3, Duration::from_millis(300));
         let (a, b) = (waiting.enter(), waiting.enter());
         assert!(
             !waiting.busy(),
@@ -322,10 +323,10 @@ mod tests {
         assert!(waiting.busy(), "three are");
         drop((a, b, c));
         assert!(waiting.busy(), "the burst counts for the hold after it");
-        std::thread::sleep(Duration::from_millis(80));
+        std::thread::sleep(Duration::from_millis(400));
         assert!(!waiting.busy(), "and no longer once the hold has passed");
         let guards: Vec<_> = (0..3).map(|_| waiting.enter()).collect();
-        std::thread::sleep(Duration::from_millis(80));
+        std::thread::sleep(Duration::from_millis(400));
         assert!(
             waiting.busy(),
             "writes still waiting are a burst however old"
