@@ -102,14 +102,15 @@ pub(super) const NOW_MS: &str = "(extract(epoch from statement_timestamp()) * 10
 /// The due time of an idle record (nothing pending): never. Kept in the `(due_at)` index
 /// rather than left out by a predicate on `pending`, so the updates that change only the count
 /// or the lease are HOT (migration 0005).
-/// Callbacks waiting to be stored that make a burst: more than two insert batches in flight
-/// commit at the rates where the dispatcher's statements start to slow acknowledgements down
-/// (BENCHMARKS.md, "Issue 13, fifth session").
+pub(super) const IDLE_DUE: &str = "9223372036854775807";
+
+/// How many callbacks waiting to be stored make a burst, in which deliveries give way
+/// ([`Store::acknowledgements_queued`]): at the rates that keep this many waiting, the
+/// dispatcher's statements halve what is acknowledged (BENCHMARKS.md, "Issue 13, fifth
+/// session").
 const BURST_DEPTH: usize = 16;
 /// How long a burst counts after its depth was last seen.
 const BURST_HOLD: Duration = Duration::from_millis(200);
-
-pub(super) const IDLE_DUE: &str = "9223372036854775807";
 
 /// The PostgreSQL store. Cheap to clone; clones share the connections and the insert queue.
 #[derive(Clone)]
