@@ -16,6 +16,11 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+mod event;
+pub mod plaid;
+
+pub use event::{Event, SourceModel, OKRA};
+
 /// Why a body is not an Okra callback. Each message says what is wrong and how to fix it.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ParseError {
@@ -622,6 +627,8 @@ pub struct Envelope {
     callback_code: Option<String>,
     error: Option<OkraError>,
     callback: Callback,
+    /// Who sent it ([`OKRA`] for Okra's), its event id and Plaid's typed view: see `event.rs`.
+    origin: event::Origin,
 }
 
 impl Envelope {
@@ -692,6 +699,7 @@ impl Envelope {
             callback_code,
             error,
             callback,
+            origin: event::Origin::default(),
         })
     }
 

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::callback::{
+    plaid::{PlaidItemEvent, PlaidTransactionsEvent, PlaidWebhook},
     AccountsEvent, AuthEvent, BalanceEvent, Callback, Envelope, IdentityEvent, IncomeEvent,
     RecordEvent, RecordId, TransactionsEvent,
 };
@@ -82,6 +83,11 @@ impl Context {
     /// The typed callback.
     pub fn callback(&self) -> &Callback {
         self.envelope.callback()
+    }
+
+    /// The source that sent it: `okra` for Okra's, else the configured source's name.
+    pub fn source(&self) -> &str {
+        self.envelope.source()
     }
 }
 
@@ -161,11 +167,54 @@ pub trait Handler: Send + Sync + 'static {
     async fn on_unknown(&self, _cx: &Context) -> HandlerResult {
         Ok(())
     }
+
+    /// Plaid `TRANSACTIONS` webhooks with a known code, from a `plaid` source; `cx.record()` is
+    /// the Item.
+    async fn on_plaid_transactions(
+        &self,
+        _cx: &Context,
+        _event: &PlaidTransactionsEvent,
+    ) -> HandlerResult {
+        Ok(())
+    }
+
+    /// Plaid `ITEM` webhooks with a known code (Item errors, consent expiring, revocations).
+    async fn on_plaid_item(&self, _cx: &Context, _event: &PlaidItemEvent) -> HandlerResult {
+        Ok(())
+    }
+
+    /// Plaid webhooks whose type or code this crate does not model; by default handed to
+    /// [`Handler::on_source`], the catch-all.
+    async fn on_plaid_unknown(&self, cx: &Context) -> HandlerResult {
+        self.on_source(cx).await
+    }
+
+    /// Callbacks of every source other than Okra without a typed method (Mono, Paystack,
+    /// Standard Webhooks, `generic`): the generic event is `cx.envelope` — its
+    /// [`source`](Envelope::source), [`record`](Envelope::record),
+    /// [`callback_type`](Envelope::callback_type), [`callback_code`](Envelope::callback_code),
+    /// [`event_id`](Envelope::event_id) and [`raw`](Envelope::raw) bytes. Succeeds by default.
+    async fn on_source(&self, _cx: &Context) -> HandlerResult {
+        Ok(())
+    }
 }
 
 /// Routes a callback to the [`Handler`] method for its type; unknown types and codes go to
 /// [`Handler::on_unknown`]. This is what [`Handler::handle`] does by default.
+///
+/// Callbacks of other sources go to the Plaid methods (a `plaid` source's webhooks) or to
+/// [`Handler::on_source`].
 pub async fn handle_by_type<H: Handler + ?Sized>(handler: &H, cx: &Context) -> HandlerResult {
+    if !cx.envelope.is_okra() {
+        return match cx.envelope.plaid() {
+            Some(PlaidWebhook::Transactions(PlaidTransactionsEvent::Other(_)))
+            | Some(PlaidWebhook::Item(PlaidItemEvent::Other(_)))
+            | Some(PlaidWebhook::Unknown { .. }) => handler.on_plaid_unknown(cx).await,
+            Some(PlaidWebhook::Transactions(e)) => handler.on_plaid_transactions(cx, e).await,
+            Some(PlaidWebhook::Item(e)) => handler.on_plaid_item(cx, e).await,
+            None => handler.on_source(cx).await,
+        };
+    }
     if cx.callback().is_unknown() {
         return handler.on_unknown(cx).await;
     }
@@ -436,6 +485,101 @@ mod tests {
             handler.handle(&cx(body)).await.unwrap();
             assert_eq!(rx.try_recv().unwrap(), Seen::Unknown(kind.into()));
         }
+    }
+
+    /// What a source-aware fake saw: the Plaid methods, or the catch-all with the source.
+    #[derive(Debug, PartialEq)]
+    enum SeenSource {
+        PlaidTransactions(PlaidTransactionsEvent),
+        PlaidItem(PlaidItemEvent),
+        Source(String, String),
+    }
+
+    struct SourceFake(mpsc::UnboundedSender<SeenSource>);
+
+    #[async_trait]
+    impl Handler for SourceFake {
+        async fn on_plaid_transactions(
+            &self,
+            _: &Context,
+            e: &PlaidTransactionsEvent,
+        ) -> HandlerResult {
+            Ok(self.0.send(SeenSource::PlaidTransactions(e.clone()))?)
+        }
+        async fn on_plaid_item(&self, _: &Context, e: &PlaidItemEvent) -> HandlerResult {
+            Ok(self.0.send(SeenSource::PlaidItem(e.clone()))?)
+        }
+        async fn on_source(&self, cx: &Context) -> HandlerResult {
+            let seen = SeenSource::Source(cx.source().into(), cx.envelope.callback_type().into());
+            Ok(self.0.send(seen)?)
+        }
+        async fn on_unknown(&self, _: &Context) -> HandlerResult {
+            Err(HandlerError::msg(
+                "another source's callback reached Okra's catch-all",
+            ))
+        }
+    }
+
+    fn source_cx(source: &str, model: crate::callback::SourceModel, body: &[u8]) -> Context {
+        let fields: serde_json::Value = serde_json::from_slice(body).unwrap();
+        let text = |k: &str| fields.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        let event = crate::callback::Event {
+            source: source.into(),
+            record: text("item_id").unwrap_or_else(|| "acc_1".into()),
+            callback_type: text("webhook_type").or_else(|| text("event")).unwrap(),
+            callback_code: text("webhook_code"),
+            event_id: None,
+        };
+        Context {
+            id: "cb_2".into(),
+            attempt: 1,
+            received_at: Utc::now(),
+            envelope: Arc::new(Envelope::from_event(event, body.to_vec(), model).unwrap()),
+        }
+    }
+
+    #[tokio::test]
+    async fn other_sources_reach_the_plaid_methods_or_the_catch_all() {
+        use crate::callback::SourceModel::{Generic, Plaid};
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let handler = SourceFake(tx);
+        let cases = [
+            (
+                source_cx("plaid", Plaid, &fixture("plaid/transactions_default_update")),
+                SeenSource::PlaidTransactions(PlaidTransactionsEvent::DefaultUpdate {
+                    new_transactions: Some(3),
+                }),
+            ),
+            (
+                source_cx("plaid", Plaid, &fixture("plaid/item_login_repaired")),
+                SeenSource::PlaidItem(PlaidItemEvent::LoginRepaired),
+            ),
+            (
+                // A Plaid type this crate does not model falls to the catch-all.
+                source_cx("plaid", Plaid, br#"{"webhook_type":"AUTH","webhook_code":"AUTOMATICALLY_VERIFIED","item_id":"i"}"#),
+                SeenSource::Source("plaid".into(), "AUTH".into()),
+            ),
+            (
+                source_cx("mono", Generic, &fixture("mono/account_updated")),
+                SeenSource::Source("mono".into(), "mono.events.account_updated".into()),
+            ),
+            (
+                // A generic source is not typed as Plaid's even with Plaid's shape.
+                source_cx("relay", Generic, &fixture("plaid/item_login_repaired")),
+                SeenSource::Source("relay".into(), "ITEM".into()),
+            ),
+        ];
+        for (cx, expected) in cases {
+            handler.handle(&cx).await.unwrap();
+            assert_eq!(rx.try_recv().unwrap(), expected);
+        }
+        assert!(rx.try_recv().is_err(), "one call per callback");
+        // Okra's callbacks still go to Okra's methods, never the sources' catch-all.
+        handler
+            .handle(&cx(&fixture("balance_ready")))
+            .await
+            .unwrap();
+        assert!(rx.try_recv().is_err());
     }
 
     struct Failing;
