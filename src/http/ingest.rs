@@ -306,7 +306,7 @@ mod tests {
         // `tracing` caches per process whether a callsite is enabled, computed on the thread
         // that reaches it first; a parallel test without a subscriber would cache the request
         // span as disabled. A do-nothing global registry keeps every callsite enabled (see
-        // `keep_callsites_enabled` in tests/api/helpers.rs).
+        // `keep_callsites_enabled` in tests/api/support/app.rs).
         static GLOBAL: std::sync::Once = std::sync::Once::new();
         GLOBAL.call_once(|| {
             let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry());

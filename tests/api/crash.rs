@@ -9,8 +9,8 @@ use std::{
     time::Duration,
 };
 
-use crate::helpers::{callback, eventually_true, paths, try_eventually, Backend, TestDb};
-use crate::process::{ChildReceiver, Sink};
+use crate::support::process::{ChildReceiver, Sink};
+use crate::support::{callback, eventually_true, paths, try_eventually, Backend, TestDb};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_callback_survives_sigkill() {

@@ -13,10 +13,10 @@ use std::{
 use serde_json::Value;
 
 use crate::both_stores;
-use crate::helpers::{app, callback, on, paths, Action, Backend};
+use crate::support::{app, callback, on, paths, Action, Backend};
 
 /// What the handler saw, as `(seq, attempt, outcome)` per call.
-fn trace(seen: &[crate::helpers::Seen]) -> Vec<(u64, u32, &'static str)> {
+fn trace(seen: &[crate::support::Seen]) -> Vec<(u64, u32, &'static str)> {
     seen.iter()
         .map(|s| (seq_of(&s.body), s.attempt, s.outcome))
         .collect()
@@ -473,9 +473,9 @@ async fn admin_api_is_loopback_only_without_a_token() {
     use axum::{body::Body, extract::ConnectInfo, http::Request};
     use tower::ServiceExt;
 
-    let db = crate::helpers::TestDb::new(Backend::Sqlite).await;
+    let db = crate::support::TestDb::new(Backend::Sqlite).await;
     let receiver = okra_callbacks::Receiver::new(
-        crate::helpers::test_config(&db),
+        crate::support::test_config(&db),
         okra_callbacks::LogHandler::new(),
     )
     .await
@@ -531,12 +531,12 @@ async fn admin_api_is_loopback_only_without_a_token() {
 /// the record, and the record's next callback would never be delivered by this process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_claim_gives_its_lease_back() {
-    if crate::helpers::postgres_url().is_none() {
+    if crate::support::postgres_url().is_none() {
         return;
     }
-    let db = crate::helpers::TestDb::new(Backend::Postgres).await;
+    let db = crate::support::TestDb::new(Backend::Postgres).await;
     drop(okra_callbacks::store::open(&db.url).await.unwrap());
-    let client = crate::helpers::postgres_client(&db.url).await;
+    let client = crate::support::postgres_client(&db.url).await;
     client
         .execute(
             "INSERT INTO okra_record_queue (record, pending, due_at) VALUES ('rec-drift', 1, 0)",
@@ -546,7 +546,7 @@ async fn an_empty_claim_gives_its_lease_back() {
         .unwrap();
     let mut app = on(db).spawn().await;
     // The dispatcher has claimed the drifted record (empty) by the time its lease is gone.
-    crate::helpers::eventually(
+    crate::support::eventually(
         Duration::from_secs(10),
         "the drifted record was claimed and its lease given back",
         || async {
@@ -574,9 +574,9 @@ async fn an_empty_claim_gives_its_lease_back() {
 /// (returned, with its transaction open), so 20 callbacks of that record wait to be stored (its
 /// first callback was delivered before, so the row exists). Before the burst, one callback of
 /// `rec-other` failed its first attempt: its retry falls due (within a second) during the burst.
-async fn in_a_burst(max: Duration) -> Option<(crate::helpers::TestApp, tokio_postgres::Client)> {
-    crate::helpers::postgres_url()?;
-    let db = crate::helpers::TestDb::new(Backend::Postgres).await;
+async fn in_a_burst(max: Duration) -> Option<(crate::support::TestApp, tokio_postgres::Client)> {
+    crate::support::postgres_url()?;
+    let db = crate::support::TestDb::new(Backend::Postgres).await;
     let url = db.url.clone();
     let mut app = on(db)
         .config(|c| {
@@ -601,7 +601,7 @@ async fn in_a_burst(max: Duration) -> Option<(crate::helpers::TestApp, tokio_pos
     let failed = app.next_seen().await;
     assert_eq!((seq_of(&failed.body), failed.attempt), (100, 1));
     assert_eq!(deferred_gauge(&app).await, Some(0.0), "no burst yet");
-    let lock = crate::helpers::postgres_client(&url).await;
+    let lock = crate::support::postgres_client(&url).await;
     lock.batch_execute(
         "BEGIN; SELECT 1 FROM okra_record_queue WHERE record = 'rec-burst' FOR UPDATE",
     )
@@ -614,7 +614,7 @@ async fn in_a_burst(max: Duration) -> Option<(crate::helpers::TestApp, tokio_pos
             let _ = post.body(body).send().await;
         });
     }
-    crate::helpers::eventually(
+    crate::support::eventually(
         Duration::from_secs(10),
         "deliveries give way to the burst",
         || async { (deferred_gauge(&app).await == Some(1.0)).then_some(()) },
@@ -625,8 +625,8 @@ async fn in_a_burst(max: Duration) -> Option<(crate::helpers::TestApp, tokio_pos
 
 /// Asserts that `seen` are `rec-burst`'s 20 callbacks of the burst, in the order they were
 /// stored (the 20 requests raced each other, so their order is the database's).
-async fn assert_the_burst_in_order(client: &tokio_postgres::Client, seen: &[crate::helpers::Seen]) {
-    let stored: Vec<String> = crate::helpers::first_column(
+async fn assert_the_burst_in_order(client: &tokio_postgres::Client, seen: &[crate::support::Seen]) {
+    let stored: Vec<String> = crate::support::first_column(
         client,
         "SELECT id FROM okra_callbacks WHERE record = 'rec-burst' ORDER BY seq OFFSET 1",
         &[],
@@ -640,7 +640,7 @@ async fn assert_the_burst_in_order(client: &tokio_postgres::Client, seen: &[crat
 }
 
 /// `okra_delivery_deferred`, as `/metrics` shows it now.
-async fn deferred_gauge(app: &crate::helpers::TestApp) -> Option<f64> {
+async fn deferred_gauge(app: &crate::support::TestApp) -> Option<f64> {
     let response = app.client.get(app.url("/metrics")).send().await.unwrap();
     let text = response.text().await.unwrap();
     text.lines()

@@ -13,7 +13,7 @@ use okra_callbacks::{
 };
 use serde_json::{json, Value};
 
-use crate::helpers::{app, error_body, Backend, TestDb};
+use crate::support::{app, error_body, Backend, TestDb};
 
 /// Each answers 4xx in our error body, `application/json`, with a message saying how to fix it.
 #[tokio::test]
@@ -246,7 +246,7 @@ fn hostile_callback_logged(format: LogFormat) -> String {
         .enable_all()
         .build()
         .unwrap();
-    crate::helpers::keep_callsites_enabled();
+    crate::support::keep_callsites_enabled();
     let _default = tracing::subscriber::set_default(subscriber);
     runtime.block_on(async {
         let db = TestDb::new(Backend::Sqlite).await;
@@ -397,7 +397,7 @@ fn a_callsite_first_reached_by_a_thread_without_a_subscriber_still_logs() {
     fn probe() -> tracing::Span {
         tracing::info_span!("callsite_race_probe")
     }
-    crate::helpers::keep_callsites_enabled();
+    crate::support::keep_callsites_enabled();
     let logs = Captured::default();
     let sink = logs.clone();
     let subscriber = Logs::new(LogFormat::Json)

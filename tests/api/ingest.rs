@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::both_stores;
-use crate::helpers::{app, callback, error_body, fixture, paths, samples, Backend};
+use crate::support::{app, callback, error_body, fixture, paths, samples, Backend};
 
 async fn acknowledges_every_fixture_and_hands_it_over(backend: Backend) {
     let mut app = app(backend).await.spawn().await;
@@ -208,10 +208,10 @@ async fn callback_token_is_required_when_set(backend: Backend) {
 
 #[tokio::test]
 async fn store_unavailable_is_503_and_nothing_is_acknowledged() {
-    let db = crate::helpers::TestDb::new(Backend::Sqlite).await;
+    let db = crate::support::TestDb::new(Backend::Sqlite).await;
     let inner = okra_callbacks::store::open(&db.url).await.unwrap();
-    let store = std::sync::Arc::new(crate::helpers::Switchable::new(inner));
-    let (app, mut seen) = crate::helpers::spawn_with_store(&db, store.clone()).await;
+    let store = std::sync::Arc::new(crate::support::Switchable::new(inner));
+    let (app, mut seen) = crate::support::spawn_with_store(&db, store.clone()).await;
     store.set_down(true);
     let response = app.post(callback("r-503", "AUTH", "AUTH_SUCCESS", 0)).await;
     let (status, code, message) = error_body(response).await;
@@ -246,9 +246,9 @@ both_stores!(
 /// A configuration that cannot be used is an error from the library, never a panic.
 #[tokio::test]
 async fn an_unusable_config_is_an_error_not_a_panic() {
-    let db = crate::helpers::TestDb::new(Backend::Sqlite).await;
+    let db = crate::support::TestDb::new(Backend::Sqlite).await;
     let store = okra_callbacks::store::open(&db.url).await.unwrap();
-    let mut config = crate::helpers::test_config(&db);
+    let mut config = crate::support::test_config(&db);
     config.access.admin_token_file = Some("/nonexistent/admin-token".into());
     let err = okra_callbacks::Receiver::with_store(
         config,

@@ -1,8 +1,6 @@
 //! The integration suite: the real receiver on port 0, over real stores.
 
-mod helpers;
-mod process;
-mod proxy;
+mod support;
 
 mod conformance;
 mod console;

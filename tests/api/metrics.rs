@@ -6,7 +6,7 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use crate::both_stores;
-use crate::helpers::{app, callback, eventually, Action, Backend, TestApp};
+use crate::support::{app, callback, eventually, Action, Backend, TestApp};
 
 /// One scrape: `(name, sorted labels)` → value.
 struct Scrape(BTreeMap<(String, Vec<(String, String)>), f64>);

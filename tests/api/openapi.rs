@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::helpers::{app, Backend};
+use crate::support::{app, Backend};
 
 /// The routes of the contract (README "HTTP API"), and the document itself.
 const CONTRACT_ROUTES: &[(&str, &str)] = &[

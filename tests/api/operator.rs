@@ -14,7 +14,7 @@ use std::{
 use serde_json::Value;
 
 use crate::both_stores;
-use crate::helpers::{app, callback, error_body, Action, Backend, TestApp};
+use crate::support::{app, callback, error_body, Action, Backend, TestApp};
 
 /// Waits until nothing is pending; returns the stats.
 async fn settled(app: &TestApp) -> Value {
@@ -680,13 +680,13 @@ async fn the_alert_rules_name_exported_metrics() {
 /// callbacks counted per type and status and found by the new queries.
 #[tokio::test]
 async fn a_postgres_database_of_the_previous_schema_is_upgraded_with_its_data() {
-    let Some(base) = crate::helpers::postgres_url() else {
+    let Some(base) = crate::support::postgres_url() else {
         return;
     };
-    let url = crate::helpers::fresh_postgres_database(&base).await;
-    let client = crate::helpers::postgres_client(&url).await;
+    let url = crate::support::fresh_postgres_database(&base).await;
+    let client = crate::support::postgres_client(&url).await;
     let now = chrono::Utc::now().timestamp_millis();
-    crate::helpers::postgres_schema(&client, 1).await;
+    crate::support::postgres_schema(&client, 1).await;
     client
         .batch_execute(&format!(
             "INSERT INTO okra_callbacks (id, record, callback_type, callback_code, body,
@@ -740,12 +740,12 @@ async fn a_postgres_database_of_the_previous_schema_is_upgraded_with_its_data() 
 /// each callback's history, in attempt order, read from its own row; the old table is gone.
 #[tokio::test]
 async fn a_postgres_database_with_an_attempts_table_keeps_its_history() {
-    let Some(base) = crate::helpers::postgres_url() else {
+    let Some(base) = crate::support::postgres_url() else {
         return;
     };
-    let url = crate::helpers::fresh_postgres_database(&base).await;
-    let client = crate::helpers::postgres_client(&url).await;
-    crate::helpers::postgres_schema(&client, 3).await;
+    let url = crate::support::fresh_postgres_database(&base).await;
+    let client = crate::support::postgres_client(&url).await;
+    crate::support::postgres_schema(&client, 3).await;
     client
         .batch_execute(
             "INSERT INTO okra_callbacks (id, record, callback_type, callback_code, body,
@@ -847,11 +847,11 @@ async fn the_history_names_the_forward_targets_answers(backend: Backend) {
     let forward_url = format!("http://{}/okra", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, target).await });
 
-    let db = crate::helpers::TestDb::new(backend).await;
+    let db = crate::support::TestDb::new(backend).await;
     let store = okra_callbacks::store::open(&db.url).await.unwrap();
     let forward = okra_callbacks::ForwardHandler::new(forward_url, Duration::from_secs(5)).unwrap();
     let receiver = okra_callbacks::Receiver::with_store(
-        crate::helpers::test_config(&db),
+        crate::support::test_config(&db),
         store,
         Arc::new(forward),
     )

@@ -24,7 +24,7 @@ use okra_callbacks::{output::OutputConfig, Handler};
 use serde_json::Value;
 use tokio::{net::TcpListener, task::JoinHandle};
 
-use crate::helpers::{self, Backend, TestApp};
+use crate::support::{self, Backend, TestApp};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Broker {
@@ -52,20 +52,7 @@ impl Broker {
 
     /// The server URL for tests, or `None` (with a message) when it is not configured.
     fn url(self) -> Option<String> {
-        let var = self.env();
-        match std::env::var(var) {
-            Ok(url) if !url.is_empty() => Some(url),
-            _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-                panic!("{var} is not set, but CI=true: the broker output tests must run in CI")
-            }
-            _ => {
-                eprintln!(
-                    "skipping a broker output test: set {var}={} to run it",
-                    self.example()
-                );
-                None
-            }
-        }
+        crate::support::services::service_url(self.env(), self.example(), "broker output")
     }
 }
 
@@ -343,7 +330,7 @@ async fn output(url: &str) -> Arc<dyn Handler> {
 /// A receiver whose handlers are `out`, then the recording fake (which so sees a callback only
 /// once the broker confirmed it). Retries are fast and never give up during a test.
 async fn app_with(out: Arc<dyn Handler>) -> TestApp {
-    helpers::app(Backend::Sqlite)
+    support::app(Backend::Sqlite)
         .await
         .config(|c| c.delivery.max_attempts = 100_000)
         .before(out)
@@ -400,7 +387,7 @@ async fn the_bytes_received_arrive_with_the_callback_id(broker: Broker, url: Str
     let mut app = app_with(output(&sink.output_url(&url)).await).await;
     // A large real delivery, and a body whose spacing a re-serialisation would lose.
     let bodies: Vec<Vec<u8>> = vec![
-        helpers::fixture("identity_is_ready"),
+        support::fixture("identity_is_ready"),
         b"{ \"callback_type\" : \"AUTH\",\n  \"record\": \"rec-\xc3\xa9\" , \"n\": 1.50 }".to_vec(),
     ];
     let mut answers = Vec::new();
@@ -443,7 +430,7 @@ async fn a_records_100_callbacks_arrive_in_order(broker: Broker, url: String) {
     let mut ids = Vec::new();
     for n in 0..100 {
         let answer = app
-            .post_ok(helpers::callback(
+            .post_ok(support::callback(
                 &record,
                 "TRANSACTIONS",
                 "PERIODIC_TRANSACTIONS",
@@ -545,7 +532,7 @@ async fn a_broker_away_keeps_callbacks_pending_then_all_arrive_in_order(
     for n in 0..20 {
         let record = &records[n % 2];
         let answer = app
-            .post_ok(helpers::callback(record, "BALANCE", "PERIODIC_BALANCE", n))
+            .post_ok(support::callback(record, "BALANCE", "PERIODIC_BALANCE", n))
             .await;
         sent.entry(record.clone())
             .or_default()
@@ -596,7 +583,7 @@ async fn a_broker_away_keeps_callbacks_pending_then_all_arrive_in_order(
     for n in 20..26 {
         let record = &records[n % 2];
         let answer = app
-            .post_ok(helpers::callback(record, "BALANCE", "PERIODIC_BALANCE", n))
+            .post_ok(support::callback(record, "BALANCE", "PERIODIC_BALANCE", n))
             .await;
         let id = answer["id"].as_str().unwrap().to_owned();
         sent.get_mut(record).unwrap().push(id.clone());
@@ -634,7 +621,7 @@ async fn a_jetstream_publish_without_a_stream_is_a_failed_attempt() {
     let out = output(&with_param(&url, "subject", &subject)).await;
     let mut app = app_with(out).await;
     let answer = app
-        .post_ok(helpers::callback("r1", "AUTH", "AUTH_SUCCESS", 1))
+        .post_ok(support::callback("r1", "AUTH", "AUTH_SUCCESS", 1))
         .await;
     let id = answer["id"].as_str().unwrap();
     // The first attempts may find the client still connecting; wait for one that reached
@@ -682,8 +669,8 @@ async fn the_binary_publishes_through_its_output_flag() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("okra.db").display());
     let out = sink.output_url(&url);
-    let receiver = crate::process::ChildReceiver::start(&db, &["--output", &out]).await;
-    let body = helpers::fixture("balance_success");
+    let receiver = crate::support::process::ChildReceiver::start(&db, &["--output", &out]).await;
+    let body = support::fixture("balance_success");
     let response = reqwest::Client::new()
         .post(receiver.callback_url())
         .header("content-type", "application/json")
@@ -757,7 +744,7 @@ async fn an_amqp_message_no_queue_receives_is_a_failed_attempt() {
     let exchange = format!("okra.test.unbound.{}", unique());
     let mut app = app_with(output(&with_param(&url, "exchange", &exchange)).await).await;
     let answer = app
-        .post_ok(helpers::callback("r1", "AUTH", "AUTH_SUCCESS", 1))
+        .post_ok(support::callback("r1", "AUTH", "AUTH_SUCCESS", 1))
         .await;
     let id = answer["id"].as_str().unwrap();
     let state = wait_state(&app, id, "failed for want of a queue", |s| {

@@ -19,13 +19,13 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{
+use crate::store::new_callback;
+use crate::support::process::{Delivery, Replicas, Sink};
+use crate::support::proxy::{upstream_of, Link, Proxy};
+use crate::support::{
     callback, eventually, eventually_true, fresh_postgres_database, on, paths, postgres_url,
     Backend, TestDb,
 };
-use crate::process::{Delivery, Replicas, Sink};
-use crate::proxy::{upstream_of, Link, Proxy};
-use crate::store::new_callback;
 
 // ---------------------------------------------------------------------------------------------
 // Dispatchers on two stores of one database behave like two replicas. (The store-level checks
@@ -246,7 +246,7 @@ async fn three_replicas_deliver_every_callback_in_order_through_a_sigkill() {
     let url = fresh_postgres_database(&base).await;
     // Commits need not wait for the WAL flush here: the database server is not what is killed,
     // and 2,000 fsyncs would slow every other test sharing the disk.
-    let admin = crate::helpers::postgres_client(&url).await;
+    let admin = crate::support::postgres_client(&url).await;
     let name = url.rsplit('/').next().unwrap();
     admin
         .batch_execute(&format!(
@@ -280,7 +280,7 @@ async fn three_replicas_deliver_every_callback_in_order_through_a_sigkill() {
         "200ms",
     ];
     let shared = Arc::new(Replicas::start(REPLICAS, &url, &args).await);
-    let db = crate::helpers::postgres_client(&url).await;
+    let db = crate::support::postgres_client(&url).await;
     let acked = Arc::new(AtomicUsize::new(0));
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -568,7 +568,7 @@ async fn while_the_database_is_away_post_answers_503_and_recovers_without_restar
 
 /// The records a replica (`replica-{i}-…`) holds a live lease on, with work pending.
 async fn leases_held(db: &tokio_postgres::Client, replica: usize) -> Vec<String> {
-    crate::helpers::first_column(
+    crate::support::first_column(
         db,
         "SELECT record FROM okra_record_queue
          WHERE lease_owner LIKE $1 AND pending > 0

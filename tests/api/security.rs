@@ -22,7 +22,7 @@ use tokio::{
 use tower::ServiceExt;
 
 use crate::both_stores;
-use crate::helpers::{app, callback, error_body, eventually, paths, test_config, Backend, TestDb};
+use crate::support::{app, callback, error_body, eventually, paths, test_config, Backend, TestDb};
 
 const CALLBACK_TOKEN: &str = "cb-token-4f1c9a";
 const ADMIN_TOKEN: &str = "admin-token-7d2e0b";
@@ -382,7 +382,7 @@ fn unix_now() -> i64 {
 }
 
 async fn post_with(
-    app: &crate::helpers::TestApp,
+    app: &crate::support::TestApp,
     body: &str,
     headers: &[(String, String)],
 ) -> reqwest::Response {
@@ -528,7 +528,7 @@ async fn standard_webhooks_signatures_are_checked(backend: Backend) {
 // ---------------------------------------------------------------------------------------------
 // Slow clients and floods
 
-fn addr_of(app: &crate::helpers::TestApp) -> SocketAddr {
+fn addr_of(app: &crate::support::TestApp) -> SocketAddr {
     app.base.trim_start_matches("http://").parse().unwrap()
 }
 
@@ -795,7 +795,7 @@ fn capture_logs(filter: &str, log_bodies: bool) -> String {
             .filter(filter)
             .writer(move || writer.clone())
             .subscriber();
-    crate::helpers::keep_callsites_enabled();
+    crate::support::keep_callsites_enabled();
     let _guard = tracing::subscriber::set_default(subscriber);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

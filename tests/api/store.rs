@@ -9,7 +9,7 @@ use okra_callbacks::store::{
 };
 
 use crate::both_stores;
-use crate::helpers::{
+use crate::support::{
     callback, eventually, fresh_postgres_database, postgres_url, Backend, TestDb,
 };
 
@@ -451,8 +451,8 @@ async fn migrations_are_applied_once_when_replicas_start_together() {
     for start in starts {
         start.await.unwrap().expect("every replica starts");
     }
-    let client = crate::helpers::postgres_client(&url).await;
-    let versions: Vec<i32> = crate::helpers::first_column(
+    let client = crate::support::postgres_client(&url).await;
+    let versions: Vec<i32> = crate::support::first_column(
         &client,
         "SELECT version FROM okra_schema_migrations ORDER BY version",
         &[],
@@ -640,7 +640,7 @@ async fn the_queue_and_counter_tables_are_vacuumed_while_the_store_lives() {
     use std::collections::HashMap;
     let Some(base) = postgres_url() else { return };
     let url = fresh_postgres_database(&base).await;
-    let client = crate::helpers::postgres_client(&url).await;
+    let client = crate::support::postgres_client(&url).await;
     let vacuums = || async {
         let rows = client
             .query(
@@ -684,8 +684,8 @@ async fn the_queue_and_counter_tables_are_vacuumed_while_the_store_lives() {
 async fn a_schema_4_queue_is_upgraded_and_its_count_updates_are_hot() {
     let Some(base) = postgres_url() else { return };
     let url = fresh_postgres_database(&base).await;
-    let client = crate::helpers::postgres_client(&url).await;
-    crate::helpers::postgres_schema(&client, 4).await;
+    let client = crate::support::postgres_client(&url).await;
+    crate::support::postgres_schema(&client, 4).await;
     client
         .batch_execute(
             "INSERT INTO okra_callbacks (id, record, callback_type, body, received_at, status)

@@ -15,7 +15,7 @@ use std::{
 
 use axum::{extract::State, http::HeaderMap, http::StatusCode, routing::post, Router};
 
-use crate::helpers::{eventually, paths};
+use crate::support::{eventually, paths};
 
 /// One delivery the sink answered, in the order it answered them.
 #[derive(Debug, Clone)]
@@ -28,7 +28,7 @@ pub struct Delivery {
     pub body: Vec<u8>,
     /// The body's `record` field, when it is JSON with one.
     pub record: Option<String>,
-    /// The body's `seq` field (the marker [`crate::helpers::callback`] writes), when present.
+    /// The body's `seq` field (the marker [`crate::support::callback`] writes), when present.
     pub seq: Option<u64>,
     /// Whether the sink answered 200 (`false`: 500, as its `fail` rule asked).
     pub ok: bool,
