@@ -24,9 +24,11 @@ VOLUME ["/data"]
 ENV OKRA_LISTEN=0.0.0.0:8080 \
     DATABASE_URL=sqlite:///data/okra-callbacks.db
 EXPOSE 8080
-# No curl in the image: the binary checks its own readiness.
+# No curl in the image: the binary checks its own readiness, on the address in OKRA_LISTEN
+# (the one the receiver listens on; 0.0.0.0 is checked through 127.0.0.1), so a changed
+# OKRA_LISTEN keeps the container healthy.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
-  CMD ["okra-callbacks", "healthcheck", "--url", "http://127.0.0.1:8080/readyz"]
+  CMD ["okra-callbacks", "healthcheck"]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["okra-callbacks"]
 CMD ["serve"]

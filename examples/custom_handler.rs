@@ -1,9 +1,21 @@
 //! A user's own `main`: the receiver with custom business logic, in a few lines.
 //!
 //! ```text
-//! cargo run --example custom_handler
-//! okra-callbacks send --type RECORD --code ERROR      # in another terminal
+//! cargo run --example custom_handler                 # listens on 127.0.0.1:8081
+//! # in another terminal:
+//! cargo run -- send --url http://127.0.0.1:8081/v1/callback --type TRANSACTIONS --code PERIODIC_TRANSACTIONS
+//! cargo run -- send --url http://127.0.0.1:8081/v1/callback --type RECORD --code ERROR --record rec-login-required
 //! ```
+//!
+//! It listens on 127.0.0.1:8081 so that it runs beside `cargo run` (8080); set `LISTEN` to
+//! choose another address (`LISTEN=127.0.0.1:0` picks a free port and prints it).
+//!
+//! The second `send` fails on purpose: `Underwriting` cannot reach the customer yet, so the
+//! callback is retried with backoff and, after three attempts (a few seconds here), is
+//! declared `dead` — replay it with `cargo run -- replay --url http://127.0.0.1:8081 --dead`.
+//! Until then it holds back the later callbacks of its record (they are delivered in order),
+//! which is why it is sent for a record of its own (`--record rec-login-required`) and not the
+//! samples' record, whose other callbacks would wait behind it.
 
 use okra_callbacks::{
     async_trait, AllOf, Config, Context, Handler, HandlerError, HandlerResult, IdentityEvent,
@@ -70,9 +82,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     okra_callbacks::telemetry::init_tracing(Default::default());
     let mut config = Config::default();
     config.store.database_url = "sqlite://example-callbacks.db".into();
+    // A short retry schedule, so the failing callback turns dead while you watch.
+    config.delivery.max_attempts = 3;
+    config.delivery.retry_base_delay = std::time::Duration::from_secs(1);
     let handlers = AllOf::new().with(LogHandler::new()).with(Underwriting);
     let receiver = Receiver::new(config, handlers).await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+    let listen = std::env::var("LISTEN").unwrap_or_else(|_| "127.0.0.1:8081".into());
+    let listener = tokio::net::TcpListener::bind(&listen).await?;
+    println!("listening on http://{}", listener.local_addr()?);
     receiver
         .run(listener, async {
             tokio::signal::ctrl_c().await.ok();

@@ -78,13 +78,54 @@ pub enum ClientError {
         source: reqwest::Error,
     },
     /// The receiver answered with an error status.
-    #[error("{status}: {body}")]
+    #[error("{status}: {body}{}", hint.map(|h| format!("\n  {h}")).unwrap_or_default())]
     Status {
         /// The HTTP status.
         status: reqwest::StatusCode,
         /// The answer's body.
         body: String,
+        /// What to change on this command's line, when the answer says.
+        hint: Option<&'static str>,
     },
+}
+
+/// Which command asked: the fix for a refusal is a flag of that command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    /// `send`, with whether it sent a token.
+    Send { token: bool },
+    /// `replay`, with whether it sent a token.
+    Replay { token: bool },
+    /// `healthcheck`.
+    Health,
+}
+
+impl Caller {
+    /// The flag to set (or correct) after the receiver refused this command with `status`.
+    fn hint(self, status: reqwest::StatusCode, body: &str) -> Option<&'static str> {
+        use reqwest::StatusCode as S;
+        match (self, status) {
+            (Caller::Send { .. }, S::UNAUTHORIZED) if body.contains("\"invalid_signature\"") => Some(
+                "the receiver checks a signature: pass its secret with --hmac-secret or --webhook-secret (or OKRA_HMAC_SECRET / OKRA_WEBHOOK_SECRET)",
+            ),
+            (Caller::Send { token: false }, S::UNAUTHORIZED) => Some(
+                "the receiver requires its callback token: pass it with --token <token> (or OKRA_CALLBACK_TOKEN)",
+            ),
+            (Caller::Send { token: true }, S::UNAUTHORIZED) => Some(
+                "the --token given is not the receiver's callback token (its --callback-token / OKRA_CALLBACK_TOKEN)",
+            ),
+            (Caller::Replay { token: false }, S::UNAUTHORIZED) => Some(
+                "the receiver requires its admin token: pass it with --admin-token <token> (or OKRA_ADMIN_TOKEN)",
+            ),
+            (Caller::Replay { token: true }, S::UNAUTHORIZED) => Some(
+                "the --admin-token given is not the receiver's admin token (its --admin-token / OKRA_ADMIN_TOKEN)",
+            ),
+            (Caller::Replay { .. }, S::FORBIDDEN) => Some(
+                "without an admin token the receiver answers loopback clients only: run replay on its host, or start it with --admin-token and pass the same --admin-token here",
+            ),
+            _ => None,
+        }
+    }
 }
 
 /// A built-in sample with the type and code it carries.
@@ -126,21 +167,23 @@ pub fn sample(callback_type: &str, code: Option<&str>) -> Result<&'static str, C
         })
         .map(|s| s.body)
         .ok_or_else(|| {
+            let wanted = type_and_code(callback_type, code);
             let known: Vec<String> = samples()
-                .map(|s| {
-                    format!(
-                        "{} {}",
-                        s.callback_type,
-                        s.callback_code.as_deref().unwrap_or("")
-                    )
-                })
+                .map(|s| type_and_code(&s.callback_type, s.callback_code.as_deref()))
                 .collect();
             ClientError::Usage(format!(
-                "no built-in sample for {callback_type} {}: choose one of: {}",
-                code.unwrap_or(""),
+                "no built-in sample for {wanted}: choose one of: {}",
                 known.join(", ")
             ))
         })
+}
+
+/// `TYPE CODE`, or `TYPE` alone when there is no code.
+fn type_and_code(callback_type: &str, code: Option<&str>) -> String {
+    match code {
+        Some(code) => format!("{callback_type} {code}"),
+        None => callback_type.to_owned(),
+    }
 }
 
 /// Sets the record id of a callback body (both spellings, where present).
@@ -166,6 +209,7 @@ fn client(timeout: Duration) -> reqwest::Client {
 
 async fn answer(
     url: &str,
+    caller: Caller,
     response: Result<reqwest::Response, reqwest::Error>,
 ) -> Result<String, ClientError> {
     let response = response.map_err(|source| ClientError::Unreachable {
@@ -177,7 +221,8 @@ async fn answer(
     if status.is_success() {
         Ok(body)
     } else {
-        Err(ClientError::Status { status, body })
+        let hint = caller.hint(status, &body);
+        Err(ClientError::Status { status, body, hint })
     }
 }
 
@@ -201,7 +246,10 @@ pub async fn send(
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
-    answer(url, request.body(body).send().await).await
+    let caller = Caller::Send {
+        token: token.is_some(),
+    };
+    answer(url, caller, request.body(body).send().await).await
 }
 
 /// POSTs to a replay endpoint of a running receiver.
@@ -210,12 +258,16 @@ pub async fn replay(url: &str, token: Option<&str>) -> Result<String, ClientErro
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
-    answer(url, request.send().await).await
+    let caller = Caller::Replay {
+        token: token.is_some(),
+    };
+    answer(url, caller, request.send().await).await
 }
 
 /// GETs `url` and succeeds on a 2xx answer: the container's HEALTHCHECK (no curl needed).
 pub async fn healthcheck(url: &str) -> Result<String, ClientError> {
-    answer(url, client(Duration::from_secs(5)).get(url).send().await).await
+    let response = client(Duration::from_secs(5)).get(url).send().await;
+    answer(url, Caller::Health, response).await
 }
 
 #[cfg(test)]

@@ -3,7 +3,10 @@
 
 mod client;
 
-use std::path::PathBuf;
+use std::{
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr},
+    path::PathBuf,
+};
 
 use clap::Args;
 use okra_callbacks::signature::{self, Verifier};
@@ -68,12 +71,39 @@ pub struct ReplayArgs {
     admin_token: Option<String>,
 }
 
-/// `healthcheck`: the readiness URL to check.
+/// `healthcheck`: the receiver to check, by the address it serves on or by URL.
 #[derive(Args)]
 pub struct HealthArgs {
-    /// The URL to check.
-    #[arg(long, default_value = "http://127.0.0.1:8080/readyz")]
-    url: String,
+    /// The address the receiver serves on (its --listen): `/readyz` on it is checked, an
+    /// unspecified address (`0.0.0.0`, `[::]`) through loopback. In a container this is the
+    /// same OKRA_LISTEN the receiver reads, so the check follows it.
+    #[arg(long, env = "OKRA_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// The URL to check instead.
+    #[arg(long)]
+    url: Option<String>,
+}
+
+impl HealthArgs {
+    /// The readiness URL this check asks.
+    fn url(&self) -> String {
+        match &self.url {
+            Some(url) => url.clone(),
+            None => readyz_url(self.listen),
+        }
+    }
+}
+
+/// `/readyz` of a receiver listening on `listen`, reached through loopback when `listen` is
+/// the unspecified address.
+fn readyz_url(mut listen: SocketAddr) -> String {
+    if listen.ip().is_unspecified() {
+        listen.set_ip(match listen {
+            SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    format!("http://{listen}/readyz")
 }
 
 /// Delivers a callback (a file or a built-in sample) as Okra would and prints the answer.
@@ -142,8 +172,23 @@ pub async fn replay(args: ReplayArgs) -> Result<(), String> {
 
 /// Succeeds when the receiver answers its readiness check.
 pub async fn healthcheck(args: HealthArgs) -> Result<(), String> {
-    client::healthcheck(&args.url)
+    let url = args.url();
+    client::healthcheck(&url)
         .await
         .map(|_| ())
         .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_healthcheck_follows_the_listen_address() {
+        let url = |listen: &str| readyz_url(listen.parse().unwrap());
+        assert_eq!(url("0.0.0.0:8080"), "http://127.0.0.1:8080/readyz");
+        assert_eq!(url("0.0.0.0:9090"), "http://127.0.0.1:9090/readyz");
+        assert_eq!(url("[::]:9090"), "http://[::1]:9090/readyz");
+        assert_eq!(url("10.1.2.3:8081"), "http://10.1.2.3:8081/readyz");
+    }
 }

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod cli;
 mod conformance;
 mod console;
 mod console_pages;
