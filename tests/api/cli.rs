@@ -3,8 +3,8 @@
 
 use std::process::Output;
 
-use crate::helpers::{Backend, TestDb};
-use crate::process::{free_port, ChildReceiver};
+use crate::support::process::{free_port, ChildReceiver};
+use crate::support::{Backend, TestDb};
 
 /// Runs `okra-callbacks ARGS` with a clean environment plus `env`; returns its output.
 async fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
