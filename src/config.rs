@@ -124,10 +124,19 @@ pub struct StoreConfig {
     #[arg(long, env = "OKRA_DEDUP_WINDOW", default_value = "24h", value_parser = parse_duration)]
     pub dedup_window: Duration,
 
+    /// Memory for the embedded store's dedup filter, in MiB: fixed, whatever the window holds.
+    /// Each MiB keeps about 600,000 keys of the window at under 1% false positives (a false
+    /// positive costs one index read, never a callback); more keys only read the table more.
+    #[arg(long, env = "OKRA_DEDUP_FILTER_MB", default_value_t = DEDUP_FILTER_MB, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub dedup_filter_mb: u32,
+
     /// Delete delivered and dead callbacks older than this (e.g. 90d). Unset: keep everything.
     #[arg(long, env = "OKRA_RETENTION", value_parser = parse_duration)]
     pub retention: Option<Duration>,
 }
+
+/// `--dedup-filter-mb`'s default.
+const DEDUP_FILTER_MB: u32 = (crate::store::DEDUP_FILTER_BYTES >> 20) as u32;
 
 impl Default for StoreConfig {
     fn default() -> Self {
@@ -137,6 +146,7 @@ impl Default for StoreConfig {
             database_timeout: store.timeout,
             database_pool_size: store.max_connections as u32,
             dedup_window: Duration::from_secs(24 * 3600),
+            dedup_filter_mb: DEDUP_FILTER_MB,
             retention: None,
         }
     }
@@ -448,6 +458,8 @@ impl Config {
             store: StoreOptions {
                 max_connections: store.database_pool_size as usize,
                 timeout: store.database_timeout,
+                dedup_window: store.dedup_window,
+                dedup_filter_bytes: store.dedup_filter_mb as usize * (1 << 20),
             },
             dedup_window: store.dedup_window,
             retention: store.retention,

@@ -18,6 +18,15 @@ use okra_callbacks::{
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's options, read before `main`: a background thread hands pages freed after a burst
+/// back to the system within about a second (`dirty_decay_ms`, and `muzzy_decay_ms:0` with no
+/// lazily-freed middle stage), so the resident set falls back toward idle instead of staying
+/// at the burst's peak; four arenas (the default is four per core) keep less memory in reserve.
+#[allow(non_upper_case_globals)]
+#[export_name = "_rjem_malloc_conf"]
+static malloc_conf: &[u8] =
+    b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,narenas:4\0";
+
 #[derive(Parser)]
 #[command(
     name = "okra-callbacks",

@@ -22,7 +22,7 @@ mod sqlite;
 
 pub use postgres::PostgresStore;
 pub use query::{Attempt, AttemptOutcome, Cursor, CursorError, Filter, Page, Scope, Stats};
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, DEDUP_FILTER_BYTES};
 
 /// The store could not do what was asked. Callers answer 503 and try again later.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -78,6 +78,11 @@ pub struct StoreOptions {
     /// take before the store counts as unavailable. Bounds how long `POST /v1/callback` waits
     /// before answering 503 while the database cannot be reached.
     pub timeout: Duration,
+    /// The dedup window the embedded store's dedup filter is laid out for (`--dedup-window`).
+    pub dedup_window: Duration,
+    /// The embedded store's dedup filter, in bytes (`--dedup-filter-mb`): a fixed amount of
+    /// memory, however many keys the window holds.
+    pub dedup_filter_bytes: usize,
 }
 
 impl Default for StoreOptions {
@@ -85,6 +90,8 @@ impl Default for StoreOptions {
         Self {
             max_connections: 16,
             timeout: Duration::from_secs(5),
+            dedup_window: Duration::from_secs(24 * 3600),
+            dedup_filter_bytes: sqlite::DEDUP_FILTER_BYTES,
         }
     }
 }
@@ -535,7 +542,7 @@ pub async fn open_with(url: &str, options: &StoreOptions) -> Result<Arc<dyn Stor
         .or(url.strip_prefix("sqlite:"))
     {
         let path = path.split('?').next().unwrap_or(path);
-        return Ok(Arc::new(SqliteStore::open(path).await?));
+        return Ok(Arc::new(SqliteStore::open_with(path, options).await?));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Ok(Arc::new(PostgresStore::connect_with(url, options).await?));

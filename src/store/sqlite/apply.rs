@@ -10,7 +10,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use rusqlite::{params, Connection};
 
-use super::{count, inbox::Batch, Status};
+use super::{count, log::Batch, Status};
 
 /// Applies `batches` (in LSN order) to the open transaction; answers the last LSN applied, or
 /// `None` when there was nothing to apply.

@@ -1,362 +1,57 @@
-//! The inbox log: the acknowledging path of the embedded store.
+//! The inbox writer: the acknowledging path of the embedded store.
 //!
-//! A callback is acknowledged once it is appended to this log and the log is `fsync`ed, shared
-//! by every callback that arrived meanwhile (group commit). Nothing else is on that path: the
-//! tables that serve the queries and the dispatcher are built from the log afterwards, in
-//! batches, by the database thread ([`super::apply`]), which records in the same transaction up
-//! to which log sequence number (LSN) it has applied. On start-up whatever the log holds beyond
-//! that LSN is applied before anything is served, so an acknowledged callback survives `kill -9`
-//! and power loss exactly as before.
-//!
-//! The log lives in a directory beside the database file (`okra-callbacks.db-inbox/`): segment
-//! files named by their first LSN, and a `LOCK` file this process holds (a second receiver on the
-//! same database is refused). A segment is deleted once every frame in it has been applied.
-//!
-//! A frame is `[length u32][crc32 u32][payload]` (little-endian); the payload holds the LSN and
-//! the callback (id, record, type, code, received time, body hash, body). A torn or corrupt tail
-//! (a crash mid-write) fails its checksum and ends the log: those frames were never acknowledged.
+//! A callback is acknowledged once it is appended to the inbox log ([`super::log`]) and the log
+//! is `fsync`ed, shared by every callback that arrived meanwhile (group commit). Nothing else is
+//! on that path: the tables that serve the queries and the dispatcher are built from the log
+//! afterwards, in batches, by the database thread, which records in the same transaction up to
+//! which log sequence number (LSN) it has applied. On start-up whatever the log holds beyond that
+//! LSN is applied before anything is served, so an acknowledged callback survives `kill -9` and
+//! power loss.
 //!
 //! Duplicates are decided here, on the writer thread, so that two copies arriving together are
 //! told apart in order: first the callbacks appended but not yet applied (in memory), then the
-//! applied ones (the `dedup` table, through a read-only connection; WAL lets it read while the
-//! database thread writes).
+//! dedup filter ([`DedupFilter`]), which answers "certainly new" for nearly every new key in a
+//! fixed amount of memory, and only for a possible duplicate the `dedup` table, through a
+//! read-only connection (WAL lets it read while the database thread writes).
 
 use std::{
     collections::{HashMap, VecDeque},
-    fs::{self, File, OpenOptions},
-    hash::{BuildHasherDefault, Hasher},
+    fs::{self, File},
     io::{self, Write},
     path::{Path, PathBuf},
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc, Condvar, Mutex,
-    },
+    sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{duration_ms, millis, Inserted, NewCallback, StoreError};
+#[cfg(test)]
+pub(super) use super::log::encode_for_test;
+pub(super) use super::log::{clear, dir_of, lock, recover, Applied, ToApply};
+use super::{
+    dedup_filter::{self, DedupFilter},
+    duration_ms,
+    log::{encode, io_error, new_segment, segment_path, Batch, SEGMENT_BYTES},
+    millis,
+    thread::next_batch,
+    Inserted, NewCallback, StoreError,
+};
 
-/// A segment is closed, and a new one started, once it holds this many bytes.
-const SEGMENT_BYTES: u64 = 32 << 20;
 /// The writer waits for the database thread while more than this many bytes of acknowledged
 /// callbacks are not applied yet: it bounds the memory the log's tail holds.
 const MAX_UNAPPLIED_BYTES: usize = 16 << 20;
 /// The most callbacks one append (one `fsync`) gathers.
 const MAX_APPEND: usize = 2048;
-/// Bytes of a frame's header: length and checksum.
-const HEADER: usize = 8;
 
-/// Frames as they are in the log: one append's worth (whole frames, in LSN order), handed from
-/// the writer to the database thread, which reads them with [`Batch::frames`]. Holding the
-/// encoded bytes, not the requests' buffers, bounds the memory of the unapplied tail by what it
-/// takes on disk.
-#[derive(Debug)]
-pub(super) struct Batch {
-    bytes: Vec<u8>,
-    last_lsn: u64,
-}
+/// The page cache of the connection that reads the `dedup` table for possible duplicates.
+pub(super) const READER_CACHE_BYTES: usize = 2 << 20;
 
-impl Batch {
-    /// The frames, in order.
-    pub fn frames(&self) -> impl Iterator<Item = Frame<'_>> {
-        let mut at = 0;
-        std::iter::from_fn(move || {
-            let (frame, len) = Frame::decode(&self.bytes[at..])?;
-            at += len;
-            Some(frame)
-        })
-    }
-
-    /// The LSN of its last frame.
-    pub fn last_lsn(&self) -> u64 {
-        self.last_lsn
-    }
-}
-
-/// One callback in the log, read in place.
+/// How the dedup filter is laid out: its size and the window it keeps keys for.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Frame<'a> {
-    /// Its place in the log.
-    pub lsn: u64,
-    /// SHA-256 of the body (the dedup key).
-    pub hash: &'a [u8],
-    /// When it arrived (unix ms).
-    pub received_at: i64,
-    pub id: &'a str,
-    pub record: &'a str,
-    pub callback_type: &'a str,
-    pub callback_code: Option<&'a str>,
-    pub body: &'a [u8],
-}
-
-/// Appends `cb`'s frame, header and all, to `out`; answers its length.
-fn encode(lsn: u64, hash: &[u8; 32], cb: &NewCallback, out: &mut Vec<u8>) -> usize {
-    let start = out.len();
-    out.extend_from_slice(&[0; HEADER]);
-    out.extend_from_slice(&lsn.to_le_bytes());
-    out.extend_from_slice(&millis(cb.received_at).to_le_bytes());
-    out.extend_from_slice(hash);
-    for s in [&cb.id, &cb.record, &cb.callback_type] {
-        put_bytes(out, s.as_bytes());
-    }
-    out.push(u8::from(cb.callback_code.is_some()));
-    put_bytes(out, cb.callback_code.as_deref().unwrap_or("").as_bytes());
-    put_bytes(out, &cb.body);
-    let payload = &out[start + HEADER..];
-    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
-    let crc = crc32fast::hash(payload);
-    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
-    out[start + 4..start + HEADER].copy_from_slice(&crc.to_le_bytes());
-    out.len() - start
-}
-
-impl<'a> Frame<'a> {
-    /// The frame at the start of `buf` and its length, or `None` if `buf` does not start with a
-    /// whole frame whose checksum holds (the log's end).
-    fn decode(buf: &'a [u8]) -> Option<(Self, usize)> {
-        let len = u32::from_le_bytes(buf.get(0..4)?.try_into().ok()?) as usize;
-        let crc = u32::from_le_bytes(buf.get(4..HEADER)?.try_into().ok()?);
-        let payload = buf.get(HEADER..HEADER.checked_add(len)?)?;
-        if crc32fast::hash(payload) != crc {
-            return None;
-        }
-        let mut r = Reader(payload);
-        let lsn = u64::from_le_bytes(r.take(8)?.try_into().ok()?);
-        let received_at = i64::from_le_bytes(r.take(8)?.try_into().ok()?);
-        let hash = r.take(32)?;
-        let id = r.str()?;
-        let record = r.str()?;
-        let callback_type = r.str()?;
-        let has_code = r.take(1)?[0] == 1;
-        let code = r.str()?;
-        let body = r.bytes()?;
-        let frame = Self {
-            lsn,
-            hash,
-            received_at,
-            id,
-            record,
-            callback_type,
-            callback_code: has_code.then_some(code),
-            body,
-        };
-        Some((frame, HEADER + len))
-    }
-}
-
-/// [`encode`], for the store's tests that write a log by hand.
-#[cfg(test)]
-pub(super) fn encode_for_test(lsn: u64, cb: &NewCallback, out: &mut Vec<u8>) {
-    encode(lsn, &cb.body_hash(), cb, out);
-}
-
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_le_bytes());
-    out.extend_from_slice(bytes);
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let (head, rest) = (self.0.get(..n)?, self.0.get(n..)?);
-        self.0 = rest;
-        Some(head)
-    }
-
-    fn bytes(&mut self) -> Option<&'a [u8]> {
-        let n = u32::from_le_bytes(self.take(4)?.try_into().ok()?) as usize;
-        self.take(n)
-    }
-
-    fn str(&mut self) -> Option<&'a str> {
-        std::str::from_utf8(self.bytes()?).ok()
-    }
-}
-
-/// The log's directory for the database file at `db`: `DB-inbox` beside it.
-pub(super) fn dir_of(db: &Path) -> PathBuf {
-    let mut name = db.file_name().unwrap_or_default().to_os_string();
-    name.push("-inbox");
-    db.with_file_name(name)
-}
-
-/// Takes the log directory's lock for this process (creating the directory), or explains who
-/// holds it. A holder that lets go within `wait` (a store dropped a moment ago in this process,
-/// its threads still closing) is waited for.
-pub(super) fn lock(dir: &Path, db: &Path, wait: Duration) -> Result<File, StoreError> {
-    fs::create_dir_all(dir).map_err(|e| {
-        StoreError::Config(format!(
-            "cannot create the inbox log {}: {e}",
-            dir.display()
-        ))
-    })?;
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join("LOCK"))
-        .map_err(|e| StoreError::Config(format!("cannot open {}/LOCK: {e}", dir.display())))?;
-    let deadline = std::time::Instant::now() + wait;
-    loop {
-        match file.try_lock() {
-            Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            result => break result,
-        }
-    }
-    .map(|()| file)
-    .map_err(|e| match e {
-        fs::TryLockError::WouldBlock => StoreError::Config(format!(
-            "the SQLite file {} is in use by another process (it holds {}/LOCK); the embedded store serves one receiver — use PostgreSQL to run several",
-            db.display(),
-            dir.display()
-        )),
-        fs::TryLockError::Error(e) => {
-            StoreError::Config(format!("cannot lock {}/LOCK: {e}", dir.display()))
-        }
-    })
-}
-
-/// The segment files in `dir`, by first LSN.
-fn segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
-    let mut found = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        let path = entry?.path();
-        let first = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".log"))
-            .and_then(|n| n.parse::<u64>().ok());
-        if let Some(first) = first {
-            found.push((first, path));
-        }
-    }
-    found.sort();
-    Ok(found)
-}
-
-/// The whole frames in `dir` past `applied`, in LSN order, as one batch (`None` if there are
-/// none), and the highest LSN seen.
-pub(super) fn recover(dir: &Path, applied: u64) -> io::Result<(Option<Batch>, u64)> {
-    let mut bytes = Vec::new();
-    let mut frames = 0;
-    let mut last = applied;
-    let mut last_applied = applied;
-    for (_, path) in segments(dir)? {
-        let buf = fs::read(&path)?;
-        let mut at = 0;
-        while let Some((frame, len)) = Frame::decode(&buf[at..]) {
-            last = last.max(frame.lsn);
-            // Segments are read in LSN order and frames are in LSN order within them.
-            if frame.lsn > last_applied {
-                bytes.extend_from_slice(&buf[at..at + len]);
-                last_applied = frame.lsn;
-                frames += 1;
-            }
-            at += len;
-        }
-        if at < buf.len() {
-            tracing::warn!(
-                segment = %path.display(),
-                kept_bytes = at,
-                dropped_bytes = buf.len() - at,
-                "the inbox log ends in a torn or corrupt frame (a crash mid-write); frames after it were never acknowledged"
-            );
-        }
-    }
-    if frames > 0 {
-        tracing::info!(
-            callbacks = frames,
-            "applying callbacks acknowledged before the last stop"
-        );
-    }
-    let batch = (!bytes.is_empty()).then_some(Batch {
-        bytes,
-        last_lsn: last_applied,
-    });
-    Ok((batch, last))
-}
-
-/// Deletes every segment in `dir` (all applied) and fsyncs the directory.
-pub(super) fn clear(dir: &Path) -> io::Result<()> {
-    for (_, path) in segments(dir)? {
-        fs::remove_file(path)?;
-    }
-    File::open(dir)?.sync_all()
-}
-
-/// What the database thread has applied, shared with the writer.
-#[derive(Debug, Default)]
-pub(super) struct Applied {
-    lsn: AtomicU64,
-    lock: Mutex<()>,
-    moved: Condvar,
-}
-
-impl Applied {
-    pub fn new(lsn: u64) -> Arc<Self> {
-        Arc::new(Self {
-            lsn: AtomicU64::new(lsn),
-            ..Self::default()
-        })
-    }
-
-    /// The highest LSN whose callback is in the tables (committed).
-    pub fn get(&self) -> u64 {
-        self.lsn.load(Ordering::Acquire)
-    }
-
-    /// Called by the database thread after a commit that applied frames up to `lsn`.
-    pub fn advance(&self, lsn: u64) {
-        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        self.lsn.fetch_max(lsn, Ordering::AcqRel);
-        self.moved.notify_all();
-    }
-
-    /// Waits until the applied LSN moves past `lsn`, or `timeout` passes.
-    fn wait_past(&self, lsn: u64, timeout: Duration) {
-        let guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = self
-            .moved
-            .wait_timeout_while(guard, timeout, |()| self.get() <= lsn);
-    }
-}
-
-/// Frames acknowledged but not yet applied, handed from the writer to the database thread.
-#[derive(Debug, Default)]
-pub(super) struct ToApply {
-    frames: Mutex<VecDeque<Arc<Batch>>>,
-}
-
-impl ToApply {
-    fn push(&self, batch: Arc<Batch>) {
-        self.frames
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push_back(batch);
-    }
-
-    /// Everything waiting, oldest first.
-    pub fn take(&self) -> Vec<Arc<Batch>> {
-        self.frames
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-            .collect()
-    }
-
-    /// Puts back what [`ToApply::take`] took, when it could not be applied.
-    pub fn put_back(&self, batches: Vec<Arc<Batch>>) {
-        let mut frames = self.frames.lock().unwrap_or_else(|e| e.into_inner());
-        for batch in batches.into_iter().rev() {
-            frames.push_front(batch);
-        }
-    }
+pub(super) struct Dedup {
+    pub filter_bytes: usize,
+    pub window: Duration,
 }
 
 /// One callback to append, and who waits for the answer.
@@ -364,75 +59,6 @@ pub(super) struct Append {
     pub cb: NewCallback,
     pub window: Duration,
     pub reply: oneshot::Sender<Result<Inserted, StoreError>>,
-}
-
-/// The dedup keys stored, as the first 8 bytes of each hash (SHA-256, so uniformly spread)
-/// and the last time each was stored: ~20–40 bytes per key kept in the dedup window. It answers
-/// "certainly not seen since" for nearly every new callback, so only duplicates (and the rare
-/// prefix shared by two bodies) read the `dedup` table.
-struct Known {
-    keys: HashMap<u64, i64, BuildHasherDefault<PrefixHasher>>,
-    /// When keys older than the window were last dropped (unix ms).
-    swept_at: i64,
-}
-
-impl Known {
-    /// Every key in the `dedup` table (older ones go at the first sweep).
-    fn load(reader: &Connection) -> rusqlite::Result<Self> {
-        let mut keys = HashMap::default();
-        let mut stmt = reader.prepare("SELECT hash, received_at FROM dedup")?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            let hash: Vec<u8> = row.get(0)?;
-            let at: i64 = row.get(1)?;
-            let at_least = keys.entry(prefix(&hash)).or_insert(at);
-            *at_least = (*at_least).max(at);
-        }
-        Ok(Self { keys, swept_at: 0 })
-    }
-
-    /// Whether a body with this hash may have been stored after `since`.
-    fn maybe_since(&self, hash: &[u8; 32], since: i64) -> bool {
-        self.keys.get(&prefix(hash)).is_some_and(|at| *at > since)
-    }
-
-    /// Notes a key stored at `now`; once a minute, drops the keys older than `window`.
-    fn add(&mut self, hash: &[u8; 32], now: i64, window: Duration) {
-        let at = self.keys.entry(prefix(hash)).or_insert(now);
-        *at = (*at).max(now);
-        if now - self.swept_at > 60_000 {
-            let since = now.saturating_sub(duration_ms(window));
-            self.keys.retain(|_, at| *at > since);
-            self.keys.shrink_to_fit();
-            self.swept_at = now;
-        }
-    }
-}
-
-fn prefix(hash: &[u8]) -> u64 {
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&hash[..8.min(hash.len())]);
-    u64::from_le_bytes(first)
-}
-
-/// Hashes a key that is already uniformly spread (a SHA-256 prefix) by taking it as it is.
-#[derive(Default)]
-struct PrefixHasher(u64);
-
-impl Hasher for PrefixHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 << 8) | u64::from(*b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
 }
 
 /// The writer thread's state.
@@ -448,9 +74,9 @@ pub(super) struct Writer {
     /// Dedup keys of frames not yet applied: hash → (id, received ms, LSN).
     recent: HashMap<[u8; 32], (String, i64, u64)>,
     recent_order: VecDeque<(u64, [u8; 32], usize)>,
-    /// Every dedup key stored (applied or not), by its first 8 bytes, with when it was last
-    /// stored: a new body is found absent here without reading the table.
-    known: Known,
+    /// Every dedup key stored in the window (applied or not), in a fixed-size filter: a new key
+    /// is found absent there without reading the table. Shared with the thread that warms it.
+    filter: Arc<Mutex<DedupFilter>>,
     unapplied_bytes: usize,
     /// Reads the `dedup` table of applied callbacks.
     reader: Connection,
@@ -462,15 +88,16 @@ pub(super) struct Writer {
 
 impl Writer {
     /// Starts a writer on an empty log directory (everything in it was applied and cleared),
-    /// numbering from `next_lsn`.
+    /// numbering from `next_lsn`, and the thread that warms its dedup filter from the table.
     pub fn start(
         db: &Path,
         dir: PathBuf,
         next_lsn: u64,
-        applied: Arc<Applied>,
-        to_apply: Arc<ToApply>,
+        handoff: (Arc<Applied>, Arc<ToApply>),
+        dedup: Dedup,
         wake: Box<dyn Fn() + Send>,
     ) -> Result<Self, StoreError> {
+        let (applied, to_apply) = handoff;
         let unavailable = |e: rusqlite::Error| {
             StoreError::Config(format!(
                 "cannot open {} for dedup lookups: {e}",
@@ -485,6 +112,26 @@ impl Writer {
         reader
             .busy_timeout(Duration::from_secs(2))
             .map_err(unavailable)?;
+        // Possible duplicates only: the index's upper levels are what stays cached.
+        reader
+            .execute_batch(&format!(
+                "PRAGMA cache_size = -{}",
+                READER_CACHE_BYTES >> 10
+            ))
+            .map_err(unavailable)?;
+        let now = millis(chrono::Utc::now());
+        let filter = Arc::new(Mutex::new(DedupFilter::new(
+            dedup.filter_bytes,
+            now,
+            dedup.window,
+        )));
+        let warming = Arc::downgrade(&filter);
+        let since = now.saturating_sub(duration_ms(dedup.window));
+        let db_path = db.to_owned();
+        std::thread::Builder::new()
+            .name("okra-dedup-warm".into())
+            .spawn(move || dedup_filter::warm(warming, &db_path, since))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start a thread: {e}")))?;
         let segment = new_segment(&dir, next_lsn).map_err(|e| io_error(&e))?;
         Ok(Self {
             dir,
@@ -495,7 +142,7 @@ impl Writer {
             next_lsn,
             recent: HashMap::new(),
             recent_order: VecDeque::new(),
-            known: Known::load(&reader).map_err(unavailable)?,
+            filter,
             unapplied_bytes: 0,
             reader,
             applied,
@@ -509,7 +156,7 @@ impl Writer {
     pub fn run(mut self, mut rx: mpsc::Receiver<Append>) {
         let mut batch: Vec<Append> = Vec::with_capacity(MAX_APPEND);
         let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
-        while super::thread::next_batch(&mut rx, &mut batch, MAX_APPEND) {
+        while next_batch(&mut rx, &mut batch, MAX_APPEND) {
             self.forget_applied();
             while self.unapplied_bytes > MAX_UNAPPLIED_BYTES {
                 let waiting_for = self.applied.get();
@@ -547,9 +194,10 @@ impl Writer {
         }
     }
 
-    /// The first id stored for these bytes within `window`, if any.
+    /// The first id stored for this key within `window`, if any.
     fn seen(
         &self,
+        filter: &DedupFilter,
         hash: &[u8; 32],
         now: i64,
         window: Duration,
@@ -559,7 +207,7 @@ impl Writer {
             // The latest copy stored is the one the table would hold too.
             return Ok((*at > since).then(|| id.clone()));
         }
-        if !self.known.maybe_since(hash, since) {
+        if !filter.may_contain(hash, since) {
             return Ok(None);
         }
         let found: Option<(String, i64)> = self
@@ -576,10 +224,12 @@ impl Writer {
         // Each caller and its answer, decided before the write: a duplicate, or stored.
         let mut answers: Vec<(oneshot::Sender<_>, Result<Inserted, StoreError>)> =
             Vec::with_capacity(batch.len());
+        let filter = Arc::clone(&self.filter);
+        let mut filter = filter.lock().unwrap_or_else(PoisonError::into_inner);
         for a in batch.drain(..) {
             let hash = a.cb.body_hash();
             let now = millis(a.cb.received_at);
-            let answer = match self.seen(&hash, now, a.window) {
+            let answer = match self.seen(&filter, &hash, now, a.window) {
                 Ok(Some(id)) => Ok(Inserted {
                     id,
                     duplicate: true,
@@ -589,7 +239,7 @@ impl Writer {
                     self.next_lsn += 1;
                     let bytes = encode(lsn, &hash, &a.cb, buf);
                     self.recent.insert(hash, (a.cb.id.clone(), now, lsn));
-                    self.known.add(&hash, now, a.window);
+                    filter.insert(&hash, now, a.window);
                     self.recent_order.push_back((lsn, hash, bytes));
                     self.unapplied_bytes += bytes;
                     Ok(Inserted {
@@ -622,10 +272,7 @@ impl Writer {
                     }
                 }
             } else {
-                let batch = Batch {
-                    bytes: buf.clone(),
-                    last_lsn: self.next_lsn - 1,
-                };
+                let batch = Batch::new(buf.clone(), self.next_lsn - 1);
                 self.to_apply.push(Arc::new(batch));
                 (self.wake)();
             }
@@ -677,76 +324,140 @@ impl Writer {
     }
 }
 
-fn segment_path(dir: &Path, first: u64) -> PathBuf {
-    dir.join(format!("{first:020}.log"))
-}
-
-/// Creates the segment whose first LSN is `first`, and makes its name durable.
-fn new_segment(dir: &Path, first: u64) -> io::Result<File> {
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(segment_path(dir, first))?;
-    File::open(dir)?.sync_all()?;
-    Ok(file)
-}
-
-/// An I/O error of the log as the store reports it, its cause named first (see
-/// [`StoreError::cause`]).
-pub(super) fn io_error(e: &io::Error) -> StoreError {
-    StoreError::Unavailable(match e.kind() {
-        io::ErrorKind::StorageFull => {
-            format!("disk full: the inbox log cannot grow ({e}): free space on its filesystem")
-        }
-        io::ErrorKind::ReadOnlyFilesystem | io::ErrorKind::PermissionDenied => format!(
-            "read-only: the inbox log cannot be written ({e}): check its permissions and mount"
-        ),
-        _ => format!("cannot write the inbox log: {e}"),
-    })
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::store::from_millis;
-    use bytes::Bytes;
-    use chrono::Utc;
+    use std::collections::HashSet;
 
-    fn callback(id: &str, body: &str, code: Option<&str>) -> NewCallback {
+    use chrono::{DateTime, Utc};
+    use proptest::prelude::*;
+
+    use super::super::{SqliteStore, Store, StoreOptions};
+    use super::*;
+
+    const WINDOW: Duration = Duration::from_secs(3600);
+
+    fn callback(id: &str, body: &[u8], at: DateTime<Utc>) -> NewCallback {
         NewCallback {
             id: id.into(),
             record: "rec".into(),
             callback_type: "BALANCE".into(),
-            callback_code: code.map(str::to_owned),
-            body: Bytes::from(body.to_owned()),
-            received_at: from_millis(millis(Utc::now())),
+            callback_code: None,
+            body: body.to_vec().into(),
+            received_at: at,
         }
     }
 
-    #[test]
-    fn frames_round_trip_and_a_torn_tail_ends_the_log() {
-        let mut buf = Vec::new();
-        let a = callback("id-1", "{\"a\":1}", Some("BALANCE_PULLED"));
-        let b = callback("id-2", "{}", None);
-        let len = encode(1, &a.body_hash(), &a, &mut buf);
-        assert_eq!(buf.len(), len);
-        encode(2, &b.body_hash(), &b, &mut buf);
-        let (got, at) = Frame::decode(&buf).unwrap();
-        assert_eq!(at, len);
-        assert_eq!((got.lsn, got.id, got.record), (1, "id-1", "rec"));
-        assert_eq!(got.callback_code, Some("BALANCE_PULLED"));
-        assert_eq!(got.body, &a.body[..]);
-        assert_eq!(got.received_at, millis(a.received_at));
-        assert_eq!(got.hash, &a.body_hash()[..]);
-        let (got, _) = Frame::decode(&buf[len..]).unwrap();
-        assert_eq!((got.lsn, got.callback_code), (2, None));
-        // Cut anywhere inside the second frame: it is gone, the first stays.
-        for cut in len..buf.len() {
-            assert!(Frame::decode(&buf[len..cut]).is_none(), "cut at {cut}");
+    /// A filter of one block per slice: after a few dozen keys it answers "maybe" for nearly
+    /// every key, so lookups go through its false positives to the table.
+    fn tiny() -> StoreOptions {
+        StoreOptions {
+            dedup_filter_bytes: 512,
+            dedup_window: WINDOW,
+            ..StoreOptions::default()
         }
-        // A flipped bit fails the checksum.
-        let mut bad = buf.clone();
-        bad[HEADER + 20] ^= 1;
-        assert!(Frame::decode(&bad).is_none());
+    }
+
+    async fn insert(store: &SqliteStore, id: &str, body: &[u8]) -> Inserted {
+        store
+            .insert(callback(id, body, Utc::now()), WINDOW)
+            .await
+            .unwrap()
+    }
+
+    /// Copies sent after a restart are duplicates of the callbacks stored before it, whether
+    /// the filter is still cold (the table answers) or warmed from the table; new bodies are not.
+    #[tokio::test]
+    async fn a_duplicate_is_found_after_a_restart() {
+        for options in [StoreOptions::default(), tiny()] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("x.db");
+            let store = SqliteStore::open_with(&path, &options).await.unwrap();
+            for i in 0..300 {
+                let stored = insert(&store, &format!("first-{i}"), format!("{i}").as_bytes()).await;
+                assert!(!stored.duplicate);
+            }
+            drop(store);
+            let store = SqliteStore::open_with(&path, &options).await.unwrap();
+            for i in 0..300 {
+                if i == 150 {
+                    // Long enough, on an idle machine, for the filter to be warmed.
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                let copy = insert(&store, &format!("copy-{i}"), format!("{i}").as_bytes()).await;
+                assert_eq!((copy.id, copy.duplicate), (format!("first-{i}"), true));
+                let new = insert(&store, &format!("new-{i}"), format!("new {i}").as_bytes()).await;
+                assert_eq!((new.id, new.duplicate), (format!("new-{i}"), false));
+            }
+            drop(store);
+        }
+    }
+
+    /// A copy of a callback stored just inside the window is a duplicate; of one stored just
+    /// outside it, new — through a filter of the default size and through a saturated one,
+    /// with and without a restart in between.
+    #[tokio::test]
+    async fn the_window_edge_is_exact() {
+        let window = chrono::Duration::from_std(WINDOW).unwrap();
+        let ms = chrono::Duration::milliseconds(1);
+        for options in [StoreOptions::default(), tiny()] {
+            for restart in [false, true] {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("x.db");
+                let mut store = SqliteStore::open_with(&path, &options).await.unwrap();
+                let now = Utc::now();
+                let cases = [
+                    ("inside", now - window + ms, true),
+                    ("outside", now - window, false),
+                ];
+                for (name, first_at, _) in cases {
+                    let first = callback(name, name.as_bytes(), first_at);
+                    store.insert(first, WINDOW).await.unwrap();
+                }
+                if restart {
+                    drop(store);
+                    store = SqliteStore::open_with(&path, &options).await.unwrap();
+                }
+                for (name, _, duplicate) in cases {
+                    let copy = callback(&format!("copy-{name}"), name.as_bytes(), now);
+                    let answer = store.insert(copy, WINDOW).await.unwrap();
+                    assert_eq!(answer.duplicate, duplicate, "{name}, restart {restart}");
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+        /// No new callback is ever answered as a duplicate (that would lose it), and every copy
+        /// sent again is one, with the first's id — through a saturated filter whose "maybe"
+        /// is nearly always a false positive.
+        #[test]
+        fn only_copies_are_duplicates(
+            bodies in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..48), 1..400),
+            tiny_filter in any::<bool>(),
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let dir = tempfile::tempdir().unwrap();
+                let options = if tiny_filter { tiny() } else { StoreOptions::default() };
+                let store = SqliteStore::open_with(dir.path().join("x.db"), &options).await.unwrap();
+                let mut first: HashMap<&[u8], String> = HashMap::new();
+                for (i, body) in bodies.iter().enumerate() {
+                    let id = format!("id-{i}");
+                    let answer = insert(&store, &id, body).await;
+                    match first.get(body.as_slice()) {
+                        Some(original) => prop_assert_eq!((&answer.id, answer.duplicate), (original, true)),
+                        None => {
+                            prop_assert_eq!((&answer.id, answer.duplicate), (&id, false));
+                            first.insert(body, id);
+                        }
+                    }
+                }
+                let distinct: HashSet<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
+                prop_assert_eq!(store.stats().await.unwrap().pending as usize, distinct.len());
+                Ok(())
+            })?;
+        }
     }
 }

@@ -20,12 +20,17 @@ use super::{
     duration_ms, from_millis, millis,
     query::{page, stats_of},
     AfterLast, Attempt, AttemptOutcome, Backlog, Claim, Cursor, Filter, Inserted, Listing,
-    NewCallback, Outcome, Page, Scope, Stats, Status, Store, StoreError, StoredCallback, COLUMNS,
+    NewCallback, Outcome, Page, Scope, Stats, Status, Store, StoreError, StoreOptions,
+    StoredCallback, COLUMNS,
 };
 
 mod apply;
+mod dedup_filter;
 mod inbox;
+mod log;
 mod thread;
+
+pub use dedup_filter::DEFAULT_BYTES as DEDUP_FILTER_BYTES;
 
 use thread::{Call, Job, MAX_BATCH};
 
@@ -62,6 +67,19 @@ impl SqliteStore {
     /// its inbox log holds beyond the tables. The file is locked for this process: a second
     /// receiver on the same file is refused.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(path, &StoreOptions::default()).await
+    }
+
+    /// [`SqliteStore::open`], its dedup filter laid out by `options` (the rest of them are
+    /// PostgreSQL's).
+    pub async fn open_with(
+        path: impl AsRef<Path>,
+        options: &StoreOptions,
+    ) -> Result<Self, StoreError> {
+        let dedup = inbox::Dedup {
+            filter_bytes: options.dedup_filter_bytes,
+            window: options.dedup_window,
+        };
         let path = path.as_ref().to_owned();
         let (conn, writer_parts) = tokio::task::spawn_blocking(move || recover(&path))
             .await
@@ -85,8 +103,8 @@ impl SqliteStore {
                 &writer_parts.db,
                 writer_parts.dir,
                 writer_parts.next_lsn,
-                applied,
-                to_apply,
+                (applied, to_apply),
+                dedup,
                 Box::new(move || {
                     // A full queue wakes the thread anyway.
                     let _ = wake_jobs.try_send(Box::new(thread::Wake));

@@ -1,5 +1,5 @@
 //! The database thread: every operation on the SQLite file runs here, gathered into group
-//! transactions, and each transaction first applies the inbox log's tail ([`super::inbox`]).
+//! transactions, and each transaction first applies the inbox log's tail ([`super::log`]).
 //!
 //! Operations that arrive while a commit is in flight are gathered into the next transaction, so
 //! under load one `fsync` commits many. `synchronous=FULL`: a commit is on disk before any caller
@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     apply::apply,
-    inbox::{Applied, Batch, ToApply},
+    log::{Applied, Batch, ToApply},
     StoreError,
 };
 
@@ -168,7 +168,7 @@ pub(super) fn run(conn: Connection, mut jobs: mpsc::Receiver<Job>, inbox: Inbox)
 /// dispatching catch up when the burst ebbs — the inbox log holds them meanwhile, and the writer
 /// waits for this thread once the unapplied tail reaches its bound. Idle or not, the thread still
 /// runs whenever a core is free.
-fn yield_to_the_acknowledging_path() {
+pub(super) fn yield_to_the_acknowledging_path() {
     #[cfg(target_os = "linux")]
     // SAFETY: `gettid` and `setpriority` take and return plain integers; on this thread's own
     // id, `setpriority` changes only its scheduling priority.
