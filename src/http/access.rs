@@ -8,7 +8,7 @@
 //! the left of that header, so nothing left of the first untrusted hop is ever believed.
 //!
 //! How much a caller may send or take (sizes, time, slots) is not decided here but in
-//! [`limits`](super::limits).
+//! `limits`.
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -78,7 +78,7 @@ impl Access {
     /// untrusted loopback peer whose forwarded headers name a remote client (a local reverse
     /// proxy not listed as trusted) is refused too, rather than let its remote clients in as
     /// "loopback".
-    pub(crate) fn check_admin(
+    pub(super) fn check_admin(
         &self,
         extensions: &Extensions,
         headers: &HeaderMap,

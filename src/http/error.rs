@@ -15,24 +15,24 @@ use crate::{callback::ParseError, store::StoreError, telemetry::Untrusted};
 
 /// Every error body: `{"error": {"code": "<snake_case>", "message": "<what and how to fix>"}}`.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorBody {
+pub(super) struct ErrorBody {
     /// What went wrong.
-    pub error: ErrorDetail,
+    error: ErrorDetail,
 }
 
 /// The `error` object of an [`ErrorBody`].
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorDetail {
+pub(super) struct ErrorDetail {
     /// A stable snake_case code, e.g. `invalid_json`, `store_unavailable`.
     #[schema(example = "invalid_callback")]
-    pub code: String,
+    code: String,
     /// What went wrong and how to fix it, for people.
-    pub message: String,
+    message: String,
 }
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub(super) enum ApiError {
     /// 400: the body is empty or not JSON.
     #[error("{0}")]
     InvalidJson(String),
@@ -90,7 +90,7 @@ pub enum ApiError {
     /// 405: the route exists but not with this method.
     #[error("method not allowed on this path")]
     MethodNotAllowed,
-    /// 415: a body other than the type the route takes (see [`super::extract`]).
+    /// 415: a body other than the type the route takes (see the `extract` module).
     #[error("content type `{got}` is not supported here: send the body as {expected}")]
     UnsupportedBodyType {
         /// The content type as sent.
@@ -108,7 +108,7 @@ pub enum ApiError {
 
 impl ApiError {
     /// The status code and the stable `code` string of the body.
-    pub fn parts(&self) -> (StatusCode, &'static str) {
+    pub(super) fn parts(&self) -> (StatusCode, &'static str) {
         match self {
             Self::InvalidJson(_) => (StatusCode::BAD_REQUEST, "invalid_json"),
             Self::UnsupportedMediaType(_) => {

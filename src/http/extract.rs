@@ -1,4 +1,4 @@
-//! The extractors every route uses: axum's `Query`, `Path`, `Json` and `Form`, whose rejections
+//! The extractors every route uses: axum's `Query`, `Path` and `Json`, whose rejections
 //! answer our error body (`{"error": {"code", "message"}}`, `application/json`) with a message
 //! saying how to fix the request, instead of axum's plain-text defaults.
 //!
@@ -7,16 +7,16 @@
 //!
 //! | extractor | rejection | answer |
 //! |---|---|---|
-//! | `Query`, `Form` (GET) | the query string does not fit (a duplicate, a bad value) | 400 `invalid_parameter` |
+//! | `Query` | the query string does not fit (a duplicate, a bad value) | 400 `invalid_parameter` |
 //! | `Path` | a segment is not UTF-8 once decoded, or not of its type | 400 `invalid_parameter` |
-//! | `Json`, `Form` | a content type other than the one expected | 415 `unsupported_media_type` |
+//! | `Json` | a content type other than JSON | 415 `unsupported_media_type` |
 //! | `Json` | not JSON | 400 `invalid_json` |
-//! | `Json`, `Form` | well formed, but not the fields the route takes | 422 `invalid_body` |
-//! | `Json`, `Form` | the body could not be read | 400 `unreadable_body` |
+//! | `Json` | well formed, but not the fields the route takes | 422 `invalid_body` |
+//! | `Json` | the body could not be read | 400 `unreadable_body` |
 
 use axum::{
     extract::{
-        rejection::{FormRejection, JsonRejection, PathRejection, QueryRejection},
+        rejection::{JsonRejection, PathRejection, QueryRejection},
         FromRequest, FromRequestParts, Request,
     },
     http::{header, request::Parts, HeaderMap},
@@ -24,7 +24,7 @@ use axum::{
 };
 use serde::{de::DeserializeOwned, Serialize};
 
-use super::ApiError;
+use super::error::ApiError;
 
 /// How to find what a route takes, for every message below.
 const SEE_DOC: &str = "see GET /openapi.json for what this route takes";
@@ -32,7 +32,7 @@ const SEE_DOC: &str = "see GET /openapi.json for what this route takes";
 /// The query string deserialized into `T`; a query that does not fit answers 400
 /// `invalid_parameter` in our error body. Use it instead of `axum::extract::Query`.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Query<T>(pub T);
+pub(super) struct Query<T>(pub(super) T);
 
 impl<T, S> FromRequestParts<S> for Query<T>
 where
@@ -53,7 +53,7 @@ where
 /// or not of its type, answers 400 `invalid_parameter` in our error body. Use it instead of
 /// `axum::extract::Path`.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Path<T>(pub T);
+pub(super) struct Path<T>(pub(super) T);
 
 impl<T, S> FromRequestParts<S> for Path<T>
 where
@@ -74,7 +74,7 @@ where
 /// is not JSON, not declared as JSON or not of the route's shape answers in our error body.
 /// Use it instead of `axum::Json`.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Json<T>(pub T);
+pub(super) struct Json<T>(pub(super) T);
 
 impl<T, S> FromRequest<S> for Json<T>
 where
@@ -95,29 +95,6 @@ where
 impl<T: Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {
         axum::Json(self.0).into_response()
-    }
-}
-
-/// A form deserialized into `T`: the query string of a GET or HEAD, else an
-/// `application/x-www-form-urlencoded` body. What does not fit answers in our error body. Use
-/// it instead of `axum::Form`.
-#[derive(Debug, Clone, Copy, Default)]
-#[allow(dead_code)] // No route takes a form yet (the console decodes its own, leniently).
-pub struct Form<T>(pub T);
-
-impl<T, S> FromRequest<S> for Form<T>
-where
-    T: DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let content_type = content_type(req.headers());
-        axum::Form::<T>::from_request(req, state)
-            .await
-            .map(|axum::Form(value)| Self(value))
-            .map_err(|e| form_rejection(e, content_type))
     }
 }
 
@@ -182,26 +159,6 @@ fn json_rejection(e: JsonRejection, content_type: String) -> ApiError {
     }
 }
 
-#[allow(dead_code)] // No route takes a form yet (the console decodes its own, leniently).
-fn form_rejection(e: FormRejection, content_type: String) -> ApiError {
-    match e {
-        FormRejection::InvalidFormContentType(_) => ApiError::UnsupportedBodyType {
-            got: content_type,
-            expected: "application/x-www-form-urlencoded",
-        },
-        // A GET or HEAD form is its query string.
-        FormRejection::FailedToDeserializeForm(e) => ApiError::InvalidParameter(format!(
-            "the query string does not fit this route ({}): send each parameter at most once, with a value of its type, percent-encoded as UTF-8; {SEE_DOC}",
-            reason(&e.body_text())
-        )),
-        FormRejection::FailedToDeserializeFormBody(e) => ApiError::InvalidBody(format!(
-            "the form does not fit this route ({}): send each field at most once, with a value of its type; {SEE_DOC}",
-            reason(&e.body_text())
-        )),
-        e => unreadable(&e.body_text()),
-    }
-}
-
 fn unreadable(body_text: &str) -> ApiError {
     ApiError::UnreadableBody(format!(
         "the body could not be read ({body_text}): send the whole body, as its Content-Length says"
@@ -234,11 +191,6 @@ mod tests {
             .route(
                 "/j",
                 axum::routing::post(|Json(q): Json<Q>| async move { Json(q) }),
-            )
-            .route(
-                "/f",
-                get(|Form(q): Form<Q>| async move { Json(q) })
-                    .post(|Form(q): Form<Q>| async move { Json(q) }),
             )
     }
 
@@ -327,30 +279,6 @@ mod tests {
             (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body")
         );
         assert!(message.contains("limit"), "{message}");
-    }
-
-    #[tokio::test]
-    async fn form_rejections_answer_our_body() {
-        let (status, code, _) = refused(get_("/f?limit=1&limit=2")).await;
-        assert_eq!(
-            (status, code.as_str()),
-            (StatusCode::BAD_REQUEST, "invalid_parameter")
-        );
-        let (status, code, message) = refused(post("/f", "application/json", "limit=1")).await;
-        assert_eq!(
-            (status, code.as_str()),
-            (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
-        );
-        assert!(
-            message.contains("application/x-www-form-urlencoded"),
-            "{message}"
-        );
-        let (status, code, _) =
-            refused(post("/f", "application/x-www-form-urlencoded", "limit=x")).await;
-        assert_eq!(
-            (status, code.as_str()),
-            (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body")
-        );
     }
 
     #[tokio::test]

@@ -18,7 +18,12 @@ use tokio::sync::SemaphorePermit;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{error::ErrorBody, extract::Json, schema::CallbackBody, ApiError, AppState};
+use super::{
+    error::{ApiError, ErrorBody},
+    extract::Json,
+    schema::CallbackBody,
+    state::AppState,
+};
 use crate::{
     callback::{CallbackType, Envelope},
     store::{Inserted, NewCallback},
@@ -33,17 +38,17 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 
 /// The answer to an accepted callback.
 #[derive(Serialize, ToSchema)]
-pub struct Ack {
+pub(super) struct Ack {
     /// The id this receiver gave the callback; for a duplicate, the first delivery's id.
-    pub id: String,
+    id: String,
     /// The record the callback is about.
-    pub record: String,
+    record: String,
     /// The callback type (the known spelling, or as sent for a type this crate does not know).
-    pub callback_type: String,
+    callback_type: String,
     /// The callback code as sent, if any.
-    pub callback_code: Option<String>,
+    callback_code: Option<String>,
     /// Whether the same bytes were already stored within the dedup window.
-    pub duplicate: bool,
+    duplicate: bool,
 }
 
 /// Bounded metric labels for a callback: known types and codes by name, the rest as `other`.

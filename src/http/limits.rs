@@ -1,7 +1,6 @@
 //! How much a request may take: time (`--request-timeout`), body size (`--max-body-bytes`) and
 //! callbacks being stored at once (`--max-concurrent-requests`). Who may call at all is decided
-//! in [`access`](super::access); the limits of the connections themselves are in
-//! [`serve`](super::serve).
+//! in `access`; the limits of the connections themselves are in `serve`.
 
 use std::{sync::Arc, time::Duration};
 

@@ -1,31 +1,43 @@
-//! The HTTP API: the callback sink Okra calls, the read/replay API, health and metrics.
+//! The HTTP API: the callback sink Okra calls, the read/replay API, health and metrics, the
+//! OpenAPI document and the web console.
 //!
-//! One router per resource, merged here under the access rule each follows:
+//! One room per resource, each with its own router, merged here under the access rule each
+//! follows:
 //!
 //! - `ingest`: `POST /v1/callback`, the sink Okra calls.
-//! - `admin`: the read/replay API (`GET /v1/callback`, `/v1/callbacks/{id}`, the replays).
-//! - `ops`: `/healthz`, `/readyz`, `/metrics` and `/openapi.json`.
+//! - `callbacks`: one record's callbacks (`GET /v1/callback`), one callback
+//!   (`GET /v1/callbacks/{id}`) and its replay.
+//! - `search`: callbacks across all records by filter (`GET /v1/callbacks`) and the replay of
+//!   all a filter matches (`POST /v1/callbacks/replay`); `filter` parses the filters and pages
+//!   (for the console too).
+//! - `stats`: the counts (`GET /v1/stats`).
+//! - `health`: `/healthz`, `/readyz` and `/metrics`.
+//! - `openapi`: the document's frame and `GET /openapi.json`; `schema` holds the schemas of
+//!   what the routes accept.
 //! - `console`: the web console at `/console` (server-rendered pages, its own session and CSRF
 //!   check, the same admin rule).
 //!
 //! Beside them: `access` (who may call: tokens, networks, signatures), `limits` (how much a
-//! request may take), [`error`] (the one error type, mapped to HTTP), `state` (what the routes
-//! share), [`extract`] (the `Query`, `Path`, `Json` and `Form` every route takes, rejecting in
-//! our error body), `schema` (the OpenAPI schemas of what the routes accept) and `serve` (the connection loop). `router` builds the whole `Router`, so it can be
+//! request may take), `error` (the one error type, mapped to HTTP), `state` (what the routes
+//! share), `extract` (the `Query`, `Path` and `Json` every route takes, rejecting in our error
+//! body) and `serve` (the connection loop). [`router`] builds the whole `Router`, so it can be
 //! tested with `tower::ServiceExt::oneshot` before any socket exists.
 
 mod access;
-mod admin;
+mod callbacks;
 mod console;
-pub mod error;
-pub(crate) mod extract;
+mod error;
+mod extract;
+mod filter;
+mod health;
 mod ingest;
 mod limits;
-mod operator;
-mod ops;
+mod openapi;
 mod schema;
+mod search;
 pub(crate) mod serve;
 mod state;
+mod stats;
 
 use axum::{
     extract::{DefaultBodyLimit, Request, State},
@@ -35,56 +47,11 @@ use axum::{
 };
 use tower_http::trace::TraceLayer;
 use tracing::field::Empty;
-use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
-pub use self::error::ApiError;
+use self::error::ApiError;
 pub(crate) use self::state::AppState;
 use crate::telemetry::Metrics;
-
-/// The OpenAPI document's frame: title, version, tags and security schemes. The paths come
-/// from the `#[utoipa::path]` annotations of the routes [`router`] serves.
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "okra-callbacks",
-        description = "Receives Okra's open-banking callbacks, stores them durably, and hands them to handlers at least once, in order per record."
-    ),
-    modifiers(&SecuritySchemes),
-    tags(
-        (name = "callbacks", description = "The sink Okra calls"),
-        (name = "admin", description = "Read and replay stored callbacks (the --admin-token rule)"),
-        (name = "operations", description = "Health, readiness, metrics and this document"),
-    )
-)]
-struct ApiDoc;
-
-/// Adds the two bearer-token schemes: `callback_token` and `admin_token`.
-struct SecuritySchemes;
-
-impl utoipa::Modify for SecuritySchemes {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        for (name, what) in [
-            ("callback_token", "--callback-token, when set"),
-            (
-                "admin_token",
-                "--admin-token, when set; without it, loopback clients only",
-            ),
-        ] {
-            components.add_security_scheme(
-                name,
-                SecurityScheme::Http(
-                    HttpBuilder::new()
-                        .scheme(HttpAuthScheme::Bearer)
-                        .description(Some(format!("Authorization: Bearer <token> ({what})")))
-                        .build(),
-                ),
-            );
-        }
-    }
-}
 
 /// Every route, by the access rule in front of it. Each route is registered with its OpenAPI
 /// description, so the router and the document cannot drift apart. A new resource merges its
@@ -92,7 +59,7 @@ impl utoipa::Modify for SecuritySchemes {
 struct Routes {
     /// Open to all: health, readiness, the OpenAPI document, and `POST /v1/callback`, which
     /// applies its own rules (`--allow-from`, `--callback-token`, signatures) as steps of
-    /// [`ingest`], where their order is kept and each refusal counted.
+    /// `ingest`, where their order is kept and each refusal counted.
     open: OpenApiRouter<AppState>,
     /// The `--admin-token` rule: the read/replay API and metrics.
     admin: OpenApiRouter<AppState>,
@@ -100,18 +67,20 @@ struct Routes {
 
 fn routes() -> Routes {
     Routes {
-        open: OpenApiRouter::with_openapi(ApiDoc::openapi())
+        open: openapi::router()
             .merge(ingest::router())
-            .merge(ops::open_router()),
+            .merge(health::open_router()),
         admin: OpenApiRouter::new()
-            .merge(admin::router())
-            .merge(ops::admin_router()),
+            .merge(callbacks::router())
+            .merge(search::router())
+            .merge(stats::router())
+            .merge(health::admin_router()),
     }
 }
 
 /// The OpenAPI 3 document of every route the receiver serves (what `GET /openapi.json`
 /// answers).
-pub fn openapi() -> utoipa::openapi::OpenApi {
+pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
     let Routes { open, admin } = routes();
     let mut doc = open.merge(admin).into_openapi();
     schema::mark_required(&mut doc);
@@ -128,7 +97,7 @@ pub(crate) fn router(state: AppState) -> Router {
     ));
     let (routes, mut doc) = open.merge(admin).split_for_parts();
     schema::mark_required(&mut doc);
-    let doc = ops::OpenApiJson::of(&doc);
+    let doc = openapi::OpenApiJson::of(&doc);
     let mut router = routes
         .merge(console::router(&state))
         .fallback(|| async {

@@ -97,7 +97,7 @@ pub(super) fn time_param() -> RefOr<Schema> {
 /// `method`), each a string that is not blank, of at most [`MAX_FIELD_CHARS`] characters; a
 /// `callback_code` (else `code`) of at most as many when it is a string (one that is not a
 /// string counts as absent); every other field kept.
-pub struct CallbackBody;
+pub(super) struct CallbackBody;
 
 impl CallbackBody {
     /// The schema as JSON.

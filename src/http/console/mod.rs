@@ -28,7 +28,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use maud::Markup;
 
 use crate::{
-    http::{extract::Path, ApiError, AppState},
+    http::{error::ApiError, extract::Path, state::AppState},
     store::{Cursor, Filter, Scope, Status},
     telemetry::Untrusted,
 };

@@ -1,27 +1,30 @@
-//! What operators and load balancers call: health, readiness, metrics and the OpenAPI document.
+//! What load balancers and Prometheus call: health and readiness (open to all) and metrics
+//! (the `--admin-token` rule).
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use axum::{
     extract::State,
     http::header,
     response::{IntoResponse, Response},
-    Extension,
 };
-use chrono::Utc;
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{error::ErrorBody, extract::Json, ApiError, AppState};
+use super::{
+    error::{ApiError, ErrorBody},
+    extract::Json,
+    state::AppState,
+    stats::pending_age,
+};
 use crate::telemetry::{names, Metrics};
 
-/// The routes open to all: health, readiness and the OpenAPI document.
+/// The routes open to all: health and readiness.
 pub(super) fn open_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(healthz))
         .routes(routes!(readyz))
-        .routes(routes!(openapi_json))
 }
 
 /// The routes under the `--admin-token` rule: metrics.
@@ -29,25 +32,11 @@ pub(super) fn admin_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(render_metrics))
 }
 
-/// The JSON of the OpenAPI document, rendered once per router.
-#[derive(Clone)]
-pub(super) struct OpenApiJson(Arc<str>);
-
-impl OpenApiJson {
-    /// Renders `doc` once, for every `GET /openapi.json` to answer.
-    pub(super) fn of(doc: &utoipa::openapi::OpenApi) -> Self {
-        Self(
-            doc.to_json()
-                .expect("the OpenAPI document serialises")
-                .into(),
-        )
-    }
-}
 /// The body of `/healthz` and `/readyz`.
 #[derive(Serialize, ToSchema)]
-pub struct Health {
+pub(super) struct Health {
     /// `ok` (process up) or `ready` (store reachable).
-    pub status: &'static str,
+    status: &'static str,
 }
 
 /// `GET /healthz`: the process is up.
@@ -98,10 +87,7 @@ async fn render_metrics(State(state): State<AppState>) -> Response {
         Ok(Ok(backlog)) => {
             metrics::gauge!(names::PENDING).set(backlog.pending as f64);
             metrics::gauge!(names::DEAD).set(backlog.dead as f64);
-            let age = backlog
-                .oldest_pending_at
-                .map(|t| (Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
-                .unwrap_or(0.0);
+            let age = pending_age(backlog.oldest_pending_at);
             metrics::gauge!(names::OLDEST_PENDING_AGE).set(age);
             metrics::gauge!(names::CALLBACKS_PENDING).set(backlog.pending as f64);
             metrics::gauge!(names::CALLBACKS_DEAD).set(backlog.dead as f64);
@@ -113,20 +99,4 @@ async fn render_metrics(State(state): State<AppState>) -> Response {
     metrics::gauge!(names::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     let text = state.metrics().map(Metrics::render).unwrap_or_default();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
-}
-
-/// `GET /openapi.json`: this API's OpenAPI 3 document.
-#[utoipa::path(
-    get,
-    path = "/openapi.json",
-    tag = "operations",
-    description = "This document. Open to all: it describes the API and holds no data.",
-    responses((status = 200, description = "The OpenAPI 3 document", body = Object, content_type = "application/json")),
-)]
-async fn openapi_json(Extension(doc): Extension<OpenApiJson>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        doc.0.to_string(),
-    )
-        .into_response()
 }

@@ -1,0 +1,257 @@
+//! The operator's filters and pages, parsed once: the query string of `GET /v1/callbacks` and
+//! `POST /v1/callbacks/replay` and the console's filter form both become the store's
+//! [`Filter`] through [`FilterQuery::parse`]; `limit` and `cursor` are read by [`PageQuery`].
+//!
+//! A value that does not parse is an [`InvalidFilter`] naming the parameter and its valid
+//! values (the API and the console each word it for their reader); a cursor that is not the
+//! `next_cursor` of the same listing is a [`CursorError`].
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::{error::ApiError, schema};
+use crate::{
+    callback::CallbackType,
+    store::{Cursor, CursorError, Filter, Scope, Status},
+};
+
+/// The most callbacks one page of a list holds.
+pub(super) const MAX_LIMIT: usize = 500;
+/// The page size of `GET /v1/callbacks` when `limit` is not given.
+pub(super) const DEFAULT_LIMIT: usize = 50;
+/// The page size of `GET /v1/callback?record=&method=` when `limit` is not given.
+pub(super) const DEFAULT_RECORD_LIMIT: usize = 100;
+
+/// The filters of `GET /v1/callbacks` and `POST /v1/callbacks/replay` (and of the console's
+/// form), as sent.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct FilterQuery {
+    /// `pending`, `delivered` or `dead`; several comma-separated (`dead,pending`).
+    #[param(schema_with = schema::status_list_param)]
+    pub(super) status: Option<String>,
+    /// The callback type, in any case (`transactions`, `IDENTITY`, …).
+    pub(super) callback_type: Option<String>,
+    /// The callback code, as sent (`PERIODIC_TRANSACTIONS`, …).
+    pub(super) callback_code: Option<String>,
+    /// The record id.
+    pub(super) record: Option<String>,
+    /// Only callbacks received at or after this time (RFC 3339, e.g. `2026-01-31T12:00:00Z`).
+    #[param(schema_with = schema::time_param)]
+    pub(super) received_after: Option<String>,
+    /// Only callbacks received before this time (RFC 3339).
+    #[param(schema_with = schema::time_param)]
+    pub(super) received_before: Option<String>,
+}
+
+/// A filter value that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum InvalidFilter {
+    /// `list` (the `status` value as sent) holds `bad`, which is not a status.
+    Status {
+        /// The whole `status` value.
+        list: String,
+        /// The part of it that is not a status.
+        bad: String,
+    },
+    /// `value` of the time parameter `parameter` is not an RFC 3339 time with a zone.
+    Time {
+        /// `received_after` or `received_before`.
+        parameter: &'static str,
+        /// The value as sent.
+        value: String,
+    },
+}
+
+impl From<InvalidFilter> for ApiError {
+    fn from(e: InvalidFilter) -> Self {
+        match e {
+            InvalidFilter::Status { list, .. } => invalid(
+                "status",
+                &list,
+                "pending, delivered or dead (several comma-separated, e.g. status=dead,pending)",
+            ),
+            InvalidFilter::Time { parameter, value } => invalid(
+                parameter,
+                &value,
+                "an RFC 3339 time with a zone, e.g. 2026-01-31T12:00:00Z",
+            ),
+        }
+    }
+}
+
+/// A parameter that does not parse: names it and its valid values.
+fn invalid(name: &str, value: &str, valid: &str) -> ApiError {
+    ApiError::InvalidParameter(format!(
+        "`{name}={value}` is not valid: {name} must be {valid}"
+    ))
+}
+
+/// A given, non-empty parameter value.
+fn given(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+fn time(
+    parameter: &'static str,
+    value: &Option<String>,
+) -> Result<Option<DateTime<Utc>>, InvalidFilter> {
+    given(value)
+        .map(|v| {
+            DateTime::parse_from_rfc3339(v)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| InvalidFilter::Time {
+                    parameter,
+                    value: v.to_owned(),
+                })
+        })
+        .transpose()
+}
+
+impl FilterQuery {
+    /// The store's filter these parameters describe.
+    pub(super) fn parse(&self) -> Result<Filter, InvalidFilter> {
+        let statuses = match given(&self.status) {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(|s| {
+                    Status::from_name(s).ok_or_else(|| InvalidFilter::Status {
+                        list: list.to_owned(),
+                        bad: s.trim().to_owned(),
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let callback_type = given(&self.callback_type).map(|t| {
+            // Known types in their canonical spelling; others as sent (matched in any case).
+            CallbackType::from_name(t).map_or_else(|| t.to_owned(), |k| k.as_str().to_owned())
+        });
+        Ok(Filter {
+            statuses,
+            callback_type,
+            callback_code: given(&self.callback_code).map(str::to_owned),
+            record: given(&self.record).map(str::to_owned),
+            received_after: time("received_after", &self.received_after)?,
+            received_before: time("received_before", &self.received_before)?,
+        })
+    }
+}
+
+/// The page parameters of the lists.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct PageQuery {
+    /// How many callbacks per page: 1–500 (default 50 on `GET /v1/callbacks`, 100 on
+    /// `GET /v1/callback`).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
+    limit: Option<String>,
+    /// The previous page's `next_cursor`, to read the next page (same filters).
+    cursor: Option<String>,
+}
+
+impl PageQuery {
+    /// The page size, 1–500, or `default`.
+    pub(super) fn limit(&self, default: usize) -> Result<usize, ApiError> {
+        match given(&self.limit) {
+            None => Ok(default),
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=MAX_LIMIT).contains(n))
+                .ok_or_else(|| invalid("limit", v, "a whole number from 1 to 500")),
+        }
+    }
+
+    /// The cursor, checked against the listing it must belong to.
+    pub(super) fn cursor(&self, filter: &Filter, scope: Scope) -> Result<Option<Cursor>, ApiError> {
+        cursor(given(&self.cursor), filter, scope).map_err(|e| ApiError::InvalidCursor(e.to_string()))
+    }
+}
+
+/// The cursor `text` (absent: the first page), checked against the listing it must belong to.
+pub(super) fn cursor(
+    text: Option<&str>,
+    filter: &Filter,
+    scope: Scope,
+) -> Result<Option<Cursor>, CursorError> {
+    text.map(|text| {
+        let cursor = Cursor::decode(text)?;
+        cursor.fits(filter, scope)?;
+        Ok(cursor)
+    })
+    .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(status: &str) -> FilterQuery {
+        FilterQuery {
+            status: Some(status.into()),
+            ..FilterQuery::default()
+        }
+    }
+
+    #[test]
+    fn statuses_parse_comma_separated_and_bad_ones_are_named() {
+        let f = q("dead, Pending").parse().unwrap();
+        assert_eq!(f.statuses, [Status::Dead, Status::Pending]);
+        let invalid = q("dead,bogus").parse().unwrap_err();
+        assert_eq!(
+            invalid,
+            InvalidFilter::Status {
+                list: "dead,bogus".into(),
+                bad: "bogus".into()
+            }
+        );
+        let err = ApiError::from(invalid).to_string();
+        assert!(
+            err.contains("status") && err.contains("pending, delivered or dead"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn limits_are_bounded() {
+        let page = |l: &str| PageQuery {
+            limit: Some(l.into()),
+            cursor: None,
+        };
+        assert_eq!(page("500").limit(50).unwrap(), 500);
+        assert_eq!(PageQuery::default().limit(50).unwrap(), 50);
+        for bad in ["0", "501", "100000", "-1", "ten"] {
+            let err = page(bad).limit(50).unwrap_err().to_string();
+            assert!(err.contains("limit") && err.contains("1 to 500"), "{err}");
+        }
+    }
+
+    #[test]
+    fn known_types_are_canonical_and_times_must_have_a_zone() {
+        let f = FilterQuery {
+            callback_type: Some("transactions".into()),
+            received_after: Some("2026-01-31T12:00:00+01:00".into()),
+            ..FilterQuery::default()
+        }
+        .parse()
+        .unwrap();
+        assert_eq!(f.callback_type.as_deref(), Some("TRANSACTIONS"));
+        assert_eq!(
+            f.received_after.unwrap().to_rfc3339(),
+            "2026-01-31T11:00:00+00:00"
+        );
+        let err = FilterQuery {
+            received_before: Some("yesterday".into()),
+            ..FilterQuery::default()
+        }
+        .parse()
+        .unwrap_err();
+        let err = ApiError::from(err).to_string();
+        assert!(
+            err.contains("received_before") && err.contains("RFC 3339"),
+            "{err}"
+        );
+    }
+}
