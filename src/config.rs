@@ -10,11 +10,7 @@ use std::{fmt, net::IpAddr, path::PathBuf, str::FromStr, time::Duration};
 use clap::Args;
 use ipnet::IpNet;
 
-use crate::{
-    dispatch::DispatchConfig,
-    signature::{Verifier, DEFAULT_HMAC_HEADER},
-    store::StoreOptions,
-};
+use crate::{dispatch::DispatchConfig, signature::DEFAULT_HMAC_HEADER, store::StoreOptions};
 
 /// A secret string (a bearer token). `Debug` and `Display` never show it.
 #[derive(Clone, PartialEq, Eq)]
@@ -349,41 +345,6 @@ impl Default for DeliveryConfig {
 #[error("{0}")]
 pub struct ConfigError(pub String);
 
-fn read_secret(path: &PathBuf, flag: &str) -> Result<Secret, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError(format!("cannot read --{flag} {}: {e}", path.display())))?;
-    text.trim_end_matches(['\r', '\n'])
-        .parse()
-        .map_err(|e| ConfigError(format!("--{flag} {}: {e}", path.display())))
-}
-
-/// A secret given inline or as a file to read.
-fn secret(
-    inline: Option<Secret>,
-    file: Option<PathBuf>,
-    flag: &str,
-) -> Result<Option<Secret>, ConfigError> {
-    match file {
-        Some(path) => read_secret(&path, flag).map(Some),
-        None => Ok(inline),
-    }
-}
-
-/// [`AccessConfig`] with its secret files read and its signature check built.
-#[derive(Debug, Clone)]
-pub(crate) struct Access {
-    /// Required on `POST /v1/callback` when set.
-    pub callback_token: Option<Secret>,
-    /// Required on every read/admin endpoint when set.
-    pub admin_token: Option<Secret>,
-    /// The signature every callback body must carry, when set.
-    pub signature: Option<Verifier>,
-    /// Proxies whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: Vec<IpNet>,
-    /// When not empty, `POST /v1/callback` only from these networks.
-    pub allow_from: Vec<IpNet>,
-}
-
 /// A [`Config`] read and checked once, in the shapes the parts of a receiver take.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
@@ -395,8 +356,9 @@ pub(crate) struct Settings {
     pub dedup_window: Duration,
     /// Delivered and dead callbacks older than this are deleted.
     pub retention: Option<Duration>,
-    /// Who may call.
-    pub access: Access,
+    /// Who may call, as flags (the HTTP layer reads the `…_file` secrets and builds the
+    /// signature check when the receiver is built).
+    pub access: AccessConfig,
     /// What bounds connections and requests.
     pub limits: LimitsConfig,
     /// The dispatcher's settings, the lease's default filled in.
@@ -404,8 +366,7 @@ pub(crate) struct Settings {
 }
 
 impl Config {
-    /// Reads the `…_file` secrets, builds the signature check and checks the settings fit
-    /// together. Runs once, when a receiver is built.
+    /// Checks the settings fit together. Runs once, when a receiver is built.
     pub(crate) fn resolve(self) -> Result<Settings, ConfigError> {
         let Config {
             store,
@@ -413,7 +374,6 @@ impl Config {
             limits,
             delivery,
         } = self;
-        let access = access.resolve()?;
         if limits.header_read_timeout.is_zero() || limits.request_timeout.is_zero() {
             return Err(ConfigError(
                 "--header-read-timeout and --request-timeout must be longer than 0 s".into(),
@@ -465,42 +425,6 @@ impl Config {
             retention: store.retention,
             access,
             limits,
-        })
-    }
-}
-
-impl AccessConfig {
-    fn resolve(self) -> Result<Access, ConfigError> {
-        let hmac_secret = secret(self.hmac_secret, self.hmac_secret_file, "hmac-secret-file")?;
-        let webhook_secret = secret(
-            self.webhook_secret,
-            self.webhook_secret_file,
-            "webhook-secret-file",
-        )?;
-        let signature = match (hmac_secret, webhook_secret) {
-            (Some(_), Some(_)) => return Err(ConfigError(
-                "--hmac-secret and --webhook-secret are two signature schemes: set only the one your sender uses".into(),
-            )),
-            (Some(secret), None) => Some(
-                Verifier::hmac_sha256(secret.expose().as_bytes(), &self.hmac_header)
-                    .map_err(|e| ConfigError(format!("--hmac-secret: {e}")))?,
-            ),
-            (None, Some(secret)) => Some(
-                Verifier::standard_webhooks(secret.expose())
-                    .map_err(|e| ConfigError(format!("--webhook-secret: {e}")))?,
-            ),
-            (None, None) => None,
-        };
-        Ok(Access {
-            callback_token: secret(
-                self.callback_token,
-                self.callback_token_file,
-                "callback-token-file",
-            )?,
-            admin_token: secret(self.admin_token, self.admin_token_file, "admin-token-file")?,
-            signature,
-            trusted_proxies: self.trusted_proxies,
-            allow_from: self.allow_from,
         })
     }
 }
@@ -626,26 +550,6 @@ mod tests {
     }
 
     #[test]
-    fn token_files_are_read_and_trimmed() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("admin");
-        std::fs::write(&path, "from-a-file\n").unwrap();
-        let settings = Cli::parse_from(["x", "--admin-token-file", path.to_str().unwrap()])
-            .config
-            .resolve()
-            .unwrap();
-        assert_eq!(settings.access.admin_token.unwrap().expose(), "from-a-file");
-
-        let missing = Cli::parse_from(["x", "--callback-token-file", "/nonexistent/t"])
-            .config
-            .resolve()
-            .unwrap_err();
-        assert!(missing
-            .to_string()
-            .contains("cannot read --callback-token-file"));
-    }
-
-    #[test]
     fn bad_values_are_refused_with_a_hint() {
         let err = Cli::try_parse_from(["x", "--dedup-window", "soon"])
             .err()
@@ -703,60 +607,7 @@ mod tests {
     }
 
     #[test]
-    fn signature_secrets_come_from_flags_or_files_and_never_print() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("whsec");
-        std::fs::write(&path, "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD\n").unwrap();
-        let settings = Cli::parse_from(["x", "--webhook-secret-file", path.to_str().unwrap()])
-            .config
-            .resolve()
-            .unwrap();
-        assert_eq!(
-            settings.access.signature.unwrap().scheme(),
-            "standard-webhooks"
-        );
-        let config = Cli::parse_from(["x", "--hmac-secret", "hunter2-hmac"]).config;
-        assert!(!format!("{config:?}").contains("hunter2"));
-        let verifier = config.resolve().unwrap().access.signature.unwrap();
-        assert_eq!(verifier.scheme(), "hmac-sha256");
-        assert!(!format!("{verifier:?}").contains("hunter2"));
-    }
-
-    #[test]
-    fn unusable_signature_settings_are_refused_without_echoing_the_secret() {
-        let err = Cli::parse_from(["x", "--webhook-secret", "whsec_not*base64"])
-            .config
-            .resolve()
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("--webhook-secret") && !err.contains("not*base64"),
-            "{err}"
-        );
-        assert!(
-            Cli::try_parse_from(["x", "--hmac-secret", "a", "--webhook-secret", "whsec_AAAA"])
-                .is_err()
-        );
-        // Set in code, both at once are refused too.
-        let both = Config {
-            access: AccessConfig {
-                hmac_secret: Some(Secret::new("a")),
-                webhook_secret: Some(Secret::new("whsec_AAAA")),
-                ..AccessConfig::default()
-            },
-            ..Config::default()
-        };
-        assert!(both
-            .resolve()
-            .unwrap_err()
-            .to_string()
-            .contains("only the one"));
-        let err = Cli::parse_from(["x", "--hmac-secret", "a", "--hmac-header", "bad header"])
-            .config
-            .resolve()
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("X-Okra-Signature"), "{err}");
+    fn a_zero_request_timeout_is_refused() {
         assert!(Cli::parse_from(["x", "--request-timeout", "0s"])
             .config
             .resolve()

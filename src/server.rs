@@ -16,7 +16,7 @@ use crate::{
     http::{
         self,
         serve::{serve, ConnectionLimits},
-        AppState,
+        Access, AppState,
     },
     store::{self, Store, StoreError},
     telemetry::Metrics,
@@ -62,8 +62,9 @@ impl Receiver {
     /// used is an error.
     pub async fn new(config: Config, handler: impl Handler) -> Result<Self, Error> {
         let settings = config.resolve()?;
+        let access = Access::from_config(&settings.access)?;
         let store = store::open_with(&settings.database_url, &settings.store).await?;
-        Ok(Self::build(settings, store, Arc::new(handler)))
+        Ok(Self::build(settings, access, store, Arc::new(handler)))
     }
 
     /// Uses a store opened elsewhere (e.g. shared with other code, or a custom [`Store`]).
@@ -75,13 +76,20 @@ impl Receiver {
         store: Arc<dyn Store>,
         handler: Arc<dyn Handler>,
     ) -> Result<Self, Error> {
-        Ok(Self::build(config.resolve()?, store, handler))
+        let settings = config.resolve()?;
+        let access = Access::from_config(&settings.access)?;
+        Ok(Self::build(settings, access, store, handler))
     }
 
-    fn build(settings: Settings, store: Arc<dyn Store>, handler: Arc<dyn Handler>) -> Self {
+    fn build(
+        settings: Settings,
+        access: Access,
+        store: Arc<dyn Store>,
+        handler: Arc<dyn Handler>,
+    ) -> Self {
         let owner = format!("{}-{}", hostname(), uuid::Uuid::now_v7());
         let dispatcher = Dispatcher::new(store.clone(), handler, settings.dispatch.clone(), owner);
-        let state = AppState::new(&settings, store.clone(), dispatcher.waker());
+        let state = AppState::new(&settings, access, store.clone(), dispatcher.waker());
         Self {
             settings,
             store,

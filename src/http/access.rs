@@ -12,6 +12,7 @@
 
 use std::{
     net::{IpAddr, SocketAddr},
+    path::Path,
     sync::Arc,
 };
 
@@ -26,13 +27,74 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
-use crate::{config::Secret, telemetry::Untrusted};
+use crate::{
+    config::{AccessConfig, ConfigError, Secret},
+    signature::Verifier,
+    telemetry::Untrusted,
+};
 
-/// The rules deciding who may call, as [`Config::resolve`](crate::Config) read them once
-/// (tokens, networks, the signature check); the checks themselves live here.
-pub(crate) use crate::config::Access;
+/// The rules deciding who may call, read once from the [`AccessConfig`] flags (the `…_file`
+/// secrets read, the signature check built); the checks are its methods.
+#[derive(Debug, Clone)]
+pub(crate) struct Access {
+    /// Required on `POST /v1/callback` when set.
+    callback_token: Option<Secret>,
+    /// Required on every read/admin endpoint (and to log in to the console) when set.
+    pub(super) admin_token: Option<Secret>,
+    /// The signature every callback body must carry, when set.
+    signature: Option<Verifier>,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    trusted_proxies: Vec<IpNet>,
+    /// When not empty, `POST /v1/callback` only from these networks.
+    allow_from: Vec<IpNet>,
+}
 
 impl Access {
+    /// The rules `config` describes: reads its `…_file` secrets and builds its signature check.
+    /// An unreadable file or an unusable secret is an error naming the flag, so a receiver
+    /// never serves without a secret it was given.
+    pub(crate) fn from_config(config: &AccessConfig) -> Result<Self, ConfigError> {
+        let hmac_secret = secret(
+            &config.hmac_secret,
+            &config.hmac_secret_file,
+            "hmac-secret-file",
+        )?;
+        let webhook_secret = secret(
+            &config.webhook_secret,
+            &config.webhook_secret_file,
+            "webhook-secret-file",
+        )?;
+        let signature = match (hmac_secret, webhook_secret) {
+            (Some(_), Some(_)) => return Err(ConfigError(
+                "--hmac-secret and --webhook-secret are two signature schemes: set only the one your sender uses".into(),
+            )),
+            (Some(secret), None) => Some(
+                Verifier::hmac_sha256(secret.expose().as_bytes(), &config.hmac_header)
+                    .map_err(|e| ConfigError(format!("--hmac-secret: {e}")))?,
+            ),
+            (None, Some(secret)) => Some(
+                Verifier::standard_webhooks(secret.expose())
+                    .map_err(|e| ConfigError(format!("--webhook-secret: {e}")))?,
+            ),
+            (None, None) => None,
+        };
+        Ok(Self {
+            callback_token: secret(
+                &config.callback_token,
+                &config.callback_token_file,
+                "callback-token-file",
+            )?,
+            admin_token: secret(
+                &config.admin_token,
+                &config.admin_token_file,
+                "admin-token-file",
+            )?,
+            signature,
+            trusted_proxies: config.trusted_proxies.clone(),
+            allow_from: config.allow_from.clone(),
+        })
+    }
+
     /// The `--allow-from` rule for `POST /v1/callback`: when networks are listed, the client (as
     /// [`client_ip`] finds it) must be in one of them.
     pub(super) fn check_sender(&self, request: &Parts) -> Result<(), ApiError> {
@@ -108,6 +170,27 @@ impl Access {
         }
         Ok(())
     }
+}
+
+/// A secret given inline, or the contents of the file `--{flag}` names (without the trailing
+/// line break), read now.
+fn secret(
+    inline: &Option<Secret>,
+    file: &Option<std::path::PathBuf>,
+    flag: &str,
+) -> Result<Option<Secret>, ConfigError> {
+    match file {
+        Some(path) => read_secret(path, flag).map(Some),
+        None => Ok(inline.clone()),
+    }
+}
+
+fn read_secret(path: &Path, flag: &str) -> Result<Secret, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("cannot read --{flag} {}: {e}", path.display())))?;
+    text.trim_end_matches(['\r', '\n'])
+        .parse()
+        .map_err(|e| ConfigError(format!("--{flag} {}: {e}", path.display())))
 }
 
 /// Middleware putting the `--admin-token` rule ([`Access::check_admin`]) in front of a router.
@@ -350,5 +433,86 @@ mod tests {
             client_ip(ip("::ffff:10.0.0.2"), &xff(&["198.51.100.7"]), &trusted),
             ip("198.51.100.7")
         );
+    }
+
+    /// The access flags as the binary parses them.
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        access: AccessConfig,
+    }
+
+    fn resolved(args: &[&str]) -> Result<Access, ConfigError> {
+        Access::from_config(&<Cli as clap::Parser>::parse_from(args).access)
+    }
+
+    #[test]
+    fn resolved_secrets_never_print() {
+        let access = resolved(&["x", "--admin-token", "hunter2-admin"]).unwrap();
+        let shown = format!("{access:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("Secret(***)"), "{shown}");
+    }
+
+    #[test]
+    fn token_files_are_read_and_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin");
+        std::fs::write(&path, "from-a-file\n").unwrap();
+        let access = resolved(&["x", "--admin-token-file", path.to_str().unwrap()]).unwrap();
+        assert_eq!(access.admin_token.unwrap().expose(), "from-a-file");
+
+        let missing = resolved(&["x", "--callback-token-file", "/nonexistent/t"]).unwrap_err();
+        assert!(missing
+            .to_string()
+            .contains("cannot read --callback-token-file"));
+    }
+
+    #[test]
+    fn signature_secrets_come_from_flags_or_files_and_never_print() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("whsec");
+        std::fs::write(&path, "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD\n").unwrap();
+        let access = resolved(&["x", "--webhook-secret-file", path.to_str().unwrap()]).unwrap();
+        assert_eq!(access.signature.unwrap().scheme(), "standard-webhooks");
+        let config =
+            <Cli as clap::Parser>::parse_from(["x", "--hmac-secret", "hunter2-hmac"]).access;
+        assert!(!format!("{config:?}").contains("hunter2"));
+        let verifier = Access::from_config(&config).unwrap().signature.unwrap();
+        assert_eq!(verifier.scheme(), "hmac-sha256");
+        assert!(!format!("{verifier:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn unusable_signature_settings_are_refused_without_echoing_the_secret() {
+        let err = resolved(&["x", "--webhook-secret", "whsec_not*base64"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--webhook-secret") && !err.contains("not*base64"),
+            "{err}"
+        );
+        assert!(<Cli as clap::Parser>::try_parse_from([
+            "x",
+            "--hmac-secret",
+            "a",
+            "--webhook-secret",
+            "whsec_AAAA"
+        ])
+        .is_err());
+        // Set in code, both at once are refused too.
+        let both = AccessConfig {
+            hmac_secret: Some(Secret::new("a")),
+            webhook_secret: Some(Secret::new("whsec_AAAA")),
+            ..AccessConfig::default()
+        };
+        assert!(Access::from_config(&both)
+            .unwrap_err()
+            .to_string()
+            .contains("only the one"));
+        let err = resolved(&["x", "--hmac-secret", "a", "--hmac-header", "bad header"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("X-Okra-Signature"), "{err}");
     }
 }

@@ -166,7 +166,8 @@ impl PageQuery {
 
     /// The cursor, checked against the listing it must belong to.
     pub(super) fn cursor(&self, filter: &Filter, scope: Scope) -> Result<Option<Cursor>, ApiError> {
-        cursor(given(&self.cursor), filter, scope).map_err(|e| ApiError::InvalidCursor(e.to_string()))
+        cursor(given(&self.cursor), filter, scope)
+            .map_err(|e| ApiError::InvalidCursor(e.to_string()))
     }
 }
 

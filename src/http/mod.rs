@@ -50,7 +50,7 @@ use tracing::field::Empty;
 use utoipa_axum::router::OpenApiRouter;
 
 use self::error::ApiError;
-pub(crate) use self::state::AppState;
+pub(crate) use self::{access::Access, state::AppState};
 use crate::telemetry::Metrics;
 
 /// Every route, by the access rule in front of it. Each route is registered with its OpenAPI

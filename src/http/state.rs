@@ -34,13 +34,18 @@ pub(crate) struct Shared {
 }
 
 impl AppState {
-    /// The state of the routes `settings` describe, over `store`, waking the dispatcher
-    /// through `wake`.
-    pub(crate) fn new(settings: &Settings, store: Arc<dyn Store>, wake: Arc<Notify>) -> Self {
+    /// The state of the routes `settings` describe, under the `access` rules read from them,
+    /// over `store`, waking the dispatcher through `wake`.
+    pub(crate) fn new(
+        settings: &Settings,
+        access: Access,
+        store: Arc<dyn Store>,
+        wake: Arc<Notify>,
+    ) -> Self {
         Self(Arc::new(Shared {
             store,
             wake,
-            access: Arc::new(settings.access.clone()),
+            access: Arc::new(access),
             limits: Arc::new(Limits::from_config(&settings.limits)),
             dedup_window: settings.dedup_window,
             metrics: None,
