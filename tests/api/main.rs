@@ -14,6 +14,7 @@ mod metrics;
 mod openapi;
 mod operator;
 mod outputs;
+mod readme;
 mod replicas;
 mod security;
 mod store;
