@@ -8,24 +8,18 @@
 
 use tokio_postgres::types::ToSql;
 
-use super::{from_row, PostgresStore, COLUMNS};
+use super::{rows::from_row, PostgresStore};
 use crate::store::{
     from_millis,
     query::{page, stats_of},
     Attempt, AttemptOutcome, Cursor, Filter, Page, Scope, Stats, Status, StoreError,
-    StoredCallback,
+    StoredCallback, COLUMNS,
 };
 
 /// The columns of a list row: everything but the body (lists show no payloads), then `seq`.
 const LIST_COLUMNS: &str = "id, record, callback_type, callback_code, ''::bytea AS body, \
                             received_at, status, attempts, cycle_attempts, last_error, \
                             next_attempt_at, finished_at, seq";
-
-/// Adds `$3` to the count of `$1` callbacks in status `$2`, in this connection's shard.
-pub(super) const COUNT_SQL: &str =
-    "INSERT INTO okra_callback_counts (callback_type, status, shard, n)
-     VALUES ($1, $2, pg_backend_pid(), $3)
-     ON CONFLICT (callback_type, status, shard) DO UPDATE SET n = okra_callback_counts.n + EXCLUDED.n";
 
 /// The key of the advisory lock under which shards of gone connections are folded.
 const FOLD_LOCK: i64 = 0x006f_6b72_6166_6f6c;

@@ -15,7 +15,7 @@ use std::{sync::Weak, time::Duration};
 
 use tokio::time::MissedTickBehavior;
 
-use super::Db;
+use super::connect::Db;
 
 /// The tables vacuumed: small, and rewritten by every callback.
 const HOT_TABLES: &str = "okra_record_queue, okra_callback_counts";

@@ -331,8 +331,9 @@ mod tests {
     use chrono::{DateTime, Utc};
     use proptest::prelude::*;
 
-    use super::super::{SqliteStore, Store, StoreOptions};
+    use super::super::{SqliteStore, Store};
     use super::*;
+    use crate::store::StoreOptions;
 
     const WINDOW: Duration = Duration::from_secs(3600);
 

@@ -11,10 +11,15 @@
 //! replica's records go to another within about `lease`. A worker whose lease is gone — taken
 //! over (the store refuses its outcome, or the heartbeat finds it), or not renewed for a whole
 //! `lease` (database unreachable, process paused) — stops before its next handler call.
+//!
+//! One handler attempt (timeout, panic guard, verdict) is in `attempt`; the retry backoff and
+//! the rule for giving way to bursts of acknowledgements in `policy`.
+
+mod attempt;
+mod policy;
 
 use std::{
     collections::HashSet,
-    panic::AssertUnwindSafe,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex,
@@ -22,140 +27,19 @@ use std::{
     time::{Duration, Instant},
 };
 
-use chrono::Utc;
-use futures::FutureExt;
-use rand::Rng;
 use tokio::{
     sync::{Notify, Semaphore},
     task::JoinSet,
 };
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use crate::{
-    callback::Envelope,
-    handler::{Context, Handler},
-    store::{Attempt, AttemptOutcome, Claim, Outcome, Store, StoreError, StoredCallback},
+    handler::Handler,
+    store::{Claim, Outcome, Store, StoreError, StoredCallback},
     telemetry::{self, names, Metrics, Untrusted},
 };
-
-/// How the dispatcher retries and how much it does at once.
-#[derive(Debug, Clone)]
-pub struct DispatchConfig {
-    /// Handler attempts before a callback is marked dead.
-    pub max_attempts: u32,
-    /// Delay before the first retry; doubles with each attempt.
-    pub retry_base_delay: Duration,
-    /// The longest delay between two attempts.
-    pub retry_max_delay: Duration,
-    /// How long one handler call may run before it counts as failed.
-    pub handler_timeout: Duration,
-    /// How many records are served at once.
-    pub concurrency: usize,
-    /// How many of one record's callbacks are claimed together.
-    pub batch: usize,
-    /// How long a replica that stopped renewing keeps its records before another may take them
-    /// over; renewed every third of it while handlers run.
-    pub lease: Duration,
-    /// Whether the heartbeat renews leases while handlers run (on by default). Off, a claim
-    /// lasts `lease` from the last outcome written, so `lease` must cover the longest handler
-    /// call; off is for modelling a replica that stopped renewing.
-    pub renew_leases: bool,
-    /// How often to look for due retries (and other replicas' work) when idle.
-    pub poll_interval: Duration,
-    /// How long deliveries may wait while a burst of callbacks queues to be stored
-    /// ([`Store::acknowledgements_queued`]): meanwhile the dispatcher takes no new work and
-    /// its workers give their records back after the callback in hand, so the store's time goes
-    /// to acknowledging Okra; they catch up after the burst. A burst that lasts longer is
-    /// delivered alongside until it ends. Zero turns this off.
-    pub max_delivery_deferral: Duration,
-}
-
-impl Default for DispatchConfig {
-    fn default() -> Self {
-        Self {
-            max_attempts: 10,
-            retry_base_delay: Duration::from_secs(1),
-            retry_max_delay: Duration::from_secs(3600),
-            handler_timeout: Duration::from_secs(30),
-            concurrency: 64,
-            batch: 32,
-            lease: Duration::from_secs(10),
-            renew_leases: true,
-            poll_interval: Duration::from_millis(250),
-            max_delivery_deferral: Duration::from_secs(30),
-        }
-    }
-}
-
-impl DispatchConfig {
-    /// The delay before the attempt after `attempt` failed ones: `base × 2^(attempt-1)`, capped at
-    /// `retry_max_delay`, of which the upper half is random (jitter), so retries of many callbacks
-    /// spread out instead of arriving together.
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        let exp = attempt.saturating_sub(1).min(30);
-        let full = self
-            .retry_base_delay
-            .saturating_mul(1u32 << exp)
-            .min(self.retry_max_delay);
-        let half = full / 2;
-        half + half.mul_f64(rand::thread_rng().gen::<f64>())
-    }
-}
-
-/// How often a deferring dispatcher looks whether the burst is over.
-const DEFERRAL_CHECK: Duration = Duration::from_millis(50);
-
-/// Whether the dispatcher gives way to a burst of acknowledgements: from the moment
-/// acknowledgements queue, for as long as they do, `max` at most; a burst that outlasts `max`
-/// is delivered alongside until it ends. After giving way for a while, it does not again for as
-/// long, so bursts that come and go cannot hold deliveries back more than half the time.
-struct Deferral {
-    max: Duration,
-    /// When the current deferral began.
-    since: Option<Instant>,
-    /// The current burst outlasted `max`: no deferral until it ends.
-    spent: bool,
-    /// No deferral before then (as long after the last one as it lasted).
-    rearm_at: Option<Instant>,
-}
-
-impl Deferral {
-    fn new(max: Duration) -> Self {
-        Self {
-            max,
-            since: None,
-            spent: false,
-            rearm_at: None,
-        }
-    }
-
-    /// Whether to take no new work at `now`, given whether acknowledgements queue.
-    fn defer(&mut self, queued: bool, now: Instant) -> bool {
-        if !queued || self.max.is_zero() {
-            self.end(now);
-            self.spent = false;
-            return false;
-        }
-        if self.spent || self.rearm_at.is_some_and(|at| now < at) {
-            return false;
-        }
-        let since = *self.since.get_or_insert(now);
-        if now.duration_since(since) >= self.max {
-            self.end(now);
-            self.spent = true;
-            return false;
-        }
-        true
-    }
-
-    /// Ends the current deferral, if any, at `now`.
-    fn end(&mut self, now: Instant) {
-        if let Some(since) = self.since.take() {
-            self.rearm_at = Some(now + now.duration_since(since));
-        }
-    }
-}
+pub use policy::DispatchConfig;
+use policy::{Deferral, DEFERRAL_CHECK};
 
 /// Runs the handlers over the store's pending callbacks until cancelled.
 pub struct Dispatcher {
@@ -570,173 +454,5 @@ impl Dispatcher {
                 result => return result,
             }
         }
-    }
-
-    /// One handler call for one callback, with its timeout, panic guard and verdict; and the
-    /// attempt as its history keeps it.
-    async fn attempt(&self, cb: &StoredCallback) -> (Outcome, Attempt) {
-        let attempt = cb.attempts + 1;
-        let span = tracing::info_span!(
-            "deliver",
-            id = %Untrusted(&cb.id),
-            record = %Untrusted(&cb.record),
-            callback_type = %Untrusted(&cb.callback_type),
-            callback_code = %Untrusted(cb.callback_code.as_deref().unwrap_or("")),
-            attempt,
-        );
-        let started = std::time::Instant::now();
-        let started_at = Utc::now();
-        let handler = self.handler.name().to_owned();
-        let result = match Envelope::parse(cb.body.clone()) {
-            // Bodies are validated before they are stored; this guards against a hand-edited row.
-            Err(e) => Err((
-                "error",
-                format!("the stored body is not a valid callback: {e}"),
-            )),
-            Ok(envelope) => {
-                let cx = Context {
-                    id: cb.id.clone(),
-                    attempt,
-                    received_at: cb.received_at,
-                    envelope: Arc::new(envelope),
-                };
-                let call = AssertUnwindSafe(self.handler.handle(&cx)).catch_unwind();
-                match tokio::time::timeout(self.config.handler_timeout, call)
-                    .instrument(span.clone())
-                    .await
-                {
-                    Err(_) => Err((
-                        "timeout",
-                        format!(
-                            "the handler did not finish within {:?}",
-                            self.config.handler_timeout
-                        ),
-                    )),
-                    Ok(Err(panic)) => Err((
-                        "panic",
-                        format!("the handler panicked: {}", panic_message(&panic)),
-                    )),
-                    Ok(Ok(Err(e))) => Err(("error", e.to_string())),
-                    Ok(Ok(Ok(()))) => Ok(()),
-                }
-            }
-        };
-        let elapsed = started.elapsed().as_secs_f64();
-        let record = Attempt {
-            attempt,
-            started_at,
-            finished_at: Utc::now(),
-            outcome: match &result {
-                Ok(()) => AttemptOutcome::Succeeded,
-                Err(("timeout", _)) => AttemptOutcome::TimedOut,
-                Err(("panic", _)) => AttemptOutcome::Panicked,
-                Err(_) => AttemptOutcome::Failed,
-            },
-            error: result.as_ref().err().map(|(_, e)| e.clone()),
-        };
-        let _enter = span.enter();
-        let call_outcome = match &result {
-            Ok(()) => "ok",
-            Err((label, _)) => *label,
-        };
-        let outcome = match result {
-            Ok(()) => {
-                tracing::debug!(elapsed_ms = elapsed * 1000.0, "delivered");
-                Outcome::Delivered
-            }
-            Err((_, error)) if cb.cycle_attempts + 1 >= self.config.max_attempts => {
-                tracing::error!(error = %Untrusted(&error), "handler failed for the last time; the callback is dead");
-                Outcome::Dead { error }
-            }
-            Err((_, error)) => {
-                let delay = self.config.backoff(cb.cycle_attempts + 1);
-                tracing::warn!(error = %Untrusted(&error), retry_in_ms = delay.as_millis() as u64, "handler failed; will retry");
-                Outcome::Retry {
-                    at: Utc::now() + delay,
-                    error,
-                }
-            }
-        };
-        let verdict = match &outcome {
-            Outcome::Delivered => "delivered",
-            Outcome::Retry { .. } => "retry",
-            Outcome::Dead { .. } => "dead",
-        };
-        telemetry::record(self.metrics.as_ref(), || {
-            metrics::counter!(names::HANDLER_ATTEMPTS, "handler" => handler.clone(), "outcome" => call_outcome)
-                .increment(1);
-            metrics::histogram!(names::HANDLER_DURATION, "handler" => handler).record(elapsed);
-            metrics::counter!(names::DELIVERY_OUTCOMES, "outcome" => verdict).increment(1);
-            match &outcome {
-                Outcome::Retry { .. } => metrics::counter!(names::RETRIES).increment(1),
-                Outcome::Dead { .. } => metrics::counter!(names::DEAD_LETTERS).increment(1),
-                Outcome::Delivered => {}
-            }
-        });
-        (outcome, record)
-    }
-}
-
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a non-string panic payload".into())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn deliveries_give_way_to_a_burst_for_at_most_the_deferral() {
-        let start = Instant::now();
-        let at = |ms| start + Duration::from_millis(ms);
-        let mut deferral = Deferral::new(Duration::from_millis(100));
-        assert!(!deferral.defer(false, at(0)), "no burst, no deferral");
-        assert!(deferral.defer(true, at(10)), "a burst starts: defer");
-        assert!(deferral.defer(true, at(109)), "still within the deferral");
-        assert!(
-            !deferral.defer(true, at(110)),
-            "the burst outlasted it: deliver"
-        );
-        assert!(
-            !deferral.defer(true, at(500)),
-            "and go on delivering while it lasts"
-        );
-        assert!(!deferral.defer(false, at(510)), "the burst is over");
-        assert!(
-            deferral.defer(true, at(520)),
-            "the next burst is deferred again"
-        );
-        assert!(!deferral.defer(false, at(560)), "it ended after 40 ms");
-        assert!(!deferral.defer(true, at(570)), "so none for the next 40 ms");
-        assert!(deferral.defer(true, at(600)), "and one again after that");
-        let mut off = Deferral::new(Duration::ZERO);
-        assert!(!off.defer(true, at(0)), "a zero deferral never defers");
-    }
-
-    #[test]
-    fn backoff_doubles_with_jitter_and_is_capped() {
-        let config = DispatchConfig {
-            retry_base_delay: Duration::from_millis(1000),
-            retry_max_delay: Duration::from_secs(10),
-            ..Default::default()
-        };
-        for attempt in 1..=3u32 {
-            let full = Duration::from_millis(1000 * (1 << (attempt - 1)));
-            let seen: Vec<_> = (0..50).map(|_| config.backoff(attempt)).collect();
-            assert!(
-                seen.iter().all(|d| *d >= full / 2 && *d <= full),
-                "{attempt}: {seen:?}"
-            );
-            assert!(
-                seen.iter().any(|d| *d != seen[0]),
-                "jitter varies the delay"
-            );
-        }
-        assert!(config.backoff(40) <= Duration::from_secs(10));
-        assert!(config.backoff(40) >= Duration::from_secs(5));
     }
 }

@@ -1,0 +1,38 @@
+//! What every statement shares: how a callback's row reads, how the counts move, the
+//! database's clock, and an idle record's due time.
+
+use tokio_postgres::Row;
+
+use crate::store::{from_millis, Status, StoredCallback};
+
+/// The database's clock in unix milliseconds, for every lease and due-time decision.
+pub(super) const NOW_MS: &str = "(extract(epoch from statement_timestamp()) * 1000)::bigint";
+
+/// The due time of an idle record (nothing pending): never. Kept in the `(due_at)` index
+/// rather than left out by a predicate on `pending`, so the updates that change only the count
+/// or the lease are HOT (migration 0005).
+pub(super) const IDLE_DUE: &str = "9223372036854775807";
+
+/// Adds `$3` to the count of `$1` callbacks in status `$2`, in this connection's shard.
+pub(super) const COUNT_SQL: &str =
+    "INSERT INTO okra_callback_counts (callback_type, status, shard, n)
+     VALUES ($1, $2, pg_backend_pid(), $3)
+     ON CONFLICT (callback_type, status, shard) DO UPDATE SET n = okra_callback_counts.n + EXCLUDED.n";
+
+/// A callback read from its row's [`COLUMNS`](crate::store::COLUMNS), in order.
+pub(super) fn from_row(row: &Row) -> StoredCallback {
+    StoredCallback {
+        id: row.get(0),
+        record: row.get(1),
+        callback_type: row.get(2),
+        callback_code: row.get(3),
+        body: row.get::<_, Vec<u8>>(4).into(),
+        received_at: from_millis(row.get(5)),
+        status: Status::from_code(row.get::<_, i16>(6).into()),
+        attempts: row.get::<_, i32>(7).try_into().unwrap_or(0),
+        cycle_attempts: row.get::<_, i32>(8).try_into().unwrap_or(0),
+        last_error: row.get(9),
+        next_attempt_at: row.get::<_, Option<i64>>(10).map(from_millis),
+        finished_at: row.get::<_, Option<i64>>(11).map(from_millis),
+    }
+}
