@@ -10,7 +10,7 @@ use std::{fmt, net::IpAddr, path::PathBuf, str::FromStr, time::Duration};
 use clap::Args;
 use ipnet::IpNet;
 
-use crate::{dispatch::DispatchConfig, signature::DEFAULT_HMAC_HEADER, store::StoreOptions};
+use crate::{dispatch::DispatchConfig, source::DEFAULT_HMAC_HEADER, store::StoreOptions};
 
 /// A secret string (a bearer token). `Debug` and `Display` never show it.
 #[derive(Clone, PartialEq, Eq)]

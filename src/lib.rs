@@ -43,7 +43,8 @@
 //!   `/console` (`http::console`: server-rendered pages on the same state, store and admin rule
 //!   as the API). [`Receiver::router`] gives its `Router`.
 //! - [`output`]: outputs to message brokers (NATS JetStream, Redis Streams, RabbitMQ), each a [`Handler`].
-//! - [`signature`]: HMAC-SHA256 and Standard Webhooks signature checks on the raw body.
+//! - [`source`]: who sends callbacks and how their requests are proven genuine — the
+//!   [`source::Verifier`], HMAC-SHA256 and Standard Webhooks, on the raw body.
 //! - [`config`]: typed settings in groups (store, access, limits, delivery), checked once.
 //! - [`telemetry`]: logging ([`telemetry::Logs`]), tracing and metrics set-up.
 //! - [`Receiver`] (private `server` module): runs it all until shutdown.
@@ -62,7 +63,7 @@ pub mod handler;
 mod http;
 pub mod output;
 mod server;
-pub mod signature;
+pub mod source;
 pub mod store;
 pub mod telemetry;
 

@@ -10,7 +10,7 @@ use std::{net::SocketAddr, sync::OnceLock};
 use arbitrary::Arbitrary;
 use axum::{body::Body, extract::ConnectInfo, http::Request, Router};
 use libfuzzer_sys::fuzz_target;
-use okra_callbacks::{signature::Verifier, Config, LogHandler, Receiver, Secret};
+use okra_callbacks::{source::Verifier, Config, LogHandler, Receiver, Secret};
 use tower::ServiceExt;
 
 const CALLBACK_TOKEN: &str = "fuzz-callback-token";

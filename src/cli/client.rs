@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use okra_callbacks::{signature::Verifier, Envelope};
+use okra_callbacks::{source::Verifier, Envelope};
 
 /// Okra's documented example payloads and production-shaped ones, by file name (`samples/`).
 pub const SAMPLES: &[(&str, &str)] = &[

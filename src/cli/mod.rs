@@ -9,7 +9,7 @@ use std::{
 };
 
 use clap::Args;
-use okra_callbacks::signature::{self, Verifier};
+use okra_callbacks::source::{self, Verifier};
 
 /// `send`: what to deliver, where, and how to authenticate it.
 #[derive(Args)]
@@ -40,7 +40,7 @@ pub struct SendArgs {
     #[arg(long, env = "OKRA_HMAC_SECRET", hide_env_values = true)]
     hmac_secret: Option<String>,
     /// The header carrying the HMAC signature.
-    #[arg(long, env = "OKRA_HMAC_HEADER", default_value = signature::DEFAULT_HMAC_HEADER)]
+    #[arg(long, env = "OKRA_HMAC_HEADER", default_value = source::DEFAULT_HMAC_HEADER)]
     hmac_header: String,
     /// Sign the body the Standard Webhooks way with this `whsec_…` secret.
     #[arg(

@@ -29,7 +29,7 @@ use subtle::ConstantTimeEq;
 use super::error::ApiError;
 use crate::{
     config::{AccessConfig, ConfigError, Secret},
-    signature::Verifier,
+    source::Verifier,
     telemetry::Untrusted,
 };
 

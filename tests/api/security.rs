@@ -13,7 +13,7 @@ use axum::{
     http::{Request, StatusCode},
     Router,
 };
-use okra_callbacks::{signature::Verifier, AllOf, Config, LogHandler, Receiver, Secret};
+use okra_callbacks::{source::Verifier, AllOf, Config, LogHandler, Receiver, Secret};
 use serde_json::Value;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -498,7 +498,7 @@ async fn standard_webhooks_signatures_are_checked(backend: Backend) {
             // Well outside the 300 s tolerance: `now` was read before the earlier requests, so
             // on a busy machine a boundary case (301 s ahead) could be 300 s ahead by the time
             // the server checks it — and rightly accepted. The exact boundary is a unit test in
-            // src/signature.rs with a fixed clock.
+            // src/source/standard_webhooks.rs with a fixed clock.
             "330 s old",
             signer.sign("msg_1", now - 330, body.as_bytes()),
         ),
