@@ -2,6 +2,7 @@
 
 mod support;
 
+mod access;
 mod cli;
 mod conformance;
 mod console;
@@ -10,11 +11,12 @@ mod crash;
 mod dispatch;
 mod hostile;
 mod ingest;
+mod logs;
 mod metrics;
 mod openapi;
 mod operator;
 mod outputs;
 mod readme;
 mod replicas;
-mod security;
+mod signatures;
 mod store;

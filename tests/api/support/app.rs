@@ -235,6 +235,36 @@ impl TestApp {
     }
 }
 
+/// A receiver of the test's own making, served on 127.0.0.1 port 0 until [`Served::stop`].
+pub struct Served {
+    /// `http://ADDR`.
+    pub base: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: JoinHandle<Result<(), okra_callbacks::Error>>,
+}
+
+/// Serves `receiver` on 127.0.0.1 port 0.
+pub async fn serve(receiver: Receiver) -> Served {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(receiver.run(listener, async {
+        let _ = stopped.await;
+    }));
+    Served { base, stop, task }
+}
+
+impl Served {
+    /// Shuts the receiver down gracefully and waits until it has stopped.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task
+            .await
+            .expect("receiver task")
+            .expect("receiver stops cleanly");
+    }
+}
+
 /// A receiver over a store built by the test; returns it (unstoppable: it ends with the test)
 /// and the handler's channel.
 pub async fn spawn_with_store(

@@ -32,7 +32,7 @@ pub mod services;
 mod switchable;
 mod wait;
 
-pub use app::{app, keep_callsites_enabled, on, spawn_with_store, test_config, TestApp};
+pub use app::{app, keep_callsites_enabled, on, serve, spawn_with_store, test_config, TestApp};
 pub use client::{error_body, paths};
 pub use db::{
     first_column, fresh_postgres_database, postgres_client, postgres_schema, Backend, TestDb,
