@@ -1,5 +1,6 @@
-//! Typed configuration of a receiver, in groups (store, access, limits, delivery), validated
-//! once at start-up. The binary's own flags (`--listen`, logging, `--forward-url`) live in the
+//! The flags of a receiver, typed, in groups (store, access, limits, delivery). They are
+//! checked together once, at start-up, where they become the receiver's settings
+//! (`settings.rs`). The binary's own flags (`--listen`, logging, `--forward-url`) live in the
 //! binary.
 //!
 //! Every flag also reads an environment variable; secrets can come from a file
@@ -345,121 +346,16 @@ impl Default for DeliveryConfig {
 #[error("{0}")]
 pub struct ConfigError(pub String);
 
-/// A [`Config`] read and checked once, in the shapes the parts of a receiver take.
-#[derive(Debug, Clone)]
-pub(crate) struct Settings {
-    /// The store's URL (`sqlite://…` or `postgres://…`).
-    pub database_url: String,
-    /// The store's pool and timeout.
-    pub store: StoreOptions,
-    /// The same bytes again within this window are a duplicate.
-    pub dedup_window: Duration,
-    /// Delivered and dead callbacks older than this are deleted.
-    pub retention: Option<Duration>,
-    /// Who may call, as flags (the HTTP layer reads the `…_file` secrets and builds the
-    /// signature check when the receiver is built).
-    pub access: AccessConfig,
-    /// What bounds connections and requests.
-    pub limits: LimitsConfig,
-    /// The dispatcher's settings, the lease's default filled in.
-    pub dispatch: DispatchConfig,
-}
-
-impl Config {
-    /// Checks the settings fit together. Runs once, when a receiver is built.
-    pub(crate) fn resolve(self) -> Result<Settings, ConfigError> {
-        let Config {
-            store,
-            access,
-            limits,
-            delivery,
-        } = self;
-        if limits.header_read_timeout.is_zero() || limits.request_timeout.is_zero() {
-            return Err(ConfigError(
-                "--header-read-timeout and --request-timeout must be longer than 0 s".into(),
-            ));
-        }
-        if limits.max_open_connections == 0 {
-            return Err(ConfigError("--max-connections must be at least 1".into()));
-        }
-        if store.database_timeout.is_zero() {
-            return Err(ConfigError(
-                "--database-timeout must be more than 0: use e.g. 5s".into(),
-            ));
-        }
-        let lease = delivery.lease_or_default(store.database_timeout);
-        if lease < Duration::from_millis(300) {
-            return Err(ConfigError(format!(
-                "--lease {} is too short: the heartbeat renews leases every third of it; use at least 300ms (the default is 10s)",
-                humantime::format_duration(lease),
-            )));
-        }
-        let beat = lease / 3;
-        if beat + store.database_timeout >= lease {
-            return Err(ConfigError(format!(
-                "--lease {} is too short for --database-timeout {}: leases are renewed every {} and one renewal may take up to --database-timeout, so a live replica could lose its records; use --lease of more than {} (1.5 × --database-timeout) or a shorter --database-timeout",
-                humantime::format_duration(lease),
-                humantime::format_duration(store.database_timeout),
-                humantime::format_duration(beat),
-                humantime::format_duration(store.database_timeout * 3 / 2),
-            )));
-        }
-        if limits.max_body_bytes == 0 {
-            return Err(ConfigError("--max-body-bytes must be at least 1".into()));
-        }
-        if limits.max_concurrent_requests == 0 {
-            return Err(ConfigError(
-                "--max-concurrent-requests must be at least 1".into(),
-            ));
-        }
-        Ok(Settings {
-            dispatch: delivery.dispatch_config(store.database_timeout),
-            database_url: store.database_url,
-            store: StoreOptions {
-                max_connections: store.database_pool_size as usize,
-                timeout: store.database_timeout,
-                dedup_window: store.dedup_window,
-                dedup_filter_bytes: store.dedup_filter_mb as usize * (1 << 20),
-            },
-            dedup_window: store.dedup_window,
-            retention: store.retention,
-            access,
-            limits,
-        })
-    }
-}
-
-impl DeliveryConfig {
-    /// `--lease`, or its default: 10 s, or two database timeouts if that is longer.
-    fn lease_or_default(&self, database_timeout: Duration) -> Duration {
-        self.lease
-            .unwrap_or_else(|| Duration::from_secs(10).max(database_timeout * 2))
-    }
-
-    /// The dispatcher settings these flags describe, the lease's default filled in.
-    fn dispatch_config(&self, database_timeout: Duration) -> DispatchConfig {
-        DispatchConfig {
-            max_attempts: self.max_attempts,
-            retry_base_delay: self.retry_base_delay,
-            retry_max_delay: self.retry_max_delay,
-            handler_timeout: self.handler_timeout,
-            concurrency: self.workers as usize,
-            lease: self.lease_or_default(database_timeout),
-            max_delivery_deferral: self.max_delivery_deferral,
-            ..DispatchConfig::default()
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use clap::Parser;
 
+    /// A command line of the receiver's flags, as the binary flattens them.
     #[derive(Parser)]
-    struct Cli {
+    pub(crate) struct Cli {
         #[command(flatten)]
-        config: Config,
+        pub(crate) config: Config,
     }
 
     #[test]
@@ -496,57 +392,11 @@ mod tests {
     }
 
     #[test]
-    fn delivery_waits_for_a_burst_30_seconds_at_most_unless_set_or_turned_off() {
-        let dispatch = |args: &[&str]| {
-            let config = Cli::parse_from(std::iter::once("x").chain(args.iter().copied())).config;
-            config.resolve().unwrap().dispatch.max_delivery_deferral
-        };
-        assert_eq!(dispatch(&[]), Duration::from_secs(30));
-        assert_eq!(
-            dispatch(&["--max-delivery-deferral", "5s"]),
-            Duration::from_secs(5)
-        );
-        assert_eq!(dispatch(&["--max-delivery-deferral", "0s"]), Duration::ZERO);
-    }
-
-    #[test]
-    fn lease_defaults_to_ten_seconds_whatever_the_handler_timeout_and_can_be_set() {
-        for handler_timeout in ["1s", "30s", "5m"] {
-            let config = Cli::parse_from(["x", "--handler-timeout", handler_timeout]).config;
-            let dispatch = config.resolve().unwrap().dispatch;
-            assert_eq!(dispatch.lease, Duration::from_secs(10), "{handler_timeout}");
-            assert!(dispatch.renew_leases);
-        }
-        let config = Cli::parse_from(["x", "--database-timeout", "8s"]).config;
-        assert_eq!(
-            config.resolve().unwrap().dispatch.lease,
-            Duration::from_secs(16),
-            "the default lease leaves room for a renewal that times out"
-        );
-        let settings = Cli::parse_from([
-            "x",
-            "--handler-timeout",
-            "1s",
-            "--database-timeout",
-            "1s",
-            "--lease",
-            "3s",
-        ])
-        .config
-        .resolve()
-        .unwrap();
-        assert_eq!(settings.dispatch.lease, Duration::from_secs(3));
-        assert_eq!(settings.store.timeout, Duration::from_secs(1));
-    }
-
-    #[test]
     fn secrets_never_print() {
         let config = Cli::parse_from(["x", "--admin-token", "hunter2-admin"]).config;
         let shown = format!("{config:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("Secret(***)"));
-        let shown = format!("{:?}", config.resolve().unwrap());
-        assert!(!shown.contains("hunter2"), "{shown}");
     }
 
     #[test]
@@ -557,28 +407,6 @@ mod tests {
             .to_string();
         assert!(err.contains("30s"), "{err}");
         assert!(Cli::try_parse_from(["x", "--max-attempts", "0"]).is_err());
-        // A handler longer than the lease is fine now (the heartbeat renews it) …
-        let settings = Cli::parse_from(["x", "--lease", "10s", "--handler-timeout", "8m"])
-            .config
-            .resolve()
-            .unwrap();
-        assert_eq!(settings.dispatch.lease, Duration::from_secs(10));
-        // … but one renewal that times out must fit in what a beat leaves of the lease.
-        let err = Cli::parse_from(["x", "--lease", "6s", "--database-timeout", "5s"])
-            .config
-            .resolve()
-            .unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("--lease 6s is too short for --database-timeout 5s"),
-            "{err}"
-        );
-        assert!(err.to_string().contains("more than 7s 500ms"), "{err}");
-        let err = Cli::parse_from(["x", "--lease", "100ms", "--database-timeout", "50ms"])
-            .config
-            .resolve()
-            .unwrap_err();
-        assert!(err.to_string().contains("at least 300ms"), "{err}");
     }
 
     #[test]
@@ -604,13 +432,5 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(err.contains("10.0.0.0/8"), "{err}");
-    }
-
-    #[test]
-    fn a_zero_request_timeout_is_refused() {
-        assert!(Cli::parse_from(["x", "--request-timeout", "0s"])
-            .config
-            .resolve()
-            .is_err());
     }
 }

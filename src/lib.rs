@@ -63,6 +63,7 @@ pub mod handler;
 mod http;
 pub mod output;
 mod server;
+mod settings;
 pub mod source;
 pub mod store;
 pub mod telemetry;

@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    config::{Config, ConfigError, Settings},
+    config::{Config, ConfigError},
     dispatch::Dispatcher,
     handler::Handler,
     http::{
@@ -18,6 +18,7 @@ use crate::{
         serve::{serve, ConnectionLimits},
         Access, AppState,
     },
+    settings::Settings,
     store::{self, Store, StoreError},
     telemetry::Metrics,
 };
@@ -61,7 +62,7 @@ impl Receiver {
     /// Checks the configuration first: `…_file` secrets are read and a setting that cannot be
     /// used is an error.
     pub async fn new(config: Config, handler: impl Handler) -> Result<Self, Error> {
-        let settings = config.resolve()?;
+        let settings = Settings::resolve(config)?;
         let access = Access::from_config(&settings.access)?;
         let store = store::open_with(&settings.database_url, &settings.store).await?;
         Ok(Self::build(settings, access, store, Arc::new(handler)))
@@ -76,7 +77,7 @@ impl Receiver {
         store: Arc<dyn Store>,
         handler: Arc<dyn Handler>,
     ) -> Result<Self, Error> {
-        let settings = config.resolve()?;
+        let settings = Settings::resolve(config)?;
         let access = Access::from_config(&settings.access)?;
         Ok(Self::build(settings, access, store, handler))
     }
