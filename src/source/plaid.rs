@@ -231,19 +231,21 @@ mod tests {
     struct StandIn {
         url: String,
         calls: Arc<AtomicUsize>,
+        /// The JWKs it serves, by `kid`; a test may change them (e.g. expire one).
+        keys: Keys,
     }
 
-    /// The stand-in's keys by `kid`, and its count of questions.
-    type StandInState = (Arc<HashMap<String, Value>>, Arc<AtomicUsize>);
+    type Keys = Arc<std::sync::Mutex<HashMap<String, Value>>>;
 
     async fn stand_in(keys: HashMap<String, Value>, status: StatusCode) -> StandIn {
         let calls = Arc::new(AtomicUsize::new(0));
-        let state = (Arc::new(keys), calls.clone());
+        let keys: Keys = Arc::new(std::sync::Mutex::new(keys));
+        let state = (keys.clone(), calls.clone());
         let app = Router::new()
             .route(
                 "/webhook_verification_key/get",
                 post(
-                    move |State((keys, calls)): State<StandInState>,
+                    move |State((keys, calls)): State<(Keys, Arc<AtomicUsize>)>,
                      Json(q): Json<Value>| async move {
                         calls.fetch_add(1, Ordering::SeqCst);
                         assert_eq!(q["client_id"], "client");
@@ -253,7 +255,8 @@ mod tests {
                         }
                         // Plaid's answers take a moment: requests arriving together overlap.
                         tokio::time::sleep(Duration::from_millis(50)).await;
-                        match keys.get(q["key_id"].as_str().unwrap_or("")) {
+                        let jwk = keys.lock().unwrap().get(q["key_id"].as_str().unwrap_or("")).cloned();
+                        match jwk {
                             Some(jwk) => (StatusCode::OK, Json(json!({"key": jwk, "request_id": "r"}))),
                             None => (
                                 StatusCode::BAD_REQUEST,
@@ -267,7 +270,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        StandIn { url, calls }
+        StandIn { url, calls, keys }
     }
 
     /// A stand-in serving `key` as `k1`, and a check asking it.
@@ -285,7 +288,7 @@ mod tests {
         PlaidCheck::new(PlaidKeys::for_tests(
             url,
             Duration::from_secs(5),
-            Duration::from_secs(60),
+            super::super::plaid_keys::KEY_RECHECK,
             10,
         ))
     }
@@ -432,6 +435,41 @@ mod tests {
         // Both answers are remembered: no second question.
         assert!(check.verify(&expired, BODY, now()).await.is_err());
         assert!(check.verify(&unknown, BODY, now()).await.is_err());
+        assert_eq!(plaid.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_cached_key_is_rechecked_and_refused_once_plaid_expires_it() {
+        let key = TestKey::new();
+        let (plaid, _) = serving(&key).await;
+        // Re-checked at every use, to see the expiry without waiting an hour.
+        let check = PlaidCheck::new(PlaidKeys::for_tests(
+            &plaid.url,
+            Duration::from_secs(5),
+            Duration::ZERO,
+            10,
+        ));
+        let h = with_jwt(&key.plaid_jwt("k1", BODY, now()));
+        assert_eq!(check.verify(&h, BODY, now()).await, Ok(()));
+        plaid
+            .keys
+            .lock()
+            .unwrap()
+            .insert("k1".into(), key.jwk("k1", Some(1_700_000_000)));
+        // The cached key serves while the re-check is out.
+        assert_eq!(check.verify(&h, BODY, now()).await, Ok(()));
+        let mut refused = None;
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if let Err(e) = check.verify(&h, BODY, now()).await {
+                refused = Some(e);
+                break;
+            }
+        }
+        assert!(
+            matches!(&refused, Some(VerifyError::Refused(why)) if why.contains("expired")),
+            "{refused:?}"
+        );
         assert_eq!(plaid.calls.load(Ordering::SeqCst), 2);
     }
 

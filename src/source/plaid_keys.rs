@@ -26,6 +26,9 @@ pub const PER_KID_INTERVAL: Duration = Duration::from_secs(60);
 pub const MAX_QUESTIONS: usize = 10;
 /// How long the key service has to answer one question.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a key is used before Plaid is asked again whether it has expired. Meanwhile, and
+/// while that question is out or unanswered, the cached key keeps serving.
+pub const KEY_RECHECK: Duration = Duration::from_secs(60 * 60);
 /// The largest answer read from the key service (a JWK is a few hundred bytes).
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
@@ -79,8 +82,12 @@ enum Outcome {
 
 /// What is known about one `kid`.
 enum Entry {
-    /// A usable key.
-    Key(Arc<PublicKey>),
+    /// A usable key, and when it is next to be re-asked for (to learn of its expiry).
+    Key {
+        key: Arc<PublicKey>,
+        recheck_at: Instant,
+        rechecking: bool,
+    },
     /// Plaid set `expired_at`: refused from now on.
     Expired,
     /// Plaid answered 4xx at this time: unknown until a minute has passed.
@@ -130,6 +137,7 @@ impl State {
 #[derive(Debug, Clone)]
 struct Limits {
     per_kid: Duration,
+    recheck: Duration,
     window: Duration,
     max_questions: usize,
 }
@@ -194,6 +202,7 @@ impl PlaidKeys {
                 secret: secret.to_owned(),
                 limits: Limits {
                     per_kid: PER_KID_INTERVAL,
+                    recheck: KEY_RECHECK,
                     window: Duration::from_secs(60),
                     max_questions: MAX_QUESTIONS,
                 },
@@ -214,7 +223,24 @@ impl PlaidKeys {
                 .unwrap_or_else(PoisonError::into_inner);
             let now = Instant::now();
             match state.entries.get(kid) {
-                Some(Entry::Key(key)) => return Ok(key.clone()),
+                Some(Entry::Key {
+                    key,
+                    recheck_at,
+                    rechecking,
+                }) => {
+                    let key = key.clone();
+                    if now >= *recheck_at
+                        && !*rechecking
+                        && state.take_question(now, &self.inner.limits)
+                    {
+                        if let Some(Entry::Key { rechecking, .. }) = state.entries.get_mut(kid) {
+                            *rechecking = true;
+                        }
+                        let (tx, _) = watch::channel(None);
+                        tokio::spawn(ask_and_record(self.inner.clone(), kid.to_owned(), tx));
+                    }
+                    return Ok(key);
+                }
                 Some(Entry::Expired) => return outcome(Outcome::Expired),
                 Some(Entry::Unknown(at)) if now.duration_since(*at) < self.inner.limits.per_kid => {
                     return outcome(Outcome::Unknown)
@@ -271,18 +297,27 @@ fn outcome(outcome: Outcome) -> Result<Arc<PublicKey>, VerifyError> {
 
 async fn ask_and_record(inner: Arc<Inner>, kid: String, tx: watch::Sender<Option<Outcome>>) {
     let result = ask(&inner, &kid).await;
-    let entry = match &result {
-        Outcome::Key(key) => Entry::Key(key.clone()),
-        Outcome::Expired => Entry::Expired,
-        Outcome::Unknown => Entry::Unknown(Instant::now()),
-        Outcome::Unavailable(_) => Entry::Failed(Instant::now()),
+    let now = Instant::now();
+    let mut state = inner.state.lock().unwrap_or_else(PoisonError::into_inner);
+    let entry = match (&result, state.entries.remove(&kid)) {
+        (Outcome::Key(key), _) => Entry::Key {
+            key: key.clone(),
+            recheck_at: now + inner.limits.recheck,
+            rechecking: false,
+        },
+        (Outcome::Expired, _) => Entry::Expired,
+        // A known key whose re-check went unanswered keeps serving; it is re-asked for after
+        // the per-`kid` interval.
+        (Outcome::Unavailable(_), Some(Entry::Key { key, .. })) => Entry::Key {
+            key,
+            recheck_at: now + inner.limits.per_kid,
+            rechecking: false,
+        },
+        (Outcome::Unknown, _) => Entry::Unknown(now),
+        (Outcome::Unavailable(_), _) => Entry::Failed(now),
     };
-    inner
-        .state
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .entries
-        .insert(kid, entry);
+    state.entries.insert(kid, entry);
+    drop(state);
     tx.send_replace(Some(result));
 }
 
@@ -365,12 +400,12 @@ impl PlaidKeys {
     pub(super) fn for_tests(
         api_url: &str,
         timeout: Duration,
-        per_kid: Duration,
+        recheck: Duration,
         max_questions: usize,
     ) -> Self {
         let mut keys = Self::with_timeout(api_url, "client", "plaid-secret", timeout).unwrap();
         let inner = Arc::get_mut(&mut keys.inner).unwrap();
-        inner.limits.per_kid = per_kid;
+        inner.limits.recheck = recheck;
         inner.limits.max_questions = max_questions;
         keys
     }
