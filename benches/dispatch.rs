@@ -121,6 +121,8 @@ async fn main() {
                 );
                 let cb = NewCallback {
                     id: uuid::Uuid::now_v7().to_string(),
+                    source: "okra".into(),
+                    event_id: None,
                     record,
                     callback_type: "TRANSACTIONS".into(),
                     callback_code: Some("PERIODIC_TRANSACTIONS".into()),

@@ -272,6 +272,8 @@ async fn run(n: usize, records: usize, output: Option<Arc<dyn Handler>>) -> f64 
                 );
                 let cb = NewCallback {
                     id: uuid::Uuid::now_v7().to_string(),
+                    source: "okra".into(),
+                    event_id: None,
                     record,
                     callback_type: "TRANSACTIONS".into(),
                     callback_code: Some("PERIODIC_TRANSACTIONS".into()),

@@ -51,6 +51,8 @@ async fn main() {
             .insert(
                 NewCallback {
                     id: format!("cb-{n:05}"),
+                    source: "okra".into(),
+                    event_id: None,
                     record: format!("rec-{n:05}"),
                     callback_type: "TRANSACTIONS".into(),
                     callback_code: None,

@@ -10,6 +10,8 @@
 //! [`Envelope::callback_type`], [`Envelope::callback_code`], [`Envelope::event_id`],
 //! [`Envelope::raw`]).
 
+use std::collections::HashMap;
+
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
@@ -29,6 +31,25 @@ pub enum SourceModel {
     Generic,
     /// Plaid's webhooks, also typed as [`PlaidWebhook`] ([`Envelope::plaid`]).
     Plaid,
+}
+
+/// Which model each configured source's callbacks get, by source name. A name it does not
+/// list (a source removed from the configuration since its callbacks were stored) is
+/// [`SourceModel::Generic`].
+#[derive(Debug, Clone, Default)]
+pub struct SourceModels(HashMap<String, SourceModel>);
+
+impl SourceModels {
+    /// The model of `source`'s callbacks.
+    pub fn get(&self, source: &str) -> SourceModel {
+        self.0.get(source).copied().unwrap_or_default()
+    }
+}
+
+impl FromIterator<(String, SourceModel)> for SourceModels {
+    fn from_iter<I: IntoIterator<Item = (String, SourceModel)>>(iter: I) -> Self {
+        Self(iter.into_iter().collect())
+    }
 }
 
 /// A callback from a source other than Okra, as its reader found it: the generic event.

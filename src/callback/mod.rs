@@ -26,7 +26,7 @@ use self::{envelope::required_str, okra::typed};
 
 pub use envelope::Envelope;
 pub use error::ParseError;
-pub use event::{Event, SourceModel, OKRA};
+pub use event::{Event, SourceModel, SourceModels, OKRA};
 pub use okra::{
     AccountData, AccountsEvent, AuthData, AuthEvent, BalanceEvent, Callback, CallbackType,
     IdentityData, IdentityEvent, IncomeEvent, OkraError, RecordEvent, TransactionsEvent,

@@ -9,7 +9,6 @@ use tracing::Instrument;
 
 use super::Dispatcher;
 use crate::{
-    callback::Envelope,
     handler::Context,
     store::{Attempt, AttemptOutcome, Outcome, StoredCallback},
     telemetry::{self, names, Untrusted},
@@ -23,6 +22,7 @@ impl Dispatcher {
         let span = tracing::info_span!(
             "deliver",
             id = %Untrusted(&cb.id),
+            source = %cb.source,
             record = %Untrusted(&cb.record),
             callback_type = %Untrusted(&cb.callback_type),
             callback_code = %Untrusted(cb.callback_code.as_deref().unwrap_or("")),
@@ -31,7 +31,7 @@ impl Dispatcher {
         let started = std::time::Instant::now();
         let started_at = Utc::now();
         let handler = self.handler.name().to_owned();
-        let result = match Envelope::parse(cb.body.clone()) {
+        let result = match cb.envelope(&self.models) {
             // Bodies are validated before they are stored; this guards against a hand-edited row.
             Err(e) => Err((
                 "error",

@@ -34,6 +34,7 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    callback::SourceModels,
     handler::Handler,
     store::{Claim, Outcome, Store, StoreError, StoredCallback},
     telemetry::{self, names, Metrics, Untrusted},
@@ -62,6 +63,8 @@ pub struct Dispatcher {
     /// Whether deliveries give way to a burst of acknowledgements now (see [`Deferral`]):
     /// workers give their records back before their next handler call.
     deferring: AtomicBool,
+    /// Which typed view each source's callbacks get (Plaid's webhooks are typed).
+    models: SourceModels,
 }
 
 impl Dispatcher {
@@ -83,7 +86,15 @@ impl Dispatcher {
             lost: Mutex::default(),
             renewed_at: Mutex::new(Instant::now()),
             deferring: AtomicBool::new(false),
+            models: SourceModels::default(),
         }
+    }
+
+    /// Hands each source's callbacks to the handlers typed as `models` says (every source not
+    /// listed is generic; Okra's are always Okra's).
+    pub fn with_source_models(mut self, models: SourceModels) -> Self {
+        self.models = models;
+        self
     }
 
     /// Records handler metrics (those of the handlers themselves included) into `metrics`

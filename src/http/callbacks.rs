@@ -79,6 +79,9 @@ impl From<Status> for DeliveryStatus {
 pub(super) struct CallbackSummary {
     /// The id this receiver gave it.
     id: String,
+    /// The source that sent it (`okra` for Okra's).
+    #[schema(example = "okra")]
+    source: String,
     /// Its callback type.
     callback_type: String,
     /// Its code as sent, if any.
@@ -98,6 +101,7 @@ impl From<&StoredCallback> for CallbackSummary {
     fn from(cb: &StoredCallback) -> Self {
         Self {
             id: cb.id.clone(),
+            source: cb.source.clone(),
             callback_type: cb.callback_type.clone(),
             callback_code: cb.callback_code.clone(),
             received_at: rfc3339(cb.received_at),
@@ -141,7 +145,7 @@ pub(super) struct CallbackList {
     get,
     path = "/v1/callback",
     tag = "admin",
-    description = "What was received for one record and product, oldest first, a page at a time (`limit`, default 100; `cursor` = the previous page's `next_cursor`).",
+    description = "What Okra sent for one record and product, oldest first, a page at a time (`limit`, default 100; `cursor` = the previous page's `next_cursor`). Okra's callbacks only: other sources' are listed by `GET /v1/callbacks?source=NAME`.",
     params(RecordQuery, PageQuery),
     responses(
         (status = 200, description = "A page of the record's callbacks of that type, oldest first", body = CallbackList),
@@ -249,6 +253,8 @@ pub(super) struct CallbackDetail {
     summary: CallbackSummary,
     /// The record it is about.
     record: String,
+    /// The provider's id for the event, where the source gives one (its dedup key).
+    event_id: Option<String>,
     /// The last handler error, if the last attempt failed.
     last_error: Option<String>,
     /// When the next attempt is due (pending callbacks only; RFC 3339).
@@ -305,6 +311,7 @@ async fn get_callback(
     Ok(Json(CallbackDetail {
         summary: CallbackSummary::from(&cb),
         record: cb.record.clone(),
+        event_id: cb.event_id.clone(),
         last_error: cb.last_error.clone(),
         next_attempt_at: cb
             .next_attempt_at
@@ -314,7 +321,7 @@ async fn get_callback(
         history: history.iter().map(AttemptEntry::from).collect(),
         lease: state
             .store
-            .lease_of(&cb.record)
+            .lease_of(&cb.queue_key())
             .await?
             .map(|lease| LeaseDetail {
                 owner: lease.owner,

@@ -43,6 +43,9 @@ pub(super) struct FilterQuery {
     /// Only callbacks received before this time (RFC 3339).
     #[param(schema_with = schema::time_param)]
     pub(super) received_before: Option<String>,
+    /// The source: `okra`, or a configured source's name; several comma-separated
+    /// (`plaid,mono`).
+    pub(super) source: Option<String>,
 }
 
 /// A filter value that does not parse.
@@ -53,6 +56,13 @@ pub(super) enum InvalidFilter {
         /// The whole `status` value.
         list: String,
         /// The part of it that is not a status.
+        bad: String,
+    },
+    /// `list` (the `source` value as sent) holds `bad`, which cannot be a source's name.
+    Source {
+        /// The whole `source` value.
+        list: String,
+        /// The part of it that is not a name.
         bad: String,
     },
     /// `value` of the time parameter `parameter` is not an RFC 3339 time with a zone.
@@ -71,6 +81,11 @@ impl From<InvalidFilter> for ApiError {
                 "status",
                 &list,
                 "pending, delivered or dead (several comma-separated, e.g. status=dead,pending)",
+            ),
+            InvalidFilter::Source { list, .. } => invalid(
+                "source",
+                &list,
+                "okra or a source's name from the sources file ([a-z0-9_-], up to 32 characters; several comma-separated, e.g. source=plaid,mono)",
             ),
             InvalidFilter::Time { parameter, value } => invalid(
                 parameter,
@@ -135,8 +150,33 @@ impl FilterQuery {
             record: given(&self.record).map(str::to_owned),
             received_after: time("received_after", &self.received_after)?,
             received_before: time("received_before", &self.received_before)?,
+            sources: sources(&self.source)?,
         })
     }
+}
+
+/// The names in a `source` value, each `[a-z0-9_-]{1,32}` (what a source may be named).
+fn sources(value: &Option<String>) -> Result<Vec<String>, InvalidFilter> {
+    let Some(list) = given(value) else {
+        return Ok(Vec::new());
+    };
+    list.split(',')
+        .map(|name| {
+            let name = name.trim();
+            let valid = (1..=32).contains(&name.len())
+                && name.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                });
+            if valid {
+                Ok(name.to_owned())
+            } else {
+                Err(InvalidFilter::Source {
+                    list: list.to_owned(),
+                    bad: name.to_owned(),
+                })
+            }
+        })
+        .collect()
 }
 
 /// The page parameters of the lists.
@@ -213,6 +253,36 @@ mod tests {
             err.contains("status") && err.contains("pending, delivered or dead"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn sources_parse_comma_separated_and_bad_names_are_named() {
+        let f = FilterQuery {
+            source: Some("plaid, okra,my-hooks_2".into()),
+            ..FilterQuery::default()
+        }
+        .parse()
+        .unwrap();
+        assert_eq!(f.sources, ["plaid", "okra", "my-hooks_2"]);
+        let invalid = FilterQuery {
+            source: Some("plaid,Mono".into()),
+            ..FilterQuery::default()
+        }
+        .parse()
+        .unwrap_err();
+        assert_eq!(
+            invalid,
+            InvalidFilter::Source {
+                list: "plaid,Mono".into(),
+                bad: "Mono".into()
+            }
+        );
+        let err = ApiError::from(invalid).to_string();
+        assert!(
+            err.contains("`source=plaid,Mono`") && err.contains("[a-z0-9_-]"),
+            "{err}"
+        );
+        assert!(FilterQuery::default().parse().unwrap().sources.is_empty());
     }
 
     #[test]

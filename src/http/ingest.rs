@@ -41,19 +41,29 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 pub(super) struct Ack {
     /// The id this receiver gave the callback; for a duplicate, the first delivery's id.
     id: String,
-    /// The record the callback is about.
+    /// The source that sent it: `okra` on `POST /v1/callback`, the source's name on
+    /// `POST /v1/sources/{name}`.
+    #[schema(example = "okra")]
+    source: String,
+    /// The record the callback is about (for a source whose payload has none, the callback's
+    /// own id).
     record: String,
     /// The callback type (the known spelling, or as sent for a type this crate does not know).
     callback_type: String,
     /// The callback code as sent, if any.
     callback_code: Option<String>,
-    /// Whether the same bytes were already stored within the dedup window.
+    /// Whether the same callback was already stored within the dedup window (for Okra's, the
+    /// same bytes; for another source's, the same event id, or the same bytes where it has none).
     duplicate: bool,
 }
 
-/// Bounded metric labels for a callback: known types and codes by name, the rest as `other`.
+/// Bounded metric labels for a callback: Okra's known types and codes by name, the rest (and
+/// every other source's, whose types are open-ended) as `other`.
 fn metric_labels(envelope: &Envelope) -> (&'static str, String) {
     let callback = envelope.callback();
+    if !envelope.is_okra() {
+        return ("other", "other".to_owned());
+    }
     let kind = callback.kind().map_or("other", CallbackType::as_str);
     let code = if callback.is_unknown() {
         "other".to_owned()
@@ -107,20 +117,32 @@ async fn ingest(state: &AppState, request: Request) -> Result<Ack, ApiError> {
     let raw = read_body(state, &head.headers, body).await?;
     state.access.check_signature(&head.headers, &raw)?;
     let envelope = parse(raw)?;
-    let stored = store(state, &envelope).await?;
+    let stored = store(state, &envelope, new_id()).await?;
     Ok(acknowledge(&envelope, stored, started))
+}
+
+/// A new callback id: a UUIDv7, so ids sort in the order they were made.
+pub(super) fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
 }
 
 /// Lets the request in: from an `--allow-from` network, and only while a slot for one more
 /// callback is free. The slot is held until the callback is answered.
-fn admit<'a>(state: &'a AppState, request: &Parts) -> Result<SemaphorePermit<'a>, ApiError> {
+pub(super) fn admit<'a>(
+    state: &'a AppState,
+    request: &Parts,
+) -> Result<SemaphorePermit<'a>, ApiError> {
     state.access.check_sender(request)?;
     state.limits.callback_slot()
 }
 
 /// The body, if it is declared as JSON (a missing content type is taken as JSON) and within
 /// `--max-body-bytes`.
-async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+pub(super) async fn read_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Bytes, ApiError> {
     if let Some(ct) = headers.get(header::CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or("(not text)");
         if !is_json(ct) {
@@ -144,7 +166,14 @@ fn is_json(content_type: &str) -> bool {
 /// The typed callback, its record, type and code also recorded on the request span.
 fn parse(raw: Bytes) -> Result<Envelope, ApiError> {
     let envelope = Envelope::parse(raw)?;
+    record_on_span(&envelope);
+    Ok(envelope)
+}
+
+/// Records the callback's source, record, type and code on the request span.
+pub(super) fn record_on_span(envelope: &Envelope) {
     let span = tracing::Span::current();
+    span.record("source", envelope.source());
     span.record("record", display(Untrusted(envelope.record().as_str())));
     span.record(
         "callback_type",
@@ -154,17 +183,22 @@ fn parse(raw: Bytes) -> Result<Envelope, ApiError> {
         "callback_code",
         display(Untrusted(envelope.callback_code().unwrap_or(""))),
     );
-    Ok(envelope)
 }
 
-/// Stores the callback durably (or finds it a duplicate) and, when it is new, wakes the
-/// dispatcher.
-async fn store(state: &AppState, envelope: &Envelope) -> Result<Inserted, ApiError> {
+/// Stores the callback durably as `id` (or finds it a duplicate) and, when it is new, wakes
+/// the dispatcher.
+pub(super) async fn store(
+    state: &AppState,
+    envelope: &Envelope,
+    id: String,
+) -> Result<Inserted, ApiError> {
     let new = NewCallback {
-        id: uuid::Uuid::now_v7().to_string(),
+        id,
+        source: envelope.source().to_owned(),
         record: envelope.record().as_str().to_owned(),
         callback_type: envelope.callback_type().to_owned(),
         callback_code: envelope.callback_code().map(str::to_owned),
+        event_id: envelope.event_id().map(str::to_owned),
         body: envelope.raw().clone(),
         received_at: Utc::now(),
     };
@@ -182,10 +216,11 @@ async fn store(state: &AppState, envelope: &Envelope) -> Result<Inserted, ApiErr
 }
 
 /// The answer to a stored callback, counted and timed from the request's start.
-fn acknowledge(envelope: &Envelope, stored: Inserted, started: Instant) -> Ack {
+pub(super) fn acknowledge(envelope: &Envelope, stored: Inserted, started: Instant) -> Ack {
     let (kind, code) = metric_labels(envelope);
     metrics::counter!(
         names::RECEIVED,
+        "source" => envelope.source().to_owned(),
         "callback_type" => kind,
         "callback_code" => code,
         "outcome" => if stored.duplicate { "duplicate" } else { "stored" },
@@ -197,6 +232,7 @@ fn acknowledge(envelope: &Envelope, stored: Inserted, started: Instant) -> Ack {
     metrics::histogram!(names::ACK_DURATION).record(started.elapsed().as_secs_f64());
     Ack {
         id: stored.id,
+        source: envelope.source().to_owned(),
         record: envelope.record().as_str().to_owned(),
         callback_type: envelope.callback_type().to_owned(),
         callback_code: envelope.callback_code().map(str::to_owned),

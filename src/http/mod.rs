@@ -131,6 +131,7 @@ pub(crate) fn router(state: AppState) -> Router {
                     method = %req.method(),
                     route,
                     id = Empty,
+                    source = Empty,
                     record = Empty,
                     callback_type = Empty,
                     callback_code = Empty,

@@ -28,6 +28,9 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 pub(super) struct ListedCallback {
     /// The id this receiver gave it.
     id: String,
+    /// The source that sent it (`okra` for Okra's).
+    #[schema(example = "okra")]
+    source: String,
     /// The record it is about.
     record: String,
     /// Its callback type.
@@ -46,6 +49,7 @@ impl From<&StoredCallback> for ListedCallback {
     fn from(cb: &StoredCallback) -> Self {
         Self {
             id: cb.id.clone(),
+            source: cb.source.clone(),
             record: cb.record.clone(),
             callback_type: cb.callback_type.clone(),
             callback_code: cb.callback_code.clone(),

@@ -34,8 +34,10 @@ pub(super) struct StatsBody {
     oldest_pending_received_at: Option<String>,
     /// How long the oldest pending callback has waited, in seconds; `0` when none is pending.
     oldest_pending_age_seconds: f64,
-    /// Stored callbacks per callback type.
+    /// Stored callbacks per callback type (every source's together).
     by_type: BTreeMap<String, u64>,
+    /// Stored callbacks per source (`okra` for Okra's).
+    by_source: BTreeMap<String, u64>,
 }
 
 /// `GET /v1/stats`: counts per status and per type, and the oldest pending callback.
@@ -43,7 +45,7 @@ pub(super) struct StatsBody {
     get,
     path = "/v1/stats",
     tag = "admin",
-    description = "Counts per status and per callback type, and the oldest pending callback. Read from counters kept on write: cheap at any size.",
+    description = "Counts per status, per callback type and per source, and the oldest pending callback. Read from counters kept on write: cheap at any size.",
     responses(
         (status = 200, description = "The counts", body = StatsBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
@@ -61,6 +63,7 @@ async fn stats(State(state): State<AppState>) -> Result<Json<StatsBody>, ApiErro
         oldest_pending_received_at: stats.oldest_pending_at.map(rfc3339),
         oldest_pending_age_seconds: pending_age(stats.oldest_pending_at),
         by_type: stats.by_type.into_iter().collect(),
+        by_source: stats.by_source.into_iter().collect(),
     }))
 }
 

@@ -116,7 +116,7 @@ struct Link {
 
 /// Publishes each callback to a RabbitMQ topic exchange as a persistent message (delivery mode
 /// 2) with `message_id` = the callback id, `content_type: application/json` and headers
-/// `record`, `callback_type`, `callback_code`. Succeeds once the broker confirmed it; a nack, or a
+/// `record`, `callback_type`, `callback_code` and `Okra-Source`. Succeeds once the broker confirmed it; a nack, or a
 /// message no queue is bound to receive (it is published `mandatory` and comes back), is a
 /// failure.
 pub struct AmqpOutput {
@@ -235,6 +235,10 @@ impl Handler for AmqpOutput {
                 AMQPValue::LongString(LongString::from(value.as_bytes().to_vec())),
             );
         }
+        headers.insert(
+            "Okra-Source".into(),
+            AMQPValue::LongString(LongString::from(env.source().as_bytes().to_vec())),
+        );
         let properties = BasicProperties::default()
             .with_message_id(cx.id.as_str().into())
             .with_delivery_mode(2)

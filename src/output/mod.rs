@@ -239,10 +239,12 @@ enum Part {
     CallbackType,
     CallbackCode,
     Record,
+    Source,
 }
 
 /// A subject, stream key or routing key with placeholders filled from each callback:
-/// `{callback_type}`, `{callback_code}` and `{record}`. Checked once at start-up.
+/// `{callback_type}`, `{callback_code}`, `{record}` and `{source}` (`okra` for Okra's). Checked
+/// once at start-up.
 ///
 /// Filled-in values keep ASCII letters, digits, `-` and `_`; any other character becomes `_`, so
 /// a record id can never add a NATS subject or AMQP routing-key level (`.`) or wildcard. A
@@ -264,12 +266,12 @@ impl Template {
             literal.push_str(&rest[..i]);
             if rest[i..].starts_with('}') {
                 return Err(format!(
-                    "`{source}` has a `}}` without its `{{`: placeholders are {{callback_type}}, {{callback_code}} and {{record}}"
+                    "`{source}` has a `}}` without its `{{`: placeholders are {{callback_type}}, {{callback_code}}, {{record}} and {{source}}"
                 ));
             }
             let Some(end) = rest[i..].find('}') else {
                 return Err(format!(
-                    "`{source}` has a `{{` without its `}}`: placeholders are {{callback_type}}, {{callback_code}} and {{record}}"
+                    "`{source}` has a `{{` without its `}}`: placeholders are {{callback_type}}, {{callback_code}}, {{record}} and {{source}}"
                 ));
             };
             let name = &rest[i + 1..i + end];
@@ -277,9 +279,10 @@ impl Template {
                 "callback_type" => Part::CallbackType,
                 "callback_code" => Part::CallbackCode,
                 "record" => Part::Record,
+                "source" => Part::Source,
                 other => {
                     return Err(format!(
-                        "`{source}` uses the unknown placeholder {{{other}}}: use {{callback_type}}, {{callback_code}} or {{record}}"
+                        "`{source}` uses the unknown placeholder {{{other}}}: use {{callback_type}}, {{callback_code}}, {{record}} or {{source}}"
                     ))
                 }
             };
@@ -331,6 +334,7 @@ impl Template {
                     push_clean(&mut out, envelope.callback_code().unwrap_or("NONE"))
                 }
                 Part::Record => push_clean(&mut out, envelope.record().as_str()),
+                Part::Source => push_clean(&mut out, envelope.source()),
             }
         }
         out
@@ -374,8 +378,8 @@ pub(crate) fn redact_url(url: &Url) -> String {
     redact(url.as_str())
 }
 
-/// The callback fields every message carries besides its body, in the order the outputs write
-/// them.
+/// The callback fields every message carries besides its body and its source, in the order the
+/// outputs write them.
 pub(crate) fn fields(cx: &crate::handler::Context) -> [(&'static str, &str); 4] {
     let env = &cx.envelope;
     [
@@ -470,11 +474,27 @@ mod tests {
     }
 
     #[test]
+    fn templates_fill_in_the_source() {
+        let t = Template::parse("hooks.{source}.{callback_type}").unwrap();
+        let okra = envelope(r#"{"callback_type":"AUTH","record":"r1"}"#);
+        assert_eq!(t.render(&okra), "hooks.okra.AUTH");
+        let event = crate::callback::Event {
+            source: "paystack".into(),
+            record: "CUS_1".into(),
+            callback_type: "charge.success".into(),
+            callback_code: None,
+            event_id: None,
+        };
+        let paystack = Envelope::from_event(event, b"{}".to_vec(), Default::default()).unwrap();
+        assert_eq!(t.render(&paystack), "hooks.paystack.charge_success");
+    }
+
+    #[test]
     fn an_unknown_placeholder_or_a_stray_brace_fails_naming_the_valid_ones() {
         let e = err("nats://127.0.0.1:4222?subject=okra.{callback_kind}");
         assert!(e.contains("unknown placeholder {callback_kind}"), "{e}");
         assert!(
-            e.contains("{callback_type}, {callback_code} or {record}"),
+            e.contains("{callback_type}, {callback_code}, {record} or {source}"),
             "{e}"
         );
         let e = err("redis://127.0.0.1?stream=okra:{record");

@@ -86,7 +86,7 @@ impl fmt::Debug for NatsConfig {
 }
 
 /// Publishes each callback to NATS JetStream, with header `Nats-Msg-Id` = the callback id (so the
-/// stream drops a redelivery within its duplicate window) and `Okra-Record`,
+/// stream drops a redelivery within its duplicate window) and `Okra-Source`, `Okra-Record`,
 /// `Okra-Callback-Type`, `Okra-Callback-Code`. Succeeds once the stream's PubAck arrives; no stream
 /// for the subject, or no connection, is a failure.
 pub struct NatsOutput {
@@ -168,6 +168,7 @@ impl Handler for NatsOutput {
         let message = PublishMessage::build()
             .payload(env.raw().clone())
             .message_id(&cx.id)
+            .header("Okra-Source", env.source())
             .header("Okra-Record", header_value(env.record().as_str()))
             .header("Okra-Callback-Type", header_value(env.callback_type()))
             .header(

@@ -67,7 +67,7 @@ impl fmt::Debug for RedisConfig {
 }
 
 /// Appends each callback to a Redis stream: `XADD KEY * id <callback id> record … callback_type
-/// … callback_code … body <original bytes>`. Succeeds once Redis answered the entry id; a
+/// … callback_code … source … body <original bytes>`. Succeeds once Redis answered the entry id; a
 /// consumer de-duplicates on the `id` field.
 pub struct RedisOutput {
     client: redis::Client,
@@ -133,6 +133,7 @@ impl Handler for RedisOutput {
         for (name, value) in super::fields(cx) {
             command.arg(name).arg(value);
         }
+        command.arg("source").arg(env.source());
         command.arg("body").arg(env.raw().as_ref());
         let _entry: String = command.query_async(&mut connection).await.map_err(|e| {
             HandlerError::msg(format_args!(

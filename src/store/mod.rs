@@ -14,11 +14,13 @@ use std::{fmt, sync::Arc, time::Duration};
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
-use sha2::{Digest, Sha256};
 
 mod postgres;
 mod query;
+mod sources;
 mod sqlite;
+
+pub use sources::{dedup_key, queue_key, split_queue_key};
 
 pub use postgres::PostgresStore;
 pub use query::{Attempt, AttemptOutcome, Cursor, CursorError, Filter, Page, Scope, Stats};
@@ -149,23 +151,20 @@ impl Status {
 pub struct NewCallback {
     /// The id to give it (time-ordered, unique).
     pub id: String,
-    /// The record it is about.
+    /// The source that sent it: `okra` for Okra's, else the configured source's name.
+    pub source: String,
+    /// The record it is about (its own id where the source has no record).
     pub record: String,
     /// Its type, as the model reports it.
     pub callback_type: String,
     /// Its code, as sent.
     pub callback_code: Option<String>,
+    /// The provider's id for the event, where the source gives one.
+    pub event_id: Option<String>,
     /// The body exactly as received.
     pub body: Bytes,
     /// When it arrived.
     pub received_at: DateTime<Utc>,
-}
-
-impl NewCallback {
-    /// SHA-256 of the body: the dedup key.
-    pub fn body_hash(&self) -> [u8; 32] {
-        Sha256::digest(&self.body).into()
-    }
 }
 
 /// The answer to [`Store::insert`].
@@ -182,12 +181,16 @@ pub struct Inserted {
 pub struct StoredCallback {
     /// Its id.
     pub id: String,
+    /// The source that sent it (`okra` for Okra's).
+    pub source: String,
     /// The record it is about.
     pub record: String,
     /// Its type.
     pub callback_type: String,
     /// Its code, if it had one.
     pub callback_code: Option<String>,
+    /// The provider's id for the event, where the source gives one.
+    pub event_id: Option<String>,
     /// The body exactly as received.
     pub body: Bytes,
     /// When it arrived.
@@ -209,7 +212,8 @@ pub struct StoredCallback {
 /// A record claimed by one worker: its pending callbacks, oldest first.
 #[derive(Debug, Clone)]
 pub struct Claim {
-    /// The record.
+    /// The record's queue key ([`queue_key`]: the record itself for Okra's, the source and the
+    /// record for another source's), as [`Store::release`] takes it.
     pub record: String,
     /// Its pending callbacks in received order (at most the batch size asked for).
     pub callbacks: Vec<StoredCallback>,
@@ -460,14 +464,15 @@ pub trait Store: Send + Sync + 'static {
         Ok(Renewal::default())
     }
 
-    /// Who holds `record`'s lease now, if anyone does (a lease that ran out is nobody's). `None`
-    /// from the embedded store, which has no leases to show.
+    /// Who holds the lease of the record whose queue key ([`StoredCallback::queue_key`]) is
+    /// `record`, if anyone does (a lease that ran out is nobody's). `None` from the embedded
+    /// store, which has no leases to show.
     async fn lease_of(&self, record: &str) -> Result<Option<LeaseInfo>, StoreError> {
         let _ = record;
         Ok(None)
     }
 
-    /// Gives up `owner`'s lease on a record.
+    /// Gives up `owner`'s lease on a record, named by its queue key ([`Claim::record`]).
     async fn release(&self, owner: &str, record: &str) -> Result<(), StoreError>;
 
     /// Gives up every lease `owner` holds (on shutdown).
@@ -476,8 +481,8 @@ pub trait Store: Send + Sync + 'static {
     /// One callback by id.
     async fn get(&self, id: &str) -> Result<Option<StoredCallback>, StoreError>;
 
-    /// A record's callbacks of the given types (all types if empty), oldest first; or
-    /// [`Listing::UnknownRecord`] if nothing at all was ever received for the record.
+    /// An Okra record's callbacks of the given types (all types if empty), oldest first; or
+    /// [`Listing::UnknownRecord`] if nothing at all was ever received from Okra for the record.
     async fn list(&self, record: &str, callback_types: &[&str]) -> Result<Listing, StoreError>;
 
     /// Makes a callback pending again, due now, with a fresh attempt budget. `false` if there
@@ -506,9 +511,9 @@ pub trait Store: Send + Sync + 'static {
         after: Option<&Cursor>,
     ) -> Result<Page, StoreError>;
 
-    /// Up to `limit` of a record's callbacks of `callback_type`, oldest first, starting after
-    /// `after` ([`Scope::Record`]), with their bodies; `None` when nothing at all was ever
-    /// received for the record.
+    /// Up to `limit` of an Okra record's callbacks of `callback_type`, oldest first, starting
+    /// after `after` ([`Scope::Record`]), with their bodies; `None` when nothing at all was ever
+    /// received from Okra for the record (`GET /v1/callback` answers Okra's callbacks only).
     async fn record_page(
         &self,
         record: &str,
@@ -570,7 +575,8 @@ pub fn redact_url(url: &str) -> String {
 
 /// A stored callback's columns, in the order both stores read them into a [`StoredCallback`].
 const COLUMNS: &str = "id, record, callback_type, callback_code, body, received_at, status, \
-                       attempts, cycle_attempts, last_error, next_attempt_at, finished_at";
+                       attempts, cycle_attempts, last_error, next_attempt_at, finished_at, \
+                       source, event_id";
 
 pub(crate) fn millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()

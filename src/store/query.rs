@@ -29,6 +29,8 @@ pub struct Filter {
     pub received_after: Option<DateTime<Utc>>,
     /// Received strictly before this time.
     pub received_before: Option<DateTime<Utc>>,
+    /// Any of these sources (`okra` for Okra's); all sources when empty.
+    pub sources: Vec<String>,
 }
 
 impl Filter {
@@ -65,6 +67,14 @@ impl Filter {
         self.callback_type.as_ref().map(|t| t.to_ascii_uppercase())
     }
 
+    /// The sources as matched: sorted and without repeats.
+    pub(crate) fn source_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.sources.iter().map(String::as_str).collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
     /// A stable digest of what the filter selects, so a cursor made for one filter is refused
     /// with another (its position would mean nothing there).
     fn fingerprint(&self, scope: Scope) -> [u8; 8] {
@@ -93,6 +103,12 @@ impl Filter {
                 }
                 None => h.update([0]),
             }
+        }
+        // Only a filter naming sources adds them, so cursors made before sources still fit.
+        for name in self.source_names() {
+            h.update([2]);
+            h.update((name.len() as u64).to_be_bytes());
+            h.update(name.as_bytes());
         }
         let digest = h.finalize();
         digest[..8].try_into().expect("8 bytes")
@@ -279,8 +295,10 @@ pub struct Stats {
     pub dead: u64,
     /// When the oldest pending callback (in received order) was received.
     pub oldest_pending_at: Option<DateTime<Utc>>,
-    /// Stored callbacks per callback type, by type name.
+    /// Stored callbacks per callback type, by type name (all sources together).
     pub by_type: Vec<(String, u64)>,
+    /// Stored callbacks per source, by source name (`okra` for Okra's).
+    pub by_source: Vec<(String, u64)>,
 }
 
 /// A page from up to `limit + 1` rows read (each with its `seq`): the extra row only says
@@ -303,27 +321,37 @@ pub(crate) fn page(
     }
 }
 
-/// Stats from `(callback_type, status code, count)` rows and the oldest pending time.
+/// Stats from `(counter key, status code, count)` rows and the oldest pending time; a counter
+/// key is a source's type as [`super::queue_key`] makes it.
 pub(crate) fn stats_of(counts: Vec<(String, i64, i64)>, oldest_pending: Option<i64>) -> Stats {
     let mut stats = Stats {
         oldest_pending_at: oldest_pending.map(super::from_millis),
         ..Stats::default()
     };
-    for (callback_type, status, n) in counts {
+    for (key, status, n) in counts {
         let n = u64::try_from(n).unwrap_or(0);
         match Status::from_code(status) {
             Status::Pending => stats.pending += n,
             Status::Delivered => stats.delivered += n,
             Status::Dead => stats.dead += n,
         }
-        match stats.by_type.iter_mut().find(|(t, _)| *t == callback_type) {
-            Some((_, total)) => *total += n,
-            None => stats.by_type.push((callback_type, n)),
-        }
+        let (source, callback_type) = super::split_queue_key(&key);
+        add(&mut stats.by_type, callback_type, n);
+        add(&mut stats.by_source, source, n);
     }
-    stats.by_type.retain(|(_, n)| *n > 0);
-    stats.by_type.sort();
+    for counts in [&mut stats.by_type, &mut stats.by_source] {
+        counts.retain(|(_, n)| *n > 0);
+        counts.sort();
+    }
     stats
+}
+
+/// Adds `n` to `name`'s count in `counts`.
+fn add(counts: &mut Vec<(String, u64)>, name: &str, n: u64) {
+    match counts.iter_mut().find(|(t, _)| t == name) {
+        Some((_, total)) => *total += n,
+        None => counts.push((name.to_owned(), n)),
+    }
 }
 
 #[cfg(test)]
@@ -356,6 +384,57 @@ mod tests {
         assert_eq!(Cursor::decode(&edited), Err(CursorError::Malformed));
         assert_eq!(Cursor::decode("abc"), Err(CursorError::Malformed));
         assert_eq!(Cursor::decode("not base64!"), Err(CursorError::Malformed));
+    }
+
+    #[test]
+    fn stats_count_per_type_and_per_source() {
+        use crate::store::queue_key;
+        let rows = vec![
+            ("TRANSACTIONS".to_owned(), 0, 2),
+            (queue_key("plaid", "TRANSACTIONS").into_owned(), 1, 3),
+            (
+                queue_key("mono", "mono.events.account_updated").into_owned(),
+                2,
+                1,
+            ),
+            (queue_key("mono", "gone").into_owned(), 1, 0),
+        ];
+        let stats = stats_of(rows, None);
+        assert_eq!((stats.pending, stats.delivered, stats.dead), (2, 3, 1));
+        assert_eq!(
+            stats.by_type,
+            vec![
+                ("TRANSACTIONS".into(), 5),
+                ("mono.events.account_updated".into(), 1)
+            ]
+        );
+        assert_eq!(
+            stats.by_source,
+            vec![("mono".into(), 1), ("okra".into(), 2), ("plaid".into(), 3)]
+        );
+    }
+
+    #[test]
+    fn a_cursor_fits_only_its_sources() {
+        let okra = Filter {
+            sources: vec!["okra".into()],
+            ..Filter::default()
+        };
+        let both = Filter {
+            sources: vec!["plaid".into(), "okra".into(), "plaid".into()],
+            ..Filter::default()
+        };
+        let same = Filter {
+            sources: vec!["okra".into(), "plaid".into()],
+            ..Filter::default()
+        };
+        let c = Cursor::after(7, &both, Scope::Search);
+        assert_eq!(c.fits(&same, Scope::Search), Ok(()));
+        assert_eq!(c.fits(&okra, Scope::Search), Err(CursorError::OtherFilter));
+        assert_eq!(
+            c.fits(&Filter::default(), Scope::Search),
+            Err(CursorError::OtherFilter)
+        );
     }
 
     #[test]

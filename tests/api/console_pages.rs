@@ -40,6 +40,8 @@ async fn seed(store: &Arc<dyn Store>, record: &str, body: serde_json::Value) -> 
         .insert(
             NewCallback {
                 id: id.clone(),
+                source: "okra".into(),
+                event_id: None,
                 record: record.to_owned(),
                 callback_type: "IDENTITY".into(),
                 callback_code: Some("IDENTITY_IS_READY".into()),

@@ -166,6 +166,7 @@ async fn metrics_count_known_traffic(backend: Backend) {
         m.get(
             "okra_callbacks_received_total",
             &[
+                ("source", "okra"),
                 ("callback_type", kind),
                 ("callback_code", code),
                 ("outcome", outcome),

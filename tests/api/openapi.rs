@@ -99,6 +99,7 @@ async fn openapi_is_a_valid_openapi_3_document_open_to_all() {
             "record",
             "received_after",
             "received_before",
+            "source",
             "limit",
             "cursor"
         ]
@@ -107,7 +108,7 @@ async fn openapi_is_a_valid_openapi_3_document_open_to_all() {
     let replay = &doc["paths"]["/v1/callbacks/replay"]["post"];
     assert_eq!(
         replay["parameters"].as_array().map(Vec::len),
-        Some(6),
+        Some(7),
         "bulk replay takes the list's filters: {replay}"
     );
     let detail = &doc["components"]["schemas"]["CallbackDetail"];

@@ -19,6 +19,8 @@ const WINDOW: Duration = Duration::from_secs(3600);
 fn new_cb(id: &str, record: &str, age: chrono::Duration) -> NewCallback {
     NewCallback {
         id: id.into(),
+        source: "okra".into(),
+        event_id: None,
         record: record.into(),
         callback_type: "BALANCE".into(),
         callback_code: Some("BALANCE_SUCCESS".into()),
@@ -428,6 +430,8 @@ async fn finish_last_hands_over_the_next_callbacks_or_releases(backend: Backend)
 pub(crate) fn new_callback(record: &str, n: usize) -> NewCallback {
     NewCallback {
         id: uuid::Uuid::now_v7().to_string(),
+        source: "okra".into(),
+        event_id: None,
         record: record.to_owned(),
         callback_type: "TRANSACTIONS".into(),
         callback_code: Some("PERIODIC_TRANSACTIONS".into()),
@@ -460,7 +464,7 @@ async fn migrations_are_applied_once_when_replicas_start_together() {
     .await;
     assert_eq!(
         versions,
-        vec![1, 2, 3, 4, 5],
+        vec![1, 2, 3, 4, 5, 6],
         "each migration applied exactly once"
     );
 }

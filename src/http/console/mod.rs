@@ -380,6 +380,7 @@ impl FilterForm {
             record: text(&self.record),
             received_after: parse_time("received after", &self.received_after)?,
             received_before: parse_time("received before", &self.received_before)?,
+            sources: Vec::new(),
         })
     }
 }

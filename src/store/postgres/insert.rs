@@ -16,7 +16,7 @@ use super::{
     connect::Db,
     rows::NOW_MS,
 };
-use crate::store::{duration_ms, millis, Inserted, NewCallback, StoreError};
+use crate::store::{duration_ms, millis, queue_key, Inserted, NewCallback, StoreError};
 
 /// One callback to store, and where its answer goes.
 pub(super) struct InsertJob {
@@ -70,9 +70,10 @@ fn insert_statement() -> String {
     format!(
         "WITH input AS (
            SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[], $4::text[], $5::text[],
-                                $6::bytea[], $7::bigint[])
+                                $6::bytea[], $7::bigint[], $9::text[], $10::text[],
+                                $11::text[], $12::text[])
              WITH ORDINALITY AS t(hash, id, record, callback_type, callback_code, body,
-                                  received_at, n)
+                                  received_at, source, event_id, queue, counter, n)
          ), d AS (
            INSERT INTO okra_dedup (hash, id, received_at)
            SELECT hash, id, received_at FROM input ORDER BY hash
@@ -83,7 +84,7 @@ fn insert_statement() -> String {
            SELECT input.* FROM input JOIN d USING (hash)
          ), q AS (
            INSERT INTO okra_record_queue (record, pending, due_at)
-           SELECT record, count(*)::int, {NOW_MS} FROM fresh GROUP BY record ORDER BY record
+           SELECT queue, count(*)::int, {NOW_MS} FROM fresh GROUP BY queue ORDER BY queue
            ON CONFLICT (record) DO UPDATE
              SET pending = okra_record_queue.pending + EXCLUDED.pending,
                  due_at = CASE WHEN okra_record_queue.pending = 0 THEN EXCLUDED.due_at
@@ -91,15 +92,17 @@ fn insert_statement() -> String {
            RETURNING 1
          ), c AS (
            INSERT INTO okra_callbacks
-             (id, record, callback_type, callback_code, body, received_at, next_attempt_at)
-           SELECT id, record, callback_type, callback_code, body, received_at, received_at
+             (id, record, callback_type, callback_code, body, received_at, next_attempt_at,
+              source, event_id)
+           SELECT id, record, callback_type, callback_code, body, received_at, received_at,
+                  source, event_id
            FROM fresh WHERE (SELECT count(*) FROM q) > 0 ORDER BY n
            RETURNING 1
          ), k AS (
            INSERT INTO okra_callback_counts (callback_type, status, shard, n)
-           SELECT callback_type, 0, pg_backend_pid(), count(*) FROM fresh
+           SELECT counter, 0, pg_backend_pid(), count(*) FROM fresh
            WHERE (SELECT count(*) FROM q) > 0
-           GROUP BY callback_type ORDER BY callback_type
+           GROUP BY counter ORDER BY counter
            ON CONFLICT (callback_type, status, shard)
              DO UPDATE SET n = okra_callback_counts.n + EXCLUDED.n
          )
@@ -184,6 +187,22 @@ impl Db {
         let ids = batch.column(|job| job.cb.id.as_str());
         let records = batch.column(|job| job.cb.record.as_str());
         let types = batch.column(|job| job.cb.callback_type.as_str());
+        let sources = batch.column(|job| job.cb.source.as_str());
+        let event_ids: Vec<Option<&str>> = batch
+            .leaders
+            .iter()
+            .map(|&i| jobs[i].cb.event_id.as_deref())
+            .collect();
+        let queues: Vec<String> = batch
+            .leaders
+            .iter()
+            .map(|&i| jobs[i].cb.queue_key().into_owned())
+            .collect();
+        let counters: Vec<String> = batch
+            .leaders
+            .iter()
+            .map(|&i| queue_key(&jobs[i].cb.source, &jobs[i].cb.callback_type).into_owned())
+            .collect();
         let codes: Vec<Option<&str>> = batch
             .leaders
             .iter()
@@ -196,8 +215,9 @@ impl Db {
             .map(|&i| millis(jobs[i].cb.received_at))
             .collect();
         let window = duration_ms(jobs.first().map_or(Duration::ZERO, |job| job.dedup_window));
-        let params: [&(dyn ToSql + Sync); 8] = [
-            &hashes, &ids, &records, &types, &codes, &bodies, &times, &window,
+        let params: [&(dyn ToSql + Sync); 12] = [
+            &hashes, &ids, &records, &types, &codes, &bodies, &times, &window, &sources,
+            &event_ids, &queues, &counters,
         ];
         let sql = insert_statement();
         let client = self.client().await.map_err(BatchFailed::connection)?;

@@ -32,7 +32,6 @@ mod batch;
 mod connect;
 mod insert;
 mod operator;
-mod refusal;
 mod rows;
 mod statements;
 mod vacuum;
@@ -48,14 +47,14 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    duration_ms, from_millis, millis, AfterLast, Attempt, Backlog, Claim, Cursor, Filter, Inserted,
-    LeaseInfo, Listing, NewCallback, Outcome, Page, Renewal, Stats, Status, Store, StoreError,
-    StoredCallback, COLUMNS,
+    duration_ms, from_millis, millis, queue_key, AfterLast, Attempt, Backlog, Claim, Cursor,
+    Filter, Inserted, LeaseInfo, Listing, NewCallback, Outcome, Page, Renewal, Stats, Status,
+    Store, StoreError, StoredCallback, COLUMNS,
 };
 use batch::{submit, Waiting};
 use connect::Db;
 use insert::InsertJob;
-use rows::{from_row, COUNT_SQL, NOW_MS};
+use rows::{from_row, COUNTER_KEY, COUNT_SQL, NOW_MS};
 use statements::{pending_of, FinishJob, ReleaseJob};
 /// The PostgreSQL store. Cheap to clone; clones share the connections and the insert queue.
 #[derive(Clone)]
@@ -109,11 +108,12 @@ impl PostgresStore {
         last: Option<usize>,
     ) -> Result<AfterLast, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let generation = self.generation(owner, &cb.record);
+        let queue = cb.queue_key().into_owned();
+        let generation = self.generation(owner, &queue);
         let job = FinishJob {
             owner: owner.to_owned(),
             id: cb.id.clone(),
-            record: cb.record.clone(),
+            record: queue.clone(),
             generation,
             outcome,
             attempt: attempt.clone(),
@@ -129,7 +129,7 @@ impl PostgresStore {
             // Only that lease: a claim of this process may have taken the record again since
             // the release committed.
             let mut held = self.lock_held();
-            let key = (owner.to_owned(), cb.record.clone());
+            let key = (owner.to_owned(), queue);
             if held.get(&key) == Some(&generation) {
                 held.remove(&key);
             }
@@ -146,7 +146,7 @@ impl Store for PostgresStore {
     ) -> Result<Inserted, StoreError> {
         let (reply, answer) = oneshot::channel();
         let job = InsertJob {
-            hash: cb.body_hash(),
+            hash: cb.dedup_key(),
             cb,
             dedup_window,
             reply,
@@ -342,7 +342,8 @@ impl Store for PostgresStore {
         let types: Vec<String> = callback_types.iter().map(|t| t.to_string()).collect();
         let sql = format!(
             "SELECT {COLUMNS} FROM okra_callbacks
-             WHERE record = $1 AND (cardinality($2::text[]) = 0 OR callback_type = ANY($2))
+             WHERE record = $1 AND source = 'okra'
+               AND (cardinality($2::text[]) = 0 OR callback_type = ANY($2))
              ORDER BY seq"
         );
         let result = self
@@ -350,7 +351,8 @@ impl Store for PostgresStore {
             .timed(async {
                 let exists: bool = client
                     .query_one(
-                        "SELECT EXISTS (SELECT 1 FROM okra_callbacks WHERE record = $1)",
+                        "SELECT EXISTS (SELECT 1 FROM okra_callbacks
+                                        WHERE record = $1 AND source = 'okra')",
                         &[&record],
                     )
                     .await?
@@ -385,15 +387,17 @@ impl Store for PostgresStore {
                 // Lock order, as everywhere: the record's queue row, then the callback's row.
                 let Some(row) = tx
                     .query_opt(
-                        "SELECT record, callback_type FROM okra_callbacks WHERE id = $1",
+                        "SELECT record, callback_type, source FROM okra_callbacks WHERE id = $1",
                         &[&id],
                     )
                     .await?
                 else {
                     return Ok(false);
                 };
-                let record: String = row.get(0);
-                let callback_type: String = row.get(1);
+                let (record, callback_type, source): (String, String, String) =
+                    (row.get(0), row.get(1), row.get(2));
+                let record = queue_key(&source, &record).into_owned();
+                let callback_type = queue_key(&source, &callback_type).into_owned();
                 tx.execute(
                     "SELECT 1 FROM okra_record_queue WHERE record = $1 FOR UPDATE",
                     &[&record],
@@ -475,9 +479,10 @@ impl Store for PostgresStore {
                 // statement (so in one transaction).
                 let row = client
                     .query_one(
-                        "WITH gone AS (
-                           DELETE FROM okra_callbacks WHERE status IN (1, 2) AND received_at < $1
-                           RETURNING callback_type, status
+                        &format!(
+                            "WITH gone AS (
+                           DELETE FROM okra_callbacks c WHERE status IN (1, 2) AND received_at < $1
+                           RETURNING {COUNTER_KEY} AS callback_type, status
                          ), c AS (
                            INSERT INTO okra_callback_counts (callback_type, status, shard, n)
                            SELECT callback_type, status, pg_backend_pid(), -count(*) FROM gone
@@ -485,7 +490,8 @@ impl Store for PostgresStore {
                            ON CONFLICT (callback_type, status, shard)
                              DO UPDATE SET n = okra_callback_counts.n + EXCLUDED.n
                          )
-                         SELECT count(*) FROM gone",
+                         SELECT count(*) FROM gone"
+                        ),
                         &[&before],
                     )
                     .await?;

@@ -19,7 +19,7 @@ use crate::store::{
 /// The columns of a list row: everything but the body (lists show no payloads), then `seq`.
 const LIST_COLUMNS: &str = "id, record, callback_type, callback_code, ''::bytea AS body, \
                             received_at, status, attempts, cycle_attempts, last_error, \
-                            next_attempt_at, finished_at, seq";
+                            next_attempt_at, finished_at, source, event_id, seq";
 
 /// The key of the advisory lock under which shards of gone connections are folded.
 const FOLD_LOCK: i64 = 0x006f_6b72_6166_6f6c;
@@ -111,6 +111,12 @@ fn filter_conditions(
         args.push(Box::new(t.timestamp_millis()));
         sql.push_str(&format!(" AND received_at < ${}", args.len()));
     }
+    let sources = filter.source_names();
+    if !sources.is_empty() {
+        let sources: Vec<String> = sources.into_iter().map(str::to_owned).collect();
+        args.push(Box::new(sources));
+        sql.push_str(&format!(" AND source = ANY(${})", args.len()));
+    }
     (sql, args)
 }
 
@@ -153,7 +159,7 @@ impl PostgresStore {
         let result = self.db.timed(client.query(&sql, &refs(&args))).await;
         let rows = self.db.result_of(client, result)?;
         let rows: Vec<(StoredCallback, i64)> =
-            rows.iter().map(|r| (from_row(r), r.get(12))).collect();
+            rows.iter().map(|r| (from_row(r), r.get("seq"))).collect();
         Ok(page(rows, limit, filter, Scope::Search))
     }
 
@@ -173,7 +179,7 @@ impl PostgresStore {
         let sql = record_ranges(
             &format!("{COLUMNS}, seq"),
             &ALL_STATUSES,
-            " AND record = $1 AND callback_type = $2 AND seq > $3",
+            " AND record = $1 AND source = 'okra' AND callback_type = $2 AND seq > $3",
             "ASC",
             "$4",
         );
@@ -183,7 +189,8 @@ impl PostgresStore {
             .timed(async {
                 let exists: bool = client
                     .query_one(
-                        "SELECT EXISTS (SELECT 1 FROM okra_callbacks WHERE record = $1)",
+                        "SELECT EXISTS (SELECT 1 FROM okra_callbacks
+                                        WHERE record = $1 AND source = 'okra')",
                         &[&record],
                     )
                     .await?
@@ -204,7 +211,7 @@ impl PostgresStore {
             return Ok(None);
         };
         let rows: Vec<(StoredCallback, i64)> =
-            rows.iter().map(|r| (from_row(r), r.get(12))).collect();
+            rows.iter().map(|r| (from_row(r), r.get("seq"))).collect();
         Ok(Some(page(rows, limit, &filter, Scope::Record)))
     }
 

@@ -13,7 +13,8 @@ pub(super) const NOW_MS: &str = "(extract(epoch from statement_timestamp()) * 10
 /// or the lease are HOT (migration 0005).
 pub(super) const IDLE_DUE: &str = "9223372036854775807";
 
-/// Adds `$3` to the count of `$1` callbacks in status `$2`, in this connection's shard.
+/// Adds `$3` to the count of callbacks in status `$2` under the counter key `$1` (a source's
+/// type as [`queue_key`](crate::store::queue_key) makes it), in this connection's shard.
 pub(super) const COUNT_SQL: &str =
     "INSERT INTO okra_callback_counts (callback_type, status, shard, n)
      VALUES ($1, $2, pg_backend_pid(), $3)
@@ -34,5 +35,13 @@ pub(super) fn from_row(row: &Row) -> StoredCallback {
         last_error: row.get(9),
         next_attempt_at: row.get::<_, Option<i64>>(10).map(from_millis),
         finished_at: row.get::<_, Option<i64>>(11).map(from_millis),
+        source: row.get(12),
+        event_id: row.get(13),
     }
 }
+
+/// The counter key ([`queue_key`](crate::store::queue_key) of the source and the type) of the
+/// row aliased `c`, in SQL: the type itself for Okra's.
+pub(super) const COUNTER_KEY: &str =
+    "CASE WHEN c.source = 'okra' AND strpos(c.callback_type, chr(31)) = 0 \
+     THEN c.callback_type ELSE c.source || chr(31) || c.callback_type END";

@@ -12,10 +12,11 @@ use tokio_postgres::{types::ToSql, Error as PgError};
 use super::{
     batch::{BatchFailed, BatchResult, Batched},
     connect::Db,
-    rows::{from_row, IDLE_DUE, NOW_MS},
+    rows::{from_row, COUNTER_KEY, IDLE_DUE, NOW_MS},
 };
 use crate::store::{
-    duration_ms, millis, AfterLast, Attempt, Outcome, Status, StoreError, StoredCallback, COLUMNS,
+    duration_ms, millis, split_queue_key, AfterLast, Attempt, Outcome, Status, StoreError,
+    StoredCallback, COLUMNS,
 };
 
 /// One handler outcome to record, and where the answer goes.
@@ -44,28 +45,35 @@ pub(super) struct ReleaseJob {
     pub(super) reply: oneshot::Sender<Result<(), StoreError>>,
 }
 
-/// Up to `per_record` pending callbacks of each of `records`, by record, oldest first: for each
-/// record, the first `per_record` entries of its pending range of the `(record, status, seq)`
-/// index, however long its backlog (a window over all of a record's pending callbacks read the
-/// whole backlog at every claim).
-pub(super) async fn pending_of<R: AsRef<str> + ToSql + Sync>(
+/// Up to `per_record` pending callbacks of each of `records` (queue keys), by queue key, oldest
+/// first: for each record, the first `per_record` entries of its pending range of the
+/// `(record, status, seq)` index (of its source's callbacks), however long its backlog (a window
+/// over all of a record's pending callbacks read the whole backlog at every claim).
+pub(super) async fn pending_of<R: AsRef<str>>(
     client: &Object,
     records: &[R],
     per_record: usize,
 ) -> Result<HashMap<String, Vec<StoredCallback>>, PgError> {
+    let (sources, ids): (Vec<&str>, Vec<&str>) = records
+        .iter()
+        .map(|key| split_queue_key(key.as_ref()))
+        .unzip();
     let sql = format!(
-        "SELECT {COLUMNS} FROM unnest($1::text[]) AS r(rec) CROSS JOIN LATERAL (
-           SELECT * FROM okra_callbacks WHERE record = r.rec AND status = 0
+        "SELECT {COLUMNS} FROM unnest($1::text[], $3::text[]) AS r(rec, src) CROSS JOIN LATERAL (
+           SELECT * FROM okra_callbacks WHERE record = r.rec AND source = r.src AND status = 0
            ORDER BY seq LIMIT $2
-         ) c ORDER BY c.record, c.seq"
+         ) c ORDER BY c.source, c.record, c.seq"
     );
     let stmt = client.prepare_cached(&sql).await?;
     let rows = client
-        .query(&stmt, &[&records, &(per_record as i64)])
+        .query(&stmt, &[&ids, &(per_record as i64), &sources])
         .await?;
     let mut by_record: HashMap<String, Vec<StoredCallback>> = HashMap::new();
     for cb in rows.iter().map(from_row) {
-        by_record.entry(cb.record.clone()).or_default().push(cb);
+        by_record
+            .entry(cb.queue_key().into_owned())
+            .or_default()
+            .push(cb);
     }
     Ok(by_record)
 }
@@ -160,7 +168,7 @@ fn finish_statement() -> String {
            WHERE c.id = i.id AND c.status = 0 AND (SELECT count(*) FROM lk) >= 0
              AND EXISTS (SELECT 1 FROM lk WHERE lk.record = i.record
                          AND lk.lease_owner = i.owner AND lk.lease_gen = i.gen)
-           RETURNING c.id, c.callback_type, c.status
+           RETURNING c.id, {COUNTER_KEY} AS callback_type, c.status
          ), k AS (
            INSERT INTO okra_callback_counts (callback_type, status, shard, n)
            SELECT callback_type, status, pg_backend_pid(), sum(d) FROM (

@@ -6,11 +6,11 @@
 //! `record_queue` and one per *type* into `callback_counts`, and the applied LSN is recorded in
 //! the same transaction, so a frame is applied exactly once however the process stops.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{borrow::Cow, collections::HashMap, sync::Arc};
 
 use rusqlite::{params, Connection};
 
-use super::{count, log::Batch, Status};
+use super::{count, log::Batch, queue_key, Status};
 
 /// Applies `batches` (in LSN order) to the open transaction; answers the last LSN applied, or
 /// `None` when there was nothing to apply.
@@ -18,13 +18,15 @@ pub(super) fn apply(conn: &Connection, batches: &[Arc<Batch>]) -> rusqlite::Resu
     let Some(last) = batches.last().map(|b| b.last_lsn()) else {
         return Ok(None);
     };
-    // Per record: callbacks added and when the first of them arrived; per type: callbacks added.
-    let mut records: HashMap<&str, (i64, i64)> = HashMap::new();
-    let mut types: HashMap<&str, i64> = HashMap::new();
+    // Per record: callbacks added and when the first of them arrived; per type: callbacks added
+    // (both per source: by queue key and counter key).
+    let mut records: HashMap<Cow<'_, str>, (i64, i64)> = HashMap::new();
+    let mut types: HashMap<Cow<'_, str>, i64> = HashMap::new();
     {
         let mut insert = conn.prepare_cached(
-            "INSERT INTO callbacks (id, record, callback_type, callback_code, body, received_at, next_attempt_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+            "INSERT INTO callbacks (id, record, callback_type, callback_code, body, received_at,
+                                    next_attempt_at, source, event_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8)
              ON CONFLICT (id) DO NOTHING",
         )?;
         let mut dedup = conn.prepare_cached(
@@ -39,7 +41,9 @@ pub(super) fn apply(conn: &Connection, batches: &[Arc<Batch>]) -> rusqlite::Resu
                 cb.callback_type,
                 cb.callback_code,
                 cb.body,
-                at
+                at,
+                cb.source,
+                cb.event_id
             ])?;
             if added == 0 {
                 // Ids are unique by construction (time-ordered, random), and the applied LSN,
@@ -48,8 +52,13 @@ pub(super) fn apply(conn: &Connection, batches: &[Arc<Batch>]) -> rusqlite::Resu
                 continue;
             }
             dedup.execute(params![cb.hash, cb.id, at])?;
-            records.entry(cb.record).or_insert((0, at)).0 += 1;
-            *types.entry(cb.callback_type).or_default() += 1;
+            records
+                .entry(queue_key(cb.source, cb.record))
+                .or_insert((0, at))
+                .0 += 1;
+            *types
+                .entry(queue_key(cb.source, cb.callback_type))
+                .or_default() += 1;
         }
     }
     let mut queue = conn.prepare_cached(
@@ -58,10 +67,10 @@ pub(super) fn apply(conn: &Connection, batches: &[Arc<Batch>]) -> rusqlite::Resu
            due_at = CASE WHEN pending = 0 THEN excluded.due_at ELSE due_at END",
     )?;
     for (record, (n, first_at)) in &records {
-        queue.execute(params![record, n, first_at])?;
+        queue.execute(params![record.as_ref(), n, first_at])?;
     }
     for (callback_type, n) in &types {
-        count(conn, callback_type, Status::Pending, *n)?;
+        count(conn, callback_type.as_ref(), Status::Pending, *n)?;
     }
     conn.prepare_cached("UPDATE inbox_state SET applied_lsn = ?1 WHERE id = 1")?
         .execute([i64::try_from(last).unwrap_or(i64::MAX)])?;

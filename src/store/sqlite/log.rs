@@ -6,8 +6,10 @@
 //! has been applied.
 //!
 //! A frame is `[length u32][crc32 u32][payload]` (little-endian); the payload holds the LSN and
-//! the callback (id, record, type, code, received time, dedup key, body). A torn or corrupt tail
-//! (a crash mid-write) fails its checksum and ends the log: those frames were never acknowledged.
+//! the callback (id, record, type, code, received time, dedup key, body), then — for a source
+//! other than Okra only — its source and event id (a frame without them is Okra's, as every
+//! frame written before sources existed is). A torn or corrupt tail (a crash mid-write) fails
+//! its checksum and ends the log: those frames were never acknowledged.
 //!
 //! [`ToApply`] carries acknowledged frames from the writer to the database thread, and
 //! [`Applied`] tells the writer how far the database thread has committed them.
@@ -25,6 +27,7 @@ use std::{
 };
 
 use super::{millis, NewCallback, StoreError};
+use crate::callback::OKRA;
 
 /// A segment is closed, and a new one started, once it holds this many bytes.
 pub(super) const SEGMENT_BYTES: u64 = 32 << 20;
@@ -68,7 +71,7 @@ impl Batch {
 pub(super) struct Frame<'a> {
     /// Its place in the log.
     pub lsn: u64,
-    /// SHA-256 of the body (the dedup key).
+    /// The dedup key (`NewCallback::dedup_key`).
     pub hash: &'a [u8],
     /// When it arrived (unix ms).
     pub received_at: i64,
@@ -77,6 +80,9 @@ pub(super) struct Frame<'a> {
     pub callback_type: &'a str,
     pub callback_code: Option<&'a str>,
     pub body: &'a [u8],
+    /// The source (`okra` when the frame names none).
+    pub source: &'a str,
+    pub event_id: Option<&'a str>,
 }
 
 /// Appends `cb`'s frame, header and all, to `out`; answers its length.
@@ -92,6 +98,11 @@ pub(super) fn encode(lsn: u64, hash: &[u8; 32], cb: &NewCallback, out: &mut Vec<
     out.push(u8::from(cb.callback_code.is_some()));
     put_bytes(out, cb.callback_code.as_deref().unwrap_or("").as_bytes());
     put_bytes(out, &cb.body);
+    if cb.source != OKRA || cb.event_id.is_some() {
+        put_bytes(out, cb.source.as_bytes());
+        out.push(u8::from(cb.event_id.is_some()));
+        put_bytes(out, cb.event_id.as_deref().unwrap_or("").as_bytes());
+    }
     let payload = &out[start + HEADER..];
     let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
     let crc = crc32fast::hash(payload);
@@ -120,6 +131,14 @@ impl<'a> Frame<'a> {
         let has_code = r.take(1)?[0] == 1;
         let code = r.str()?;
         let body = r.bytes()?;
+        let (source, event_id) = if r.0.is_empty() {
+            (OKRA, None)
+        } else {
+            let source = r.str()?;
+            let has_event_id = r.take(1)?[0] == 1;
+            let event_id = r.str()?;
+            (source, has_event_id.then_some(event_id))
+        };
         let frame = Self {
             lsn,
             hash,
@@ -129,6 +148,8 @@ impl<'a> Frame<'a> {
             callback_type,
             callback_code: has_code.then_some(code),
             body,
+            source,
+            event_id,
         };
         Some((frame, HEADER + len))
     }
@@ -137,7 +158,7 @@ impl<'a> Frame<'a> {
 /// [`encode`], for the store's tests that write a log by hand.
 #[cfg(test)]
 pub(super) fn encode_for_test(lsn: u64, cb: &NewCallback, out: &mut Vec<u8>) {
-    encode(lsn, &cb.body_hash(), cb, out);
+    encode(lsn, &cb.dedup_key(), cb, out);
 }
 
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -384,6 +405,8 @@ mod tests {
     fn callback(id: &str, body: &str, code: Option<&str>) -> NewCallback {
         NewCallback {
             id: id.into(),
+            source: "okra".into(),
+            event_id: None,
             record: "rec".into(),
             callback_type: "BALANCE".into(),
             callback_code: code.map(str::to_owned),
@@ -393,20 +416,55 @@ mod tests {
     }
 
     #[test]
+    fn a_source_s_frame_carries_its_source_and_an_okra_frame_is_as_before() {
+        let okra = callback("id-1", "{}", None);
+        let mut before = Vec::new();
+        encode(1, &okra.dedup_key(), &okra, &mut before);
+        // The frame format before sources: no bytes after the body.
+        let body_end = HEADER + 8 + 8 + 32 + 3 * 4 + "id-1recBALANCE".len() + 1 + 4 + 4 + 2;
+        assert_eq!(
+            before.len(),
+            body_end,
+            "an Okra frame has nothing after its body"
+        );
+        let (got, _) = Frame::decode(&before).unwrap();
+        assert_eq!((got.source, got.event_id), (OKRA, None));
+
+        let mut plaid = callback("id-2", "{\"webhook_type\":\"ITEM\"}", Some("ERROR"));
+        plaid.source = "plaid".into();
+        let mut stitch = callback("id-3", "{}", None);
+        stitch.source = "stitch".into();
+        stitch.event_id = Some("msg_2".into());
+        let mut buf = Vec::new();
+        let len = encode(2, &plaid.dedup_key(), &plaid, &mut buf);
+        encode(3, &stitch.dedup_key(), &stitch, &mut buf);
+        let (got, at) = Frame::decode(&buf).unwrap();
+        assert_eq!(at, len);
+        assert_eq!((got.id, got.source, got.event_id), ("id-2", "plaid", None));
+        assert_eq!(got.body, &plaid.body[..]);
+        assert_eq!(got.hash, &plaid.dedup_key()[..]);
+        let (got, _) = Frame::decode(&buf[len..]).unwrap();
+        assert_eq!(
+            (got.id, got.source, got.event_id),
+            ("id-3", "stitch", Some("msg_2"))
+        );
+    }
+
+    #[test]
     fn frames_round_trip_and_a_torn_tail_ends_the_log() {
         let mut buf = Vec::new();
         let a = callback("id-1", "{\"a\":1}", Some("BALANCE_PULLED"));
         let b = callback("id-2", "{}", None);
-        let len = encode(1, &a.body_hash(), &a, &mut buf);
+        let len = encode(1, &a.dedup_key(), &a, &mut buf);
         assert_eq!(buf.len(), len);
-        encode(2, &b.body_hash(), &b, &mut buf);
+        encode(2, &b.dedup_key(), &b, &mut buf);
         let (got, at) = Frame::decode(&buf).unwrap();
         assert_eq!(at, len);
         assert_eq!((got.lsn, got.id, got.record), (1, "id-1", "rec"));
         assert_eq!(got.callback_code, Some("BALANCE_PULLED"));
         assert_eq!(got.body, &a.body[..]);
         assert_eq!(got.received_at, millis(a.received_at));
-        assert_eq!(got.hash, &a.body_hash()[..]);
+        assert_eq!(got.hash, &a.dedup_key()[..]);
         let (got, _) = Frame::decode(&buf[len..]).unwrap();
         assert_eq!((got.lsn, got.callback_code), (2, None));
         // Cut anywhere inside the second frame: it is gone, the first stays.

@@ -19,8 +19,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    duration_ms, millis, AfterLast, Attempt, Backlog, Claim, Cursor, Filter, Inserted, Listing,
-    NewCallback, Outcome, Page, Stats, Status, Store, StoreError, StoredCallback, COLUMNS,
+    duration_ms, millis, queue_key, split_queue_key, AfterLast, Attempt, Backlog, Claim, Cursor,
+    Filter, Inserted, Listing, NewCallback, Outcome, Page, Stats, Status, Store, StoreError,
+    StoredCallback, COLUMNS,
 };
 
 mod apply;
@@ -67,21 +68,24 @@ impl SqliteStore {
     }
 }
 
-/// Up to `limit` of a record's pending callbacks, oldest first.
+/// Up to `limit` of a record's pending callbacks, oldest first; the record named by its queue
+/// key.
 fn pending_of(
     conn: &Connection,
-    record: &str,
+    queue: &str,
     limit: usize,
 ) -> rusqlite::Result<Vec<StoredCallback>> {
+    let (source, record) = split_queue_key(queue);
     conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM callbacks WHERE record = ?1 AND status = 0 ORDER BY seq LIMIT ?2"
+        "SELECT {COLUMNS} FROM callbacks WHERE record = ?1 AND source = ?3 AND status = 0
+         ORDER BY seq LIMIT ?2"
     ))?
-    .query_map(params![record, limit as i64], from_row)?
+    .query_map(params![record, limit as i64, source], from_row)?
     .collect()
 }
 
 /// Records one attempt's outcome, and the attempt in the callback's history, and extends
-/// `owner`'s lease on the record.
+/// `owner`'s lease on the record (named by its queue key).
 #[allow(clippy::too_many_arguments)]
 fn record_outcome(
     conn: &Connection,
@@ -97,7 +101,7 @@ fn record_outcome(
     let next_at = next_at.map(millis);
     let finished = (status != Status::Pending).then_some(now);
     // The attempt joins the history in the same row write (see migration 0005).
-    let changed: Option<String> = conn
+    let changed: Option<(String, String)> = conn
         .prepare_cached(
             "UPDATE callbacks SET status = ?2, attempts = attempts + 1,
                cycle_attempts = cycle_attempts + 1, last_error = ?3,
@@ -105,7 +109,7 @@ fn record_outcome(
                history = json_insert(history, '$[#]',
                                      json_array(attempts + 1, ?6, ?7, ?8, ?9))
              WHERE id = ?1 AND status = 0
-             RETURNING callback_type",
+             RETURNING callback_type, source",
         )?
         .query_row(
             params![
@@ -119,13 +123,14 @@ fn record_outcome(
                 attempt.outcome.code(),
                 attempt.error
             ],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
-    if let Some(callback_type) = &changed {
+    if let Some((callback_type, source)) = &changed {
         if status != Status::Pending {
-            count(conn, callback_type, Status::Pending, -1)?;
-            count(conn, callback_type, status, 1)?;
+            let counter = queue_key(source, callback_type);
+            count(conn, &counter, Status::Pending, -1)?;
+            count(conn, &counter, status, 1)?;
         }
     }
     let left = i64::from(changed.is_some() && status != Status::Pending);
@@ -218,7 +223,7 @@ impl Store for SqliteStore {
         attempt: &Attempt,
         lease: Duration,
     ) -> Result<(), StoreError> {
-        let (owner, id, record) = (owner.to_owned(), cb.id.clone(), cb.record.clone());
+        let (owner, id, record) = (owner.to_owned(), cb.id.clone(), cb.queue_key().into_owned());
         let attempt = attempt.clone();
         self.call(move |conn| {
             record_outcome(
@@ -244,7 +249,7 @@ impl Store for SqliteStore {
         lease: Duration,
         per_record: usize,
     ) -> Result<AfterLast, StoreError> {
-        let (owner, id, record) = (owner.to_owned(), cb.id.clone(), cb.record.clone());
+        let (owner, id, record) = (owner.to_owned(), cb.id.clone(), cb.queue_key().into_owned());
         let attempt = attempt.clone();
         self.call(move |conn| {
             let now = millis(Utc::now());
@@ -307,13 +312,15 @@ impl Store for SqliteStore {
         let types: Vec<String> = callback_types.iter().map(|t| t.to_string()).collect();
         self.call(move |conn| {
             let exists: bool = conn
-                .prepare_cached("SELECT EXISTS (SELECT 1 FROM callbacks WHERE record = ?1)")?
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM callbacks WHERE record = ?1 AND source = 'okra')",
+                )?
                 .query_row([&record], |r| r.get(0))?;
             if !exists {
                 return Ok(Listing::UnknownRecord);
             }
             let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM callbacks WHERE record = ?1 ORDER BY seq"
+                "SELECT {COLUMNS} FROM callbacks WHERE record = ?1 AND source = 'okra' ORDER BY seq"
             ))?;
             let rows = stmt
                 .query_map([&record], from_row)?
@@ -370,16 +377,19 @@ impl Store for SqliteStore {
                 .optional()?;
             let bound = bound.unwrap_or(i64::MAX);
             // The history goes with its callback's row; the counts follow.
-            let gone: Vec<(String, i64, i64)> = conn
+            let gone: Vec<(String, String, i64, i64)> = conn
                 .prepare_cached(
-                    "SELECT callback_type, status, count(*) FROM callbacks
+                    "SELECT source, callback_type, status, count(*) FROM callbacks
                      WHERE seq < ?2 AND status IN (1, 2) AND received_at < ?1
-                     GROUP BY callback_type, status",
+                     GROUP BY source, callback_type, status",
                 )?
-                .query_map(params![before, bound], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .query_map(params![before, bound], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })?
                 .collect::<Result<_, _>>()?;
-            for (callback_type, status, n) in &gone {
-                count(conn, callback_type, Status::from_code(*status), -n)?;
+            for (source, callback_type, status, n) in &gone {
+                let counter = queue_key(source, callback_type);
+                count(conn, &counter, Status::from_code(*status), -n)?;
             }
             let n = conn
                 .prepare_cached(
@@ -435,6 +445,8 @@ mod tests {
     pub(super) fn new_cb(id: &str, record: &str, body: &str) -> NewCallback {
         NewCallback {
             id: id.into(),
+            source: "okra".into(),
+            event_id: None,
             record: record.into(),
             callback_type: "TRANSACTIONS".into(),
             callback_code: Some("PERIODIC_TRANSACTIONS".into()),

@@ -33,6 +33,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!(
             "../../../migrations/sqlite/0006_inbox_log.sql"
         )),
+        M::up(include_str!("../../../migrations/sqlite/0007_sources.sql")),
     ])
 }
 

@@ -14,13 +14,14 @@ use super::{
 use crate::store::{
     from_millis, millis,
     query::{page, stats_of},
-    Attempt, AttemptOutcome, Cursor, Filter, Page, Scope, Stats, Status, StoreError, COLUMNS,
+    queue_key, Attempt, AttemptOutcome, Cursor, Filter, Page, Scope, Stats, Status, StoreError,
+    COLUMNS,
 };
 
 /// The columns of a list row: everything but the body (lists show no payloads).
 const LIST_COLUMNS: &str = "id, record, callback_type, callback_code, X'' AS body, received_at, \
                             status, attempts, cycle_attempts, last_error, next_attempt_at, \
-                            finished_at, seq";
+                            finished_at, source, event_id, seq";
 
 /// The `WHERE` conditions of `filter` (after `AND`), with their parameters.
 fn filter_sql(filter: &Filter) -> (String, Vec<rusqlite::types::Value>) {
@@ -66,23 +67,35 @@ fn filter_sql(filter: &Filter) -> (String, Vec<rusqlite::types::Value>) {
         args.push(Value::Integer(millis(t)));
         sql.push_str(&format!(" AND received_at < ?{}", args.len()));
     }
+    let sources = filter.source_names();
+    if !sources.is_empty() {
+        let mut marks = Vec::with_capacity(sources.len());
+        for name in sources {
+            args.push(Value::Text(name.to_owned()));
+            marks.push(format!("?{}", args.len()));
+        }
+        sql.push_str(&format!(" AND source IN ({})", marks.join(", ")));
+    }
     (sql, args)
 }
 
 /// Makes callback `id` pending again, due at `now`, with a fresh attempt budget; `false` if
 /// there is no such callback.
 fn replay_one(conn: &Connection, id: &str, now: i64) -> rusqlite::Result<bool> {
-    let found: Option<(String, i64, String)> = conn
-        .prepare_cached("SELECT record, status, callback_type FROM callbacks WHERE id = ?1")?
-        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+    let found: Option<(String, i64, String, String)> = conn
+        .prepare_cached(
+            "SELECT record, status, callback_type, source FROM callbacks WHERE id = ?1",
+        )?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
         .optional()?;
-    let Some((record, status, callback_type)) = found else {
+    let Some((record, status, callback_type, source)) = found else {
         return Ok(false);
     };
     let status = Status::from_code(status);
     if status != Status::Pending {
-        count(conn, &callback_type, status, -1)?;
-        count(conn, &callback_type, Status::Pending, 1)?;
+        let counter = queue_key(&source, &callback_type);
+        count(conn, &counter, status, -1)?;
+        count(conn, &counter, Status::Pending, 1)?;
     }
     let status = i64::from(status.code());
     conn.prepare_cached(
@@ -95,7 +108,7 @@ fn replay_one(conn: &Connection, id: &str, now: i64) -> rusqlite::Result<bool> {
         "INSERT INTO record_queue (record, pending, due_at) VALUES (?1, ?2, ?3)
          ON CONFLICT (record) DO UPDATE SET pending = pending + ?2, due_at = MIN(due_at, ?3)",
     )?
-    .execute(params![record, newly_pending, now])?;
+    .execute(params![queue_key(&source, &record), newly_pending, now])?;
     Ok(true)
 }
 
@@ -128,7 +141,7 @@ impl SqliteStore {
             let rows = conn
                 .prepare_cached(&sql)?
                 .query_map(rusqlite::params_from_iter(args), |r| {
-                    Ok((from_row(r)?, r.get::<_, i64>(12)?))
+                    Ok((from_row(r)?, r.get::<_, i64>("seq")?))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(page(rows, limit, &filter, Scope::Search))
@@ -152,7 +165,9 @@ impl SqliteStore {
         let (record, callback_type) = (record.to_owned(), callback_type.to_owned());
         self.call(move |conn| {
             let exists: bool = conn
-                .prepare_cached("SELECT EXISTS (SELECT 1 FROM callbacks WHERE record = ?1)")?
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM callbacks WHERE record = ?1 AND source = 'okra')",
+                )?
                 .query_row([&record], |r| r.get(0))?;
             if !exists {
                 return Ok(None);
@@ -160,12 +175,12 @@ impl SqliteStore {
             let rows = conn
                 .prepare_cached(&format!(
                     "SELECT {COLUMNS}, seq FROM callbacks
-                     WHERE record = ?1 AND callback_type = ?2 AND seq > ?3
+                     WHERE record = ?1 AND source = 'okra' AND callback_type = ?2 AND seq > ?3
                      ORDER BY seq LIMIT ?4"
                 ))?
                 .query_map(
                     params![record, callback_type, after, limit as i64 + 1],
-                    |r| Ok((from_row(r)?, r.get::<_, i64>(12)?)),
+                    |r| Ok((from_row(r)?, r.get::<_, i64>("seq")?)),
                 )?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(Some(page(rows, limit, &filter, Scope::Record)))

@@ -20,10 +20,13 @@ pub(super) fn from_row(row: &Row<'_>) -> rusqlite::Result<StoredCallback> {
         last_error: row.get(9)?,
         next_attempt_at: row.get::<_, Option<i64>>(10)?.map(from_millis),
         finished_at: row.get::<_, Option<i64>>(11)?.map(from_millis),
+        source: row.get(12)?,
+        event_id: row.get(13)?,
     })
 }
 
-/// Adds `delta` to the count of `callback_type` callbacks in `status`.
+/// Adds `delta` to the count of callbacks in `status` under `callback_type`, a counter key (a
+/// source's type as [`queue_key`](crate::store::queue_key) makes it).
 pub(super) fn count(
     conn: &Connection,
     callback_type: &str,

@@ -100,11 +100,12 @@ pub async fn first_column<T: tokio_postgres::types::FromSqlOwned>(
 }
 
 /// The PostgreSQL migrations in order, for tests that build a database of an earlier schema.
-const POSTGRES_MIGRATIONS: [&str; 4] = [
+const POSTGRES_MIGRATIONS: [&str; 5] = [
     include_str!("../../../migrations/postgres/0001_init.sql"),
     include_str!("../../../migrations/postgres/0002_operator_view.sql"),
     include_str!("../../../migrations/postgres/0003_lease_generation.sql"),
     include_str!("../../../migrations/postgres/0004_history_in_row.sql"),
+    include_str!("../../../migrations/postgres/0005_idle_due.sql"),
 ];
 
 /// Brings the empty database behind `client` to schema `version` (migrations 1 to `version`,

@@ -28,6 +28,8 @@ pub enum Action {
 pub struct Seen {
     /// The callback id the receiver gave.
     pub id: String,
+    /// The source that sent it (`okra` for Okra's).
+    pub source: String,
     /// The record it belongs to.
     pub record: String,
     /// `callback_type` as parsed.
@@ -109,6 +111,7 @@ impl Handler for Recorder {
         };
         let _ = self.tx.send(Seen {
             id: cx.id.clone(),
+            source: cx.source().to_owned(),
             record: cx.record().to_string(),
             callback_type: cx.envelope.callback_type().to_owned(),
             callback_code: cx.envelope.callback_code().map(str::to_owned),
