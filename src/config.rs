@@ -122,8 +122,8 @@ pub struct StoreConfig {
     pub dedup_window: Duration,
 
     /// Memory for the embedded store's dedup filter, in MiB: fixed, whatever the window holds.
-    /// Each MiB keeps about 600,000 keys of the window at under 1% false positives (a false
-    /// positive costs one index read, never a callback); more keys only read the table more.
+    /// Each MiB keeps about 600,000 keys of the window at ~3% false positives (a false positive
+    /// costs one index read, never a callback); more keys only read the table more often.
     #[arg(long, env = "OKRA_DEDUP_FILTER_MB", default_value_t = DEDUP_FILTER_MB, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub dedup_filter_mb: u32,
 

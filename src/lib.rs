@@ -43,8 +43,9 @@
 //!   `/console` (`http::console`: server-rendered pages on the same state, store and admin rule
 //!   as the API). [`Receiver::router`] gives its `Router`.
 //! - [`output`]: outputs to message brokers (NATS JetStream, Redis Streams, RabbitMQ), each a [`Handler`].
-//! - [`source`]: who sends callbacks and how their requests are proven genuine — the
-//!   [`source::Verifier`], HMAC-SHA256 and Standard Webhooks, on the raw body.
+//! - [`source`]: who sends callbacks, how their requests are proven genuine and how their
+//!   payloads are read — [`source::Sources`] from the sources file (Plaid, Mono, Paystack,
+//!   Standard Webhooks, generic), and Okra's own [`source::Verifier`].
 //! - [`config`]: typed settings in groups (store, access, limits, delivery), checked once.
 //! - [`telemetry`]: logging ([`telemetry::Logs`]), tracing and metrics set-up.
 //! - [`Receiver`] (private `server` module): runs it all until shutdown.

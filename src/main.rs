@@ -69,8 +69,9 @@ struct ServeArgs {
     log_format: LogFormat,
 
     /// Log full callback bodies (they hold personal data: BVNs, names, phone numbers). Off by
-    /// default; turn on only while debugging, never in production.
-    #[arg(long, env = "OKRA_LOG_BODIES")]
+    /// default; turn on only while debugging, never in production. The variable takes
+    /// true/false, 1/0, yes/no or on/off.
+    #[arg(long, env = "OKRA_LOG_BODIES", value_parser = clap::builder::BoolishValueParser::new())]
     log_bodies: bool,
 
     /// POST each callback's original JSON to this internal URL; a non-2xx answer is a failure.
@@ -104,7 +105,9 @@ fn parse_forward_url(url: &str) -> Result<String, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        cli::exit_on_bad_arguments(e, &<Cli as clap::CommandFactory>::command())
+    });
     let result = match cli.command {
         None => serve(cli.serve).await,
         Some(Command::Serve(args)) => serve(args).await,

@@ -5,12 +5,16 @@
 
 #![no_main]
 
+#[path = "runtime.rs"]
+mod runtime;
+
 use std::{net::SocketAddr, sync::OnceLock};
 
 use arbitrary::Arbitrary;
 use axum::{body::Body, extract::ConnectInfo, http::Request, Router};
 use libfuzzer_sys::fuzz_target;
 use okra_callbacks::{source::Verifier, Config, LogHandler, Receiver, Secret};
+use runtime::runtime;
 use tower::ServiceExt;
 
 const CALLBACK_TOKEN: &str = "fuzz-callback-token";
@@ -79,16 +83,6 @@ struct Setup {
     router: Router,
     signer: Option<Verifier>,
     _dir: tempfile::TempDir,
-}
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    })
 }
 
 fn setups() -> &'static [Setup] {

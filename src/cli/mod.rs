@@ -2,6 +2,9 @@
 //! receiver over HTTP and are no part of the library.
 
 mod client;
+mod env;
+
+pub use env::exit as exit_on_bad_arguments;
 
 use std::{
     net::{Ipv4Addr, Ipv6Addr, SocketAddr},

@@ -6,21 +6,35 @@
 //! start-up. The ingest path calls the verifier on the raw bytes, then the reader, and never
 //! branches on a provider's name.
 //!
-//! What lives here, one file per scheme:
+//! What lives here:
 //!
-//! - [`Verifier`]: the signature check a receiver is configured with, one of
-//! - [`HmacSha256`] (`hmac.rs`): the hex HMAC-SHA256 of the raw body under a shared secret, in one
-//!   header (`X-Okra-Signature` by default), bare or as `sha256=<hex>`;
-//! - [`StandardWebhooks`] (`standard_webhooks.rs`): [Standard Webhooks](https://www.standardwebhooks.com/)
-//!   `webhook-id`, `webhook-timestamp` and `webhook-signature` headers, `v1,` signatures of
-//!   `{id}.{timestamp}.{body}` under the `whsec_` secret, one valid among several enough (key
-//!   rotation), the timestamp within 5 minutes of now either way (replay protection).
+//! - [`Sources`] (`sources.rs`): every source of the sources file (`--sources FILE`), by name,
+//!   read once by [`Sources::load`] (`file.rs`); a bad file is a [`SourcesError`] naming the
+//!   source and the setting; [`Sources::warnings`] are for the start-up log.
+//! - [`Source`]: one of them. [`Source::verify`] checks a request on its raw body
+//!   ([`VerifyError`]: `Refused` is 401, `Unavailable` 503); [`Source::read`] finds its record,
+//!   type, code and event id ([`SourceEvent`], [`ReadError`]; `read.rs`, by [`Pointer`]s);
+//!   [`Source::sign`] makes the headers its sender would (for `send --source` and tests).
+//! - The checks a source is built from: a bearer token or a header holding the secret
+//!   (`sources.rs`); [`HmacHeader`] (`hmac.rs`: SHA-256/512, hex/base64, an optional prefix);
+//!   [`StandardWebhooks`] (`standard_webhooks.rs`: `webhook-*` or `svix-*` headers, several
+//!   secrets while rotating, `v1,` signatures of `{id}.{timestamp}.{body}`, 5 minutes either
+//!   way); Plaid's ES256 JWT ([`PlaidCheck`], `plaid.rs`) with keys from Plaid's key service
+//!   ([`PlaidKeys`], `plaid_keys.rs`: cached by `kid`, asked for within fixed bounds).
+//! - [`Verifier`]: Okra's own rule on `POST /v1/callback` (`--hmac-secret`: [`HmacSha256`];
+//!   `--webhook-secret`: [`StandardWebhooks`]).
 //!
-//! Checks run on the bytes as received, before anything parses them; every comparison is
-//! constant-time (the `hmac` crate's `verify_slice`) and every length is checked before it. A
-//! refusal ([`SignatureError`]) says which check failed, never the secret.
+//! Checks run on the bytes as received, before anything parses them; every comparison of a
+//! signature or secret is constant-time (the `hmac` crate's `verify_slice`, or `subtle` on
+//! digests) and every length is checked before it. A refusal says which check failed, never a
+//! secret nor the signature that would have matched.
 
+mod file;
 mod hmac;
+mod plaid;
+mod plaid_keys;
+mod read;
+mod sources;
 mod standard_webhooks;
 
 use std::{
@@ -32,8 +46,13 @@ use ::hmac::{Hmac, KeyInit};
 use axum::http::HeaderMap;
 use sha2::Sha256;
 
-pub use self::hmac::{HmacSha256, DEFAULT_HMAC_HEADER};
-pub use self::standard_webhooks::{StandardWebhooks, TOLERANCE};
+pub use self::file::{SourcesError, PLAID_API_URL};
+pub use self::hmac::{Algorithm, Encoding, HmacHeader, HmacSha256, DEFAULT_HMAC_HEADER};
+pub use self::plaid::{PlaidCheck, UncheckedJwt};
+pub use self::plaid_keys::{PlaidKeys, PublicKey};
+pub use self::read::{EventIdAt, Pointer, ReadError, Reader, SourceEvent};
+pub use self::sources::{SignError, Source, Sources, VerifyError};
+pub use self::standard_webhooks::{StandardWebhooks, MAX_SECRETS, TOLERANCE};
 
 /// Why a signature setting cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +71,7 @@ pub enum SignatureError {
         /// Which header.
         header: String,
         /// What is wrong with it.
-        why: &'static str,
+        why: String,
     },
     /// The Standard Webhooks timestamp is more than 5 minutes old.
     #[error("the webhook-timestamp is more than 5 minutes old (a replay, or a clock out of sync)")]
@@ -93,12 +112,12 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, Signatu
     if values.next().is_some() {
         return Err(SignatureError::Malformed {
             header: name.to_owned(),
-            why: "it is sent more than once",
+            why: "it is sent more than once".into(),
         });
     }
     value.to_str().map_err(|_| SignatureError::Malformed {
         header: name.to_owned(),
-        why: "it is not ASCII text",
+        why: "it is not ASCII text".into(),
     })
 }
 

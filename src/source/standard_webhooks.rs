@@ -19,28 +19,68 @@ const MAX_SIGNATURES: usize = 16;
 /// The longest `webhook-id` accepted (it is part of the signed content).
 const MAX_ID_LEN: usize = 256;
 
-/// Standard Webhooks, symmetric (`v1`) signatures. `Debug` never shows the secret.
+/// The most secrets one source may hold at once (a rotation needs two).
+pub const MAX_SECRETS: usize = 8;
+
+/// The names of the three headers, in each family a sender may use: the specification's
+/// `webhook-*`, and `svix-*` from Svix-based senders (Stitch among them).
+const FAMILIES: [[&str; 3]; 2] = [
+    ["webhook-id", "webhook-timestamp", "webhook-signature"],
+    ["svix-id", "svix-timestamp", "svix-signature"],
+];
+
+/// Standard Webhooks, symmetric (`v1`) signatures, with one or several secrets (while a sender
+/// rotates its secret, a signature under any of them is accepted). `Debug` never shows them.
 #[derive(Debug, Clone)]
 pub struct StandardWebhooks {
-    /// The decoded `whsec_` secret.
-    key: Key,
+    /// The decoded `whsec_` secrets; the first signs.
+    keys: Vec<Key>,
+}
+
+/// Decodes a `whsec_<base64>` secret (the prefix is optional).
+fn decode_secret(secret: &str) -> Result<Key, KeyError> {
+    let encoded = secret.trim();
+    let encoded = encoded.strip_prefix("whsec_").unwrap_or(encoded);
+    let key = BASE64.decode(encoded).map_err(|_| {
+        KeyError(
+            "the webhook secret is not valid: use the `whsec_…` value your sender shows (base64 after the prefix)"
+                .into(),
+        )
+    })?;
+    if key.is_empty() {
+        return Err(KeyError("the webhook secret cannot be empty".into()));
+    }
+    Ok(Key(key))
 }
 
 impl StandardWebhooks {
     /// The scheme with a `whsec_<base64>` secret (the prefix is optional).
     pub fn new(secret: &str) -> Result<Self, KeyError> {
-        let encoded = secret.trim();
-        let encoded = encoded.strip_prefix("whsec_").unwrap_or(encoded);
-        let key = BASE64.decode(encoded).map_err(|_| {
-            KeyError(
-                "the webhook secret is not valid: use the `whsec_…` value your sender shows (base64 after the prefix)"
-                    .into(),
-            )
-        })?;
-        if key.is_empty() {
-            return Err(KeyError("the webhook secret cannot be empty".into()));
+        Self::with_secrets(&[secret])
+    }
+
+    /// The scheme with several secrets, e.g. the new and the old one during a rotation: a
+    /// signature under any of them is accepted; the first is the one [`Self::sign`] uses.
+    pub fn with_secrets(secrets: &[&str]) -> Result<Self, KeyError> {
+        if secrets.is_empty() || secrets.len() > MAX_SECRETS {
+            return Err(KeyError(format!(
+                "give 1 to {MAX_SECRETS} secrets (the current one, and the old one while rotating)"
+            )));
         }
-        Ok(Self { key: Key(key) })
+        let keys = secrets
+            .iter()
+            .enumerate()
+            .map(|(n, s)| {
+                decode_secret(s).map_err(|KeyError(why)| {
+                    KeyError(if secrets.len() > 1 {
+                        format!("secret {} of {}: {why}", n + 1, secrets.len())
+                    } else {
+                        why
+                    })
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { keys })
     }
 
     /// How a sender should sign, for error messages.
@@ -48,7 +88,8 @@ impl StandardWebhooks {
         "send webhook-id, webhook-timestamp (unix seconds, within 5 minutes) and webhook-signature `v1,<base64 HMAC-SHA256 of id.timestamp.body>` made with the whsec_ secret (--webhook-secret)".into()
     }
 
-    /// The headers a sender would attach to `body`, sent as `id` at `timestamp` (unix seconds).
+    /// The headers a sender would attach to `body`, sent as `id` at `timestamp` (unix seconds),
+    /// signed with the first secret.
     pub fn sign(&self, id: &str, timestamp: i64, body: &[u8]) -> Vec<(String, String)> {
         vec![
             ("webhook-id".into(), id.to_owned()),
@@ -61,7 +102,7 @@ impl StandardWebhooks {
     }
 
     fn signature(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
-        let mut m = mac(&self.key);
+        let mut m = mac(&self.keys[0]);
         m.update(id.as_bytes());
         m.update(b".");
         m.update(timestamp.to_string().as_bytes());
@@ -71,26 +112,38 @@ impl StandardWebhooks {
     }
 
     /// Checks the signature of `body` in `headers` as if the time were `now` (unix seconds).
+    /// The headers are read under `webhook-*` names, or `svix-*` when `webhook-id` is absent.
     pub fn verify_at(
         &self,
         headers: &HeaderMap,
         body: &[u8],
         now: i64,
     ) -> Result<(), SignatureError> {
-        let id = header_str(headers, "webhook-id")?;
+        // The family whose id is present; else the one with any header present, so that what
+        // is reported missing is in the family the sender used.
+        let [id_name, ts_name, sig_name] = FAMILIES
+            .into_iter()
+            .find(|[id, _, _]| headers.contains_key(*id))
+            .or_else(|| {
+                FAMILIES
+                    .into_iter()
+                    .find(|names| names.iter().any(|n| headers.contains_key(*n)))
+            })
+            .unwrap_or(FAMILIES[0]);
+        let id = header_str(headers, id_name)?;
         if id.is_empty() || id.len() > MAX_ID_LEN || id.contains('.') {
             return Err(SignatureError::Malformed {
-                header: "webhook-id".into(),
-                why: "it must be 1 to 256 characters without `.`",
+                header: id_name.into(),
+                why: "it must be 1 to 256 characters without `.`".into(),
             });
         }
-        let ts_text = header_str(headers, "webhook-timestamp")?;
+        let ts_text = header_str(headers, ts_name)?;
         let timestamp: i64 = ts_text
             .trim()
             .parse()
             .map_err(|_| SignatureError::Malformed {
-                header: "webhook-timestamp".into(),
-                why: "it must be an integer of unix seconds",
+                header: ts_name.into(),
+                why: "it must be an integer of unix seconds".into(),
             })?;
         let tolerance = TOLERANCE.as_secs() as i64;
         if now.saturating_sub(timestamp) > tolerance {
@@ -99,44 +152,51 @@ impl StandardWebhooks {
         if timestamp.saturating_sub(now) > tolerance {
             return Err(SignatureError::InFuture);
         }
-        let signatures = header_str(headers, "webhook-signature")?;
+        let signatures = header_str(headers, sig_name)?;
         // The signed content's timestamp is the header's text, as the sender wrote it.
-        let mut base = mac(&self.key);
-        base.update(id.as_bytes());
-        base.update(b".");
-        base.update(ts_text.as_bytes());
-        base.update(b".");
-        base.update(body);
+        let bases: Vec<_> = self
+            .keys
+            .iter()
+            .map(|key| {
+                let mut base = mac(key);
+                base.update(id.as_bytes());
+                base.update(b".");
+                base.update(ts_text.as_bytes());
+                base.update(b".");
+                base.update(body);
+                base
+            })
+            .collect();
 
         let mut candidates = 0;
         for entry in signatures.split(' ').filter(|s| !s.is_empty()) {
             candidates += 1;
             if candidates > MAX_SIGNATURES {
                 return Err(SignatureError::Malformed {
-                    header: "webhook-signature".into(),
-                    why: "it lists too many signatures",
+                    header: sig_name.into(),
+                    why: "it lists too many signatures".into(),
                 });
             }
             // Other versions (e.g. `v1a`, asymmetric) are not ours to check; skip them.
             let Some(encoded) = entry.strip_prefix("v1,") else {
                 continue;
             };
-            // A base64 HMAC-SHA256 tag is exactly 44 characters; anything else cannot match and is
-            // not decoded, let alone compared.
+            // A base64 HMAC-SHA256 tag is exactly 44 characters; anything else (an empty `v1,`
+            // among them) cannot match and is not decoded, let alone compared.
             if encoded.len() != 44 {
                 continue;
             }
             let Ok(tag) = BASE64.decode(encoded) else {
                 continue;
             };
-            if tag.len() == TAG_LEN && base.clone().verify_slice(&tag).is_ok() {
+            if tag.len() == TAG_LEN && bases.iter().any(|b| b.clone().verify_slice(&tag).is_ok()) {
                 return Ok(());
             }
         }
         if candidates == 0 {
             return Err(SignatureError::Malformed {
-                header: "webhook-signature".into(),
-                why: "it lists no signature",
+                header: sig_name.into(),
+                why: "it lists no signature".into(),
             });
         }
         Err(SignatureError::Mismatch)
@@ -292,6 +352,72 @@ mod tests {
             );
             assert_eq!(wh().verify(&h, PAYLOAD).is_ok(), ok, "{ts} vs {now}");
         }
+    }
+
+    // The JavaScript reference library's vector: standard-webhooks/standard-webhooks,
+    // libraries/javascript/src/webhook.test.ts (commit 10d3e46d), "sign function works" and
+    // "partial signature throws error".
+    const JS_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const JS_MSG_ID: &str = "msg_p5jXN8AQM9LWM0D4loKWxJek";
+    const JS_TIMESTAMP: i64 = 1614265330;
+    const JS_PAYLOAD: &[u8] = br#"{"test": 2432232314}"#;
+    const JS_SIGNATURE: &str = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+
+    fn family(prefix: &str, id: &str, timestamp: i64, signature: &str) -> HeaderMap {
+        headers(&[
+            (&format!("{prefix}-id"), id),
+            (&format!("{prefix}-timestamp"), &timestamp.to_string()),
+            (&format!("{prefix}-signature"), signature),
+        ])
+    }
+
+    #[test]
+    fn the_javascript_vector_signs_and_verifies_under_both_header_families() {
+        let js = StandardWebhooks::new(JS_SECRET).unwrap();
+        assert_eq!(
+            js.sign(JS_MSG_ID, JS_TIMESTAMP, JS_PAYLOAD)[2].1,
+            JS_SIGNATURE
+        );
+        for prefix in ["webhook", "svix"] {
+            let h = family(prefix, JS_MSG_ID, JS_TIMESTAMP, JS_SIGNATURE);
+            assert_eq!(
+                js.verify_at(&h, JS_PAYLOAD, JS_TIMESTAMP),
+                Ok(()),
+                "{prefix}"
+            );
+            for partial in ["v1,", &JS_SIGNATURE[..8]] {
+                let h = family(prefix, JS_MSG_ID, JS_TIMESTAMP, partial);
+                assert_eq!(
+                    js.verify_at(&h, JS_PAYLOAD, JS_TIMESTAMP),
+                    Err(SignatureError::Mismatch),
+                    "{prefix} {partial}"
+                );
+            }
+        }
+        // `webhook-*` is read when both families are sent.
+        let mut both = family("svix", JS_MSG_ID, JS_TIMESTAMP, "v1,");
+        both.extend(family("webhook", JS_MSG_ID, JS_TIMESTAMP, JS_SIGNATURE));
+        assert_eq!(js.verify_at(&both, JS_PAYLOAD, JS_TIMESTAMP), Ok(()));
+    }
+
+    #[test]
+    fn while_rotating_a_signature_under_any_secret_verifies() {
+        let rotating = StandardWebhooks::with_secrets(&[SECRET, JS_SECRET]).unwrap();
+        let rust = standard(SIGNATURE, TIMESTAMP);
+        assert_eq!(rotating.verify_at(&rust, PAYLOAD, TIMESTAMP), Ok(()));
+        let js = family("webhook", JS_MSG_ID, JS_TIMESTAMP, JS_SIGNATURE);
+        assert_eq!(rotating.verify_at(&js, JS_PAYLOAD, JS_TIMESTAMP), Ok(()));
+        // The first secret signs.
+        assert_eq!(rotating.sign(MSG_ID, TIMESTAMP, PAYLOAD)[2].1, SIGNATURE);
+        // Neither secret's signature verifies another message.
+        assert_eq!(
+            rotating.verify_at(&js, PAYLOAD, JS_TIMESTAMP),
+            Err(SignatureError::Mismatch)
+        );
+        assert!(StandardWebhooks::with_secrets(&[]).is_err());
+        assert!(StandardWebhooks::with_secrets(&[SECRET; MAX_SECRETS + 1]).is_err());
+        let bad = StandardWebhooks::with_secrets(&[SECRET, "whsec_!!"]).unwrap_err();
+        assert!(bad.to_string().contains("secret 2 of 2"), "{bad}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod dispatch;
 mod hostile;
 mod ingest;
 mod logs;
+mod messages;
 mod metrics;
 mod openapi;
 mod operator;

@@ -9,7 +9,7 @@ use tokio_postgres::{Error as PgError, NoTls};
 
 use super::{
     batch::{gather, BatchFailed, Waiting, MAX_BATCH},
-    vacuum, PostgresStore,
+    refusal, vacuum, PostgresStore,
 };
 use crate::store::{StoreError, StoreOptions};
 
@@ -67,6 +67,8 @@ pub(super) struct Db {
     pool: Pool,
     /// How long one operation may take before the store counts as unavailable.
     pub(super) timeout: Duration,
+    /// The server, as messages about connecting to it name it.
+    target: Arc<refusal::Target>,
 }
 
 pub(super) fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -97,11 +99,16 @@ impl PostgresStore {
     /// Like [`PostgresStore::connect`], with explicit pool size and timeout. Migrations run
     /// under an advisory lock, so replicas starting together apply each one exactly once.
     pub async fn connect_with(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
-        let mut config = tokio_postgres::Config::from_str(url).map_err(|e| {
+        let parsed = tokio_postgres::Config::from_str(url);
+        if let Some(refused) = refusal::tls_refused(url, parsed.as_ref().ok()) {
+            return Err(refused);
+        }
+        let mut config = parsed.map_err(|e| {
             StoreError::Config(format!(
                 "cannot read the PostgreSQL URL ({e}): expected postgres://USER[:PASSWORD]@HOST[:PORT]/DB"
             ))
         })?;
+        let target = Arc::new(refusal::Target::of(&config));
         let timeout = options.timeout.max(Duration::from_millis(100));
         // Settings the URL leaves unset: fail fast when the server is away, and find dead
         // connections while they sit idle in the pool.
@@ -148,11 +155,13 @@ impl PostgresStore {
         let db = Db {
             pool: pool(options.max_connections.saturating_sub(for_inserts))?,
             timeout,
+            target: target.clone(),
         };
         db.migrate().await?;
         let insert_db = Db {
             pool: pool(for_inserts)?,
             timeout,
+            target,
         };
         let (inserts, queue) = mpsc::channel(4 * MAX_BATCH);
         tokio::spawn(gather(insert_db, queue, for_inserts));
@@ -185,6 +194,9 @@ impl Db {
                     "timeout: no database connection was free within {:?}",
                     self.timeout
                 ))
+            }
+            deadpool_postgres::PoolError::Backend(e) => {
+                StoreError::Unavailable(refusal::connect_failed(&e, &self.target))
             }
             e => StoreError::Unavailable(format!("database unreachable: {e}")),
         })

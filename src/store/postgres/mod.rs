@@ -32,6 +32,7 @@ mod batch;
 mod connect;
 mod insert;
 mod operator;
+mod refusal;
 mod rows;
 mod statements;
 mod vacuum;

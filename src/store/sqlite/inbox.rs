@@ -44,8 +44,10 @@ const MAX_UNAPPLIED_BYTES: usize = 16 << 20;
 /// The most callbacks one append (one `fsync`) gathers.
 const MAX_APPEND: usize = 2048;
 
+/// The append buffer's size between appends (a larger append grows it for its duration).
+const APPEND_BUFFER: usize = 1 << 20;
 /// The page cache of the connection that reads the `dedup` table for possible duplicates.
-pub(super) const READER_CACHE_BYTES: usize = 2 << 20;
+const READER_CACHE_BYTES: usize = 2 << 20;
 
 /// How the dedup filter is laid out: its size and the window it keeps keys for.
 #[derive(Debug, Clone, Copy)]
@@ -155,7 +157,7 @@ impl Writer {
     /// to the database thread, then answers.
     pub fn run(mut self, mut rx: mpsc::Receiver<Append>) {
         let mut batch: Vec<Append> = Vec::with_capacity(MAX_APPEND);
-        let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
+        let mut buf: Vec<u8> = Vec::with_capacity(APPEND_BUFFER);
         while next_batch(&mut rx, &mut batch, MAX_APPEND) {
             self.forget_applied();
             while self.unapplied_bytes > MAX_UNAPPLIED_BYTES {
@@ -165,6 +167,7 @@ impl Writer {
                 self.forget_applied();
             }
             self.append(&mut batch, &mut buf);
+            buf.shrink_to(APPEND_BUFFER);
         }
     }
 
@@ -180,6 +183,11 @@ impl Writer {
             if self.recent.get(&hash).is_some_and(|e| e.2 == lsn) {
                 self.recent.remove(&hash);
             }
+        }
+        if self.recent.is_empty() && self.recent.capacity() > 1024 {
+            // The tail is applied: give back what a burst grew the maps to.
+            self.recent.shrink_to_fit();
+            self.recent_order.shrink_to_fit();
         }
         while self
             .closed

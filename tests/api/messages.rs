@@ -1,0 +1,216 @@
+//! What a new user reads when something is wrong: each message names its cause (the server's
+//! own words, the network's error, the variable a bad value came from) and what to do.
+
+use std::{process::Output, time::Duration};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::postgres_url;
+use crate::support::process::free_port;
+
+/// `okra-callbacks ARGS` with a clean environment plus `env`, killed after `within`; its output.
+async fn run(args: &[&str], env: &[(&str, &str)], within: Duration) -> Output {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_okra-callbacks"));
+    command
+        .env_clear()
+        .envs(env.iter().copied())
+        .args(args)
+        .kill_on_drop(true);
+    tokio::time::timeout(within, command.output())
+        .await
+        .unwrap_or_else(|_| panic!("okra-callbacks {args:?} still ran after {within:?}"))
+        .expect("run okra-callbacks")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// `serve` on `database_url`, expected to stop at start-up: its message.
+async fn start_failure(database_url: &str, extra: &[&str]) -> String {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let args = [
+        &["serve", "--listen", &listen, "--database-url", database_url][..],
+        extra,
+    ]
+    .concat();
+    let output = run(&args, &[], Duration::from_secs(60)).await;
+    assert!(
+        !output.status.success(),
+        "serve on {database_url} should stop"
+    );
+    stderr(&output)
+}
+
+/// The test server's URL with another database, user or query.
+fn postgres_variant(base: &str, edit: impl FnOnce(&mut reqwest::Url)) -> String {
+    let mut url = reqwest::Url::parse(base).expect("a PostgreSQL URL");
+    edit(&mut url);
+    url.to_string()
+}
+
+#[tokio::test]
+async fn postgres_says_which_database_is_missing_and_to_create_it() {
+    let Some(base) = postgres_url() else { return };
+    let name = format!("okra_missing_{}", uuid::Uuid::now_v7().simple());
+    let url = postgres_variant(&base, |u| u.set_path(&name));
+    let err = start_failure(&url, &[]).await;
+    assert!(
+        err.contains(&format!("database \"{name}\" does not exist")),
+        "{err}"
+    );
+    assert!(err.contains("create"), "{err}");
+}
+
+#[tokio::test]
+async fn postgres_says_which_role_is_missing() {
+    let Some(base) = postgres_url() else { return };
+    let url = postgres_variant(&base, |u| {
+        u.set_username("okra_no_such_role").unwrap();
+    });
+    let err = start_failure(&url, &[]).await;
+    assert!(
+        err.contains("role \"okra_no_such_role\" does not exist"),
+        "{err}"
+    );
+    assert!(err.contains("user"), "{err}");
+}
+
+/// A stand-in for a PostgreSQL server that demands a password and refuses the one given, as a
+/// real server (or a proxy such as PgBouncer) answers: `28P01 password authentication failed`.
+/// The test server trusts every local connection, so it cannot refuse a password itself.
+async fn password_refusing_server() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                // The startup message (after an SSLRequest, answered "no TLS", if one comes).
+                loop {
+                    let len = socket.read_i32().await? as usize;
+                    let code = socket.read_i32().await?;
+                    let mut rest = vec![0; len.saturating_sub(8)];
+                    socket.read_exact(&mut rest).await?;
+                    if code == 80877103 {
+                        socket.write_all(b"N").await?;
+                        continue;
+                    }
+                    let user = rest
+                        .split(|b| *b == 0)
+                        .skip_while(|field| *field != b"user")
+                        .nth(1)
+                        .map(|u| String::from_utf8_lossy(u).into_owned())
+                        .unwrap_or_default();
+                    // AuthenticationCleartextPassword, then the password message.
+                    socket.write_all(&[b'R', 0, 0, 0, 8, 0, 0, 0, 3]).await?;
+                    let _tag = socket.read_u8().await?;
+                    let len = socket.read_i32().await? as usize;
+                    let mut password = vec![0; len.saturating_sub(4)];
+                    socket.read_exact(&mut password).await?;
+                    let mut fields = Vec::new();
+                    for (tag, value) in [
+                        (b'S', "FATAL".to_owned()),
+                        (b'V', "FATAL".to_owned()),
+                        (b'C', "28P01".to_owned()),
+                        (
+                            b'M',
+                            format!("password authentication failed for user \"{user}\""),
+                        ),
+                    ] {
+                        fields.push(tag);
+                        fields.extend_from_slice(value.as_bytes());
+                        fields.push(0);
+                    }
+                    fields.push(0);
+                    let mut message = vec![b'E'];
+                    message.extend_from_slice(&(fields.len() as i32 + 4).to_be_bytes());
+                    message.extend_from_slice(&fields);
+                    socket.write_all(&message).await?;
+                    return Ok::<_, std::io::Error>(());
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn postgres_passes_on_a_refused_password_and_says_to_check_it() {
+    let port = password_refusing_server().await;
+    let url = format!("postgres://okra:not-the-password@127.0.0.1:{port}/okra");
+    let err = start_failure(&url, &[]).await;
+    assert!(
+        err.contains("password authentication failed for user \"okra\""),
+        "{err}"
+    );
+    assert!(err.contains("password"), "{err}");
+    assert!(!err.contains("not-the-password"), "no secret in it: {err}");
+}
+
+#[tokio::test]
+async fn postgres_on_a_closed_port_or_an_unknown_host_says_so() {
+    let port = free_port();
+    let err = start_failure(&format!("postgres://okra@127.0.0.1:{port}/okra"), &[]).await;
+    assert!(err.contains("connection refused"), "{err}");
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+
+    let err = start_failure("postgres://okra@okra-no-such-host.invalid/okra", &[]).await;
+    assert!(err.contains("unknown host"), "{err}");
+    assert!(err.contains("okra-no-such-host.invalid"), "{err}");
+}
+
+#[tokio::test]
+async fn postgres_asked_for_tls_says_it_is_not_supported_and_what_to_do() {
+    let url = "postgres://okra@127.0.0.1:5432/okra?sslmode=require";
+    let err = start_failure(url, &[]).await;
+    assert!(err.contains("TLS"), "{err}");
+    assert!(err.contains("not supported"), "{err}");
+    assert!(err.contains("sslmode"), "{err}");
+}
+
+#[tokio::test]
+async fn a_bad_value_from_the_environment_names_its_variable() {
+    let within = Duration::from_secs(30);
+    let output = run(&["serve"], &[("OKRA_LEASE", "10")], within).await;
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(
+        err.contains("'10' for '--lease <LEASE>' (from the environment variable OKRA_LEASE)"),
+        "{err}"
+    );
+    // The same value on the command line is the flag's, as clap says.
+    let output = run(&["serve", "--lease", "10"], &[], within).await;
+    let err = stderr(&output);
+    assert!(err.contains("'10' for '--lease <LEASE>'"), "{err}");
+    assert!(!err.contains("OKRA_LEASE"), "{err}");
+}
+
+#[tokio::test]
+async fn boolean_variables_take_the_usual_spellings() {
+    let within = Duration::from_secs(30);
+    // --max-connections 0 stops the start-up right after the settings were read and logged.
+    for (value, on) in [
+        ("1", true),
+        ("yes", true),
+        ("on", true),
+        ("true", true),
+        ("0", false),
+        ("no", false),
+        ("off", false),
+        ("false", false),
+    ] {
+        let env = [("OKRA_LOG_BODIES", value), ("RUST_LOG", "info")];
+        let output = run(&["serve", "--max-connections", "0"], &env, within).await;
+        let err = stderr(&output);
+        assert!(
+            err.contains(&format!("log_bodies={on}")),
+            "OKRA_LOG_BODIES={value}: {err}"
+        );
+    }
+    let env = [("OKRA_LOG_BODIES", "maybe")];
+    let err = stderr(&run(&["serve"], &env, within).await);
+    assert!(
+        err.contains("(from the environment variable OKRA_LOG_BODIES)"),
+        "{err}"
+    );
+}
