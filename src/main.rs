@@ -143,7 +143,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let access = &config.access;
     tracing::info!(
         %listen,
-        database = %okra_callbacks::store::redact_url(&config.store.database_url),
+        database = %okra_callbacks::telemetry::redact(&config.store.database_url),
         handlers = ?handlers,
         outputs = ?outputs,
         callback_token = access.callback_token.is_some() || access.callback_token_file.is_some(),

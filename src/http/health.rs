@@ -85,12 +85,9 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError>
 async fn render_metrics(State(state): State<AppState>) -> Response {
     match tokio::time::timeout(Duration::from_secs(2), state.store.backlog()).await {
         Ok(Ok(backlog)) => {
-            metrics::gauge!(names::PENDING).set(backlog.pending as f64);
-            metrics::gauge!(names::DEAD).set(backlog.dead as f64);
-            let age = pending_age(backlog.oldest_pending_at);
-            metrics::gauge!(names::OLDEST_PENDING_AGE).set(age);
             metrics::gauge!(names::CALLBACKS_PENDING).set(backlog.pending as f64);
             metrics::gauge!(names::CALLBACKS_DEAD).set(backlog.dead as f64);
+            let age = pending_age(backlog.oldest_pending_at);
             metrics::gauge!(names::CALLBACKS_OLDEST_PENDING_AGE).set(age);
         }
         Ok(Err(e)) => tracing::warn!(error = %e, "cannot read the backlog for /metrics"),

@@ -554,23 +554,8 @@ pub async fn open_with(url: &str, options: &StoreOptions) -> Result<Arc<dyn Stor
     }
     Err(StoreError::Config(format!(
         "unsupported database URL `{}`: use sqlite://PATH (e.g. sqlite://okra-callbacks.db) or postgres://USER@HOST/DB",
-        redact_url(url)
+        crate::telemetry::redact(url)
     )))
-}
-
-/// A database URL fit for logs: the password, if any, replaced by `***`.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (auth, host) = match rest.rsplit_once('@') {
-        Some(parts) => parts,
-        None => return url.to_owned(),
-    };
-    match auth.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
-    }
 }
 
 /// A stored callback's columns, in the order both stores read them into a [`StoredCallback`].
@@ -599,19 +584,6 @@ impl fmt::Display for Status {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls_are_redacted_for_logs() {
-        assert_eq!(
-            redact_url("postgres://app:s3cret@db:5432/okra"),
-            "postgres://app:***@db:5432/okra"
-        );
-        assert_eq!(
-            redact_url("postgres://app@db/okra"),
-            "postgres://app@db/okra"
-        );
-        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
-    }
 
     #[tokio::test]
     async fn unsupported_urls_are_refused_with_a_hint() {

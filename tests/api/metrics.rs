@@ -100,12 +100,12 @@ async fn metrics_count_known_traffic(backend: Backend) {
         "the oldest pending callback was 0.4 s old",
         || async {
             let busy = Scrape::of(&app).await;
-            assert_eq!(busy.get("okra_pending_callbacks", &[]), 2.0);
-            (busy.get("okra_oldest_pending_age_seconds", &[]) >= 0.4).then_some(busy)
+            assert_eq!(busy.get("okra_callbacks_pending", &[]), 2.0);
+            (busy.get("okra_callbacks_oldest_pending_age_seconds", &[]) >= 0.4).then_some(busy)
         },
     )
     .await;
-    let age = busy.get("okra_oldest_pending_age_seconds", &[]);
+    let age = busy.get("okra_callbacks_oldest_pending_age_seconds", &[]);
     assert!((0.4..30.0).contains(&age), "oldest pending age {age}");
 
     // Three distinct callbacks, one of them sent twice.
@@ -157,7 +157,7 @@ async fn metrics_count_known_traffic(backend: Backend) {
                 .iter()
                 .map(|o| m.get("okra_delivery_outcomes_total", &[("outcome", o)]))
                 .sum::<f64>();
-            let settled = m.get("okra_pending_callbacks", &[]) == 0.0;
+            let settled = m.get("okra_callbacks_pending", &[]) == 0.0;
             (counted >= 10.0 && settled).then_some(m)
         },
     )
@@ -233,9 +233,9 @@ async fn metrics_count_known_traffic(backend: Backend) {
     assert_eq!(m.get("okra_retries_total", &[]), 2.0);
     assert_eq!(m.get("okra_dead_letters_total", &[]), 1.0);
 
-    assert_eq!(m.get("okra_pending_callbacks", &[]), 0.0);
-    assert_eq!(m.get("okra_dead_callbacks", &[]), 1.0);
-    assert_eq!(m.get("okra_oldest_pending_age_seconds", &[]), 0.0);
+    assert_eq!(m.get("okra_callbacks_pending", &[]), 0.0);
+    assert_eq!(m.get("okra_callbacks_dead", &[]), 1.0);
+    assert_eq!(m.get("okra_callbacks_oldest_pending_age_seconds", &[]), 0.0);
     assert_eq!(
         m.get("okra_build_info", &[("version", env!("CARGO_PKG_VERSION"))]),
         1.0
@@ -266,7 +266,7 @@ async fn metrics_follow_the_admin_token_rule() {
         .text()
         .await
         .unwrap()
-        .contains("okra_pending_callbacks 0"));
+        .contains("okra_callbacks_pending 0"));
 }
 
 /// A refused callback token is one rejection, counted once (it used to be counted twice).
