@@ -46,7 +46,8 @@ impl Handler for LogHandler {
                 callback_code = %Untrusted(env.callback_code().unwrap_or("")),
                 attempt = cx.attempt,
                 body = %Untrusted(&String::from_utf8_lossy(env.raw())),
-                "callback received"
+                "{}",
+                received_or_retry(cx.attempt)
             );
         } else {
             tracing::info!(
@@ -56,10 +57,61 @@ impl Handler for LogHandler {
                 callback_code = %Untrusted(env.callback_code().unwrap_or("")),
                 attempt = cx.attempt,
                 bytes = env.raw().len(),
-                "callback received"
+                "{}",
+                received_or_retry(cx.attempt)
             );
         }
         Ok(())
+    }
+}
+
+/// The log line's message: "callback received" once, at the first attempt; later attempts are
+/// retries (or replays) of a callback already logged as received.
+fn received_or_retry(attempt: u32) -> String {
+    if attempt <= 1 {
+        "callback received".to_owned()
+    } else {
+        format!(
+            "callback handed to the handlers again (retry {})",
+            attempt - 1
+        )
+    }
+}
+
+/// Why an HTTP request got no answer, in the words an operator acts on: `connection refused`,
+/// `no such host`, `timed out after 1s` (with `timeout`, the request's limit), else the error
+/// and each of its causes. Never the request's body, nor the URL (it may hold credentials).
+pub fn request_failure(e: &reqwest::Error, timeout: Option<Duration>) -> String {
+    let causes: Vec<&dyn std::error::Error> =
+        std::iter::successors(Some(e as &dyn std::error::Error), |&s| s.source()).collect();
+    let refused = causes.iter().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+    });
+    let text: Vec<String> = causes.iter().map(ToString::to_string).collect();
+    let unknown_host = text.iter().any(|t| {
+        t.contains("dns error")
+            || t.contains("failed to lookup address")
+            || t.contains("Name or service not known")
+    });
+    if refused {
+        "connection refused".to_owned()
+    } else if unknown_host {
+        let host = e.url().and_then(|u| u.host_str()).unwrap_or("the host");
+        format!("no such host: {host} does not resolve")
+    } else if e.is_timeout() {
+        match timeout {
+            Some(limit) => format!("timed out after {}", humantime::format_duration(limit)),
+            None => "timed out".to_owned(),
+        }
+    } else {
+        let mut parts: Vec<String> = Vec::new();
+        for t in text {
+            if !parts.iter().any(|p| p.contains(&t)) {
+                parts.push(t);
+            }
+        }
+        parts.join(": ")
     }
 }
 
@@ -70,6 +122,8 @@ impl Handler for LogHandler {
 pub struct ForwardHandler {
     client: reqwest::Client,
     url: String,
+    /// Each request's limit, named when one runs past it.
+    timeout: Duration,
 }
 
 impl ForwardHandler {
@@ -84,6 +138,7 @@ impl ForwardHandler {
         Ok(Self {
             client,
             url: url.into(),
+            timeout,
         })
     }
 }
@@ -104,7 +159,12 @@ impl Handler for ForwardHandler {
             .body(cx.envelope.raw().clone())
             .send()
             .await
-            .map_err(|e| HandlerError::msg(format_args!("forward request failed: {e}")))?;
+            .map_err(|e| {
+                HandlerError::msg(format_args!(
+                    "forward request failed: {}",
+                    request_failure(&e, Some(self.timeout))
+                ))
+            })?;
         let status = response.status();
         if status.is_success() {
             Ok(())
@@ -113,5 +173,18 @@ impl Handler for ForwardHandler {
                 "the forward URL answered {status}"
             )))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_callback_is_logged_as_received_once_and_its_retries_as_retries() {
+        assert_eq!(received_or_retry(1), "callback received");
+        let retry = received_or_retry(3);
+        assert!(!retry.contains("received"), "{retry}");
+        assert!(retry.contains("retry 2"), "{retry}");
     }
 }

@@ -70,7 +70,10 @@ pub enum ClientError {
     #[error("{0}")]
     Usage(String),
     /// The receiver could not be reached.
-    #[error("cannot reach {url}: {source}")]
+    #[error(
+        "cannot reach {url}: {}",
+        okra_callbacks::builtin::request_failure(source, None)
+    )]
     Unreachable {
         /// Where we tried.
         url: String,

@@ -1,12 +1,16 @@
 //! What a new user reads when something is wrong: each message names its cause (the server's
 //! own words, the network's error, the variable a bad value came from) and what to do.
 
-use std::{process::Output, time::Duration};
+use std::{
+    io::Read,
+    process::{Child, Command, Output, Stdio},
+    time::Duration,
+};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::postgres_url;
-use crate::support::process::free_port;
+use crate::support::process::{free_port, Sink};
+use crate::support::{callback, eventually, postgres_url, Backend, TestDb};
 
 /// `okra-callbacks ARGS` with a clean environment plus `env`, killed after `within`; its output.
 async fn run(args: &[&str], env: &[(&str, &str)], within: Duration) -> Output {
@@ -213,4 +217,138 @@ async fn boolean_variables_take_the_usual_spellings() {
         err.contains("(from the environment variable OKRA_LOG_BODIES)"),
         "{err}"
     );
+}
+
+/// `serve` with `--forward-url` in a child process whose log is kept; killed when dropped.
+struct Forwarding {
+    child: Child,
+    base: String,
+    log: std::fs::File,
+}
+
+impl Forwarding {
+    async fn start(forward_url: &str, extra: &[&str]) -> (Self, TestDb) {
+        let db = TestDb::new(Backend::Sqlite).await;
+        let port = free_port();
+        let log = tempfile::tempfile().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_okra-callbacks"))
+            .env_clear()
+            .env("RUST_LOG", "warn,okra_callbacks=info")
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--database-url", &db.url, "--forward-url", forward_url])
+            .args(["--max-attempts", "1"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(log.try_clone().unwrap())
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let ready = format!("{base}/readyz");
+        eventually(Duration::from_secs(30), "the receiver is ready", || {
+            let ready = ready.clone();
+            async move {
+                let r = reqwest::get(ready).await.ok()?;
+                (r.status() == 200).then_some(())
+            }
+        })
+        .await;
+        (Self { child, base, log }, db)
+    }
+
+    /// Posts a callback and waits until its one attempt failed: its `GET /v1/callbacks/{id}`.
+    async fn dead_callback(&self) -> serde_json::Value {
+        let client = reqwest::Client::new();
+        let ack: serde_json::Value = client
+            .post(format!("{}/v1/callback", self.base))
+            .body(callback("rec-forward", "AUTH", "AUTH_SUCCESS", 0))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let url = format!("{}/v1/callbacks/{}", self.base, ack["id"].as_str().unwrap());
+        eventually(Duration::from_secs(30), "the callback is dead", || {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                let state: serde_json::Value =
+                    client.get(url).send().await.ok()?.json().await.ok()?;
+                (state["status"] == "dead").then_some(state)
+            }
+        })
+        .await
+    }
+
+    /// The console's page of one callback.
+    async fn console_page(&self, id: &str) -> String {
+        reqwest::get(format!("{}/console/callbacks/{id}", self.base))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    fn log(&mut self) -> String {
+        let mut text = String::new();
+        use std::io::Seek;
+        self.log.rewind().unwrap();
+        self.log.read_to_string(&mut text).unwrap();
+        text
+    }
+}
+
+impl Drop for Forwarding {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The cause of a failed forward is in `last_error`, the history, the console and the log.
+async fn forward_failure_names(forward_url: &str, extra: &[&str], cause: &str) {
+    let (mut receiver, _db) = Forwarding::start(forward_url, extra).await;
+    let state = receiver.dead_callback().await;
+    let last_error = state["last_error"].as_str().unwrap();
+    assert!(last_error.contains(cause), "last_error: {last_error}");
+    let history = state["history"][0]["error"].as_str().unwrap();
+    assert!(history.contains(cause), "history: {history}");
+    let page = receiver.console_page(state["id"].as_str().unwrap()).await;
+    assert!(page.contains(cause), "the console page lacks {cause:?}");
+    let log = receiver.log();
+    assert!(log.contains(cause), "the log lacks {cause:?}:\n{log}");
+}
+
+#[tokio::test]
+async fn a_forward_to_a_closed_port_says_connection_refused() {
+    let url = format!("http://127.0.0.1:{}/okra", free_port());
+    forward_failure_names(&url, &[], "connection refused").await;
+}
+
+#[tokio::test]
+async fn a_forward_to_an_unknown_host_says_no_such_host() {
+    forward_failure_names("http://okra-no-such-host.invalid/okra", &[], "no such host").await;
+}
+
+#[tokio::test]
+async fn a_forward_that_takes_too_long_says_timed_out_after() {
+    let sink = Sink::slow(Duration::from_secs(5));
+    let url = sink.start().await;
+    forward_failure_names(&url, &["--forward-timeout", "1s"], "timed out after 1s").await;
+}
+
+#[tokio::test]
+async fn replay_and_send_to_a_closed_port_say_connection_refused() {
+    let base = format!("http://127.0.0.1:{}", free_port());
+    let within = Duration::from_secs(30);
+    let replay = run(&["replay", "--dead", "--url", &base], &[], within).await;
+    assert!(!replay.status.success());
+    let err = stderr(&replay);
+    assert!(err.contains("connection refused"), "{err}");
+
+    let url = format!("{base}/v1/callback");
+    let send = run(&["send", "--type", "AUTH", "--url", &url], &[], within).await;
+    assert!(!send.status.success());
+    let err = stderr(&send);
+    assert!(err.contains("connection refused"), "{err}");
 }
