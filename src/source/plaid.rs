@@ -5,6 +5,10 @@
 //! The order of the checks is the point: the header's `alg` must be `ES256` (so `none`, `HS256`
 //! and every other algorithm are refused before any key is looked up); then the key is found by
 //! `kid` ([`PlaidKeys`]); then the signature; only a signed token's claims are read.
+//!
+//! Once the key is cached, a request costs one ECDSA P-256 verification (`ring`), which
+//! dominates, plus a SHA-256 of the body and two base64url decodes and JSON parses of a few
+//! hundred bytes; no network.
 
 use std::time::Duration;
 

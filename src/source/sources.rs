@@ -595,6 +595,29 @@ secret = "s3"
         ));
     }
 
+    #[tokio::test]
+    async fn no_refusal_shows_the_signature_that_would_have_matched() {
+        let set = sources(
+            "[sources.p]\npreset = \"paystack\"\nsecret = \"sk\"\n[sources.s]\npreset = \"standard-webhooks\"\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n[sources.g]\npreset = \"generic\"\ntype = \"/t\"\n[sources.g.verify]\nscheme = \"hmac\"\nheader = \"x-sig\"\nalgorithm = \"sha256\"\nencoding = \"base64\"\nprefix = \"v0=\"\nsecret = \"gs\"\n",
+        );
+        for source in set.iter() {
+            let genuine = signed(source, BODY);
+            // The genuine headers, checked against another body: refused, and the message shows
+            // neither the signature sent nor the one that body would need.
+            let other = b"{\"t\":\"x\"}";
+            let would_match = signed(source, other);
+            let why = refusal(source, &genuine, other).await;
+            for (_, value) in would_match.iter().chain(genuine.iter()) {
+                let value = value.to_str().unwrap();
+                let tag = value
+                    .rsplit([',', '='])
+                    .find(|p| p.len() > 8)
+                    .unwrap_or(value);
+                assert!(!why.contains(tag), "{}: {why}", source.name());
+            }
+        }
+    }
+
     #[test]
     fn secrets_never_print() {
         let set = sources(
