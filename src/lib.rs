@@ -31,7 +31,8 @@
 //!
 //! The walk of one callback: bytes → who may call → parse → store → dispatch → handler.
 //!
-//! - [`callback`]: the payload model — [`Envelope::parse`] turns bytes into a typed [`Callback`].
+//! - [`callback`]: the payload model — [`Envelope::parse`] turns Okra's bytes into a typed
+//!   [`Callback`]; [`Envelope::from_event`] wraps another source's event (Plaid's typed too).
 //! - [`handler`]: the [`Handler`] trait, [`handle_by_type`] and [`AllOf`] for several handlers.
 //! - [`builtin`]: the binary's handlers — [`LogHandler`] and [`ForwardHandler`].
 //! - [`store`]: the durable inbox — the [`store::Store`] trait, embedded SQLite and shared
@@ -46,8 +47,10 @@
 //! - [`source`]: who sends callbacks, how their requests are proven genuine and how their
 //!   payloads are read — [`source::Sources`] from the sources file (Plaid, Mono, Paystack,
 //!   Standard Webhooks, generic), and Okra's own [`source::Verifier`].
-//! - [`config`]: typed settings in groups (store, access, limits, delivery), checked once.
-//! - [`telemetry`]: logging ([`telemetry::Logs`]), tracing and metrics set-up.
+//! - [`config`]: the flags, typed, in groups (store, access, limits, delivery); `settings`
+//!   (private) checks them together once, at start-up.
+//! - [`telemetry`]: log escaping ([`telemetry::Untrusted`]) and URL redaction, metric names,
+//!   the metrics registry ([`Metrics`]), the `tracing` subscriber ([`telemetry::Logs`]), OTel.
 //! - [`Receiver`] (private `server` module): runs it all until shutdown.
 //!
 //! The binary (`src/main.rs`) adds its own flags (`--listen`, logging, `--forward-url`) and the
