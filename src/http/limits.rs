@@ -19,7 +19,7 @@ use crate::{config::LimitsConfig, telemetry::names};
 /// The limits every request is held to: read once from the configuration, shared by every
 /// request.
 #[derive(Debug)]
-pub(crate) struct Limits {
+pub(super) struct Limits {
     /// The longest a request, body included, may take before it is answered 408.
     request_timeout: Duration,
     /// Larger callback bodies get 413.
@@ -30,7 +30,7 @@ pub(crate) struct Limits {
 
 impl Limits {
     /// The limits `config` describes.
-    pub(crate) fn from_config(config: &LimitsConfig) -> Self {
+    pub(super) fn from_config(config: &LimitsConfig) -> Self {
         Self {
             request_timeout: config.request_timeout,
             max_body_bytes: config.max_body_bytes,

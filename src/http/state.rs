@@ -58,21 +58,6 @@ impl AppState {
         Arc::make_mut(&mut self.0).metrics = Some(metrics);
     }
 
-    /// The store, for routes outside this module (the console's pages).
-    pub(crate) fn store(&self) -> &Arc<dyn Store> {
-        &self.store
-    }
-
-    /// Wakes the dispatcher after a replay made outside this module (the console).
-    pub(crate) fn wake(&self) -> &Notify {
-        &self.wake
-    }
-
-    /// Who may call, for the console's own admin rule.
-    pub(crate) fn access(&self) -> &Access {
-        &self.access
-    }
-
     /// Where metrics are recorded, if a registry was given.
     pub(crate) fn metrics(&self) -> Option<&Metrics> {
         self.metrics.as_ref()

@@ -8,7 +8,7 @@
 use serde_json::Value;
 
 /// What a masked value is shown as.
-pub(crate) const MASK: &str = "••••••";
+pub(super) const MASK: &str = "••••••";
 
 /// Keys (lowercased, without `_`, `-` or spaces) whose values are personal data.
 const PERSONAL: &[&str] = &[
@@ -75,7 +75,7 @@ const NOT_PERSONAL: &[&str] = &[
 ];
 
 /// Whether the values under `key` are personal data.
-pub(crate) fn is_personal(key: &str) -> bool {
+pub(super) fn is_personal(key: &str) -> bool {
     let key: String = key
         .chars()
         .filter(|c| c.is_alphanumeric())
@@ -93,7 +93,7 @@ pub(crate) fn is_personal(key: &str) -> bool {
 
 /// Masks, in place, every value under a personal key at any depth; returns how many keys were
 /// masked.
-pub(crate) fn mask(value: &mut Value) -> usize {
+pub(super) fn mask(value: &mut Value) -> usize {
     match value {
         Value::Object(map) => map
             .iter_mut()
@@ -125,7 +125,7 @@ fn mask_all(value: &mut Value) {
 /// A stored body as the console shows it: pretty JSON, masked unless `reveal`, and how many keys
 /// were masked. A body that is not JSON (never stored by this receiver, but kept readable) is
 /// shown only when revealed.
-pub(crate) fn render(body: &[u8], reveal: bool) -> (String, usize) {
+pub(super) fn render(body: &[u8], reveal: bool) -> (String, usize) {
     match serde_json::from_slice::<Value>(body) {
         Ok(mut value) => {
             let masked = if reveal { 0 } else { mask(&mut value) };

@@ -10,32 +10,32 @@ use crate::{
     store::{Stats, StoredCallback},
 };
 
-use super::FilterForm;
+use super::form::{typed_time, FilterForm};
 
 /// One handler attempt as the timeline shows it.
-pub(crate) struct AttemptView {
+pub(super) struct AttemptView {
     /// Which attempt, from 1.
-    pub attempt: u32,
+    pub(super) attempt: u32,
     /// When the handlers were called.
-    pub started_at: DateTime<Utc>,
+    pub(super) started_at: DateTime<Utc>,
     /// When they returned.
-    pub finished_at: DateTime<Utc>,
+    pub(super) finished_at: DateTime<Utc>,
     /// `succeeded`, `failed`, `timed_out` or `panicked`.
-    pub outcome: &'static str,
+    pub(super) outcome: &'static str,
     /// What failed.
-    pub error: Option<String>,
+    pub(super) error: Option<String>,
 }
 
 /// What every page's header needs: whether there is a session to log out of, and its CSRF token.
-pub(crate) struct Chrome<'a> {
+pub(super) struct Chrome<'a> {
     /// The CSRF token for the forms of this page; `None` on pages before login.
-    pub csrf: Option<&'a str>,
+    pub(super) csrf: Option<&'a str>,
     /// Whether the operator logged in with the admin token (shows "Log out").
-    pub logged_in: bool,
+    pub(super) logged_in: bool,
 }
 
 /// The frame around every page.
-pub(crate) fn layout(title: &str, chrome: &Chrome<'_>, refresh: bool, body: Markup) -> Markup {
+pub(super) fn layout(title: &str, chrome: &Chrome<'_>, refresh: bool, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -71,7 +71,7 @@ pub(crate) fn layout(title: &str, chrome: &Chrome<'_>, refresh: bool, body: Mark
 }
 
 /// An RFC 3339 time in a `<time>` element; the script shows it in the browser's time zone.
-pub(crate) fn time(t: DateTime<Utc>) -> Markup {
+pub(super) fn time(t: DateTime<Utc>) -> Markup {
     let machine = t.to_rfc3339_opts(SecondsFormat::Millis, true);
     html! { time datetime=(machine) { (t.format("%Y-%m-%d %H:%M:%S UTC")) } }
 }
@@ -81,7 +81,7 @@ fn status_badge(status: crate::store::Status) -> Markup {
 }
 
 /// The first view: filters, the latest callbacks, the next page.
-pub(crate) fn list(
+pub(super) fn list(
     chrome: &Chrome<'_>,
     form: &FilterForm,
     error: Option<&str>,
@@ -184,30 +184,30 @@ fn filters(form: &FilterForm) -> Markup {
 
 /// A time as a `datetime-local` input shows it (UTC, to the second); as typed if it is no time.
 fn local_input(value: &str) -> String {
-    match super::parse_time("", value) {
-        Ok(Some(t)) => t.format("%Y-%m-%dT%H:%M:%S").to_string(),
-        _ => value.to_owned(),
+    match typed_time(value) {
+        Some(t) => t.format("%Y-%m-%dT%H:%M:%S").to_string(),
+        None => value.to_owned(),
     }
 }
 
 /// What the detail page shows of one callback.
-pub(crate) struct Detail<'a> {
+pub(super) struct Detail<'a> {
     /// The callback.
-    pub cb: &'a StoredCallback,
+    pub(super) cb: &'a StoredCallback,
     /// Its attempts, oldest first.
-    pub history: &'a [AttemptView],
+    pub(super) history: &'a [AttemptView],
     /// The payload as shown (masked unless revealed).
-    pub payload: &'a str,
+    pub(super) payload: &'a str,
     /// How many keys were masked (0 once revealed).
-    pub masked: usize,
+    pub(super) masked: usize,
     /// Whether the payload is shown revealed.
-    pub revealed: bool,
+    pub(super) revealed: bool,
     /// A message about what just happened (e.g. "Queued for the handlers again").
-    pub flash: Option<&'a str>,
+    pub(super) flash: Option<&'a str>,
 }
 
 /// One callback: fields, status, history as a timeline, payload, replay.
-pub(crate) fn detail(chrome: &Chrome<'_>, d: &Detail<'_>) -> Markup {
+pub(super) fn detail(chrome: &Chrome<'_>, d: &Detail<'_>) -> Markup {
     let cb = d.cb;
     let csrf = chrome.csrf.unwrap_or_default();
     let path = format!("/console/callbacks/{}", urlencode(&cb.id));
@@ -278,7 +278,7 @@ pub(crate) fn detail(chrome: &Chrome<'_>, d: &Detail<'_>) -> Markup {
 }
 
 /// The confirmation before replaying every dead callback matching a filter.
-pub(crate) fn confirm_replay(
+pub(super) fn confirm_replay(
     chrome: &Chrome<'_>,
     form: &FilterForm,
     matching: Option<(usize, bool)>,
@@ -306,7 +306,7 @@ pub(crate) fn confirm_replay(
 }
 
 /// The answer to a confirmed bulk replay.
-pub(crate) fn replayed(chrome: &Chrome<'_>, form: &FilterForm, n: u64) -> Markup {
+pub(super) fn replayed(chrome: &Chrome<'_>, form: &FilterForm, n: u64) -> Markup {
     let mut pending = form.clone();
     pending.statuses = vec!["pending".into()];
     let body = html! {
@@ -340,7 +340,7 @@ fn hidden_filters(form: &FilterForm) -> Markup {
 }
 
 /// The login form (only when `--admin-token` is set).
-pub(crate) fn login(error: Option<&str>) -> Markup {
+pub(super) fn login(error: Option<&str>) -> Markup {
     let chrome = Chrome {
         csrf: None,
         logged_in: false,
@@ -360,7 +360,7 @@ pub(crate) fn login(error: Option<&str>) -> Markup {
 }
 
 /// An error page: the same message as the API's error body, as HTML.
-pub(crate) fn error(chrome: &Chrome<'_>, code: &str, message: &str) -> Markup {
+pub(super) fn error(chrome: &Chrome<'_>, code: &str, message: &str) -> Markup {
     let body = html! {
         h1 { "Something went wrong" }
         p.error role="alert" { (message) }
@@ -371,7 +371,7 @@ pub(crate) fn error(chrome: &Chrome<'_>, code: &str, message: &str) -> Markup {
 }
 
 /// Percent-encodes a value for a URL path segment or query value.
-pub(crate) fn urlencode(value: &str) -> String {
+pub(super) fn urlencode(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for b in value.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {

@@ -23,14 +23,14 @@ use subtle::ConstantTimeEq;
 use crate::config::Secret;
 
 /// The session cookie's name.
-pub(crate) const COOKIE: &str = "okra_console";
+pub(super) const COOKIE: &str = "okra_console";
 
 /// How long a session lasts at most, even in a browser that is never closed.
-pub(crate) const LIFETIME: chrono::Duration = chrono::Duration::hours(12);
+pub(super) const LIFETIME: chrono::Duration = chrono::Duration::hours(12);
 
 /// The key sessions and CSRF tokens are signed with.
 #[derive(Clone)]
-pub(crate) enum Key {
+pub(super) enum Key {
     /// `--admin-token` is set: sessions are signed with it.
     Token(Secret),
     /// No admin token: loopback clients only, CSRF tokens signed with this process's own key.
@@ -39,7 +39,7 @@ pub(crate) enum Key {
 
 impl Key {
     /// The key for the receiver's admin-token setting.
-    pub(crate) fn new(admin_token: Option<&Secret>) -> Self {
+    pub(super) fn new(admin_token: Option<&Secret>) -> Self {
         admin_token.map_or(Self::Loopback, |t| Self::Token(t.clone()))
     }
 
@@ -62,7 +62,7 @@ impl Key {
     }
 
     /// A fresh session cookie value: `nonce.expiry.MAC`.
-    pub(crate) fn issue(&self, now: DateTime<Utc>) -> String {
+    pub(super) fn issue(&self, now: DateTime<Utc>) -> String {
         let mut nonce = [0u8; 16];
         rand::thread_rng().fill_bytes(&mut nonce);
         let nonce = hex::encode(nonce);
@@ -72,7 +72,7 @@ impl Key {
     }
 
     /// Whether `value` is a session this key issued and that has not expired.
-    pub(crate) fn verify(&self, value: &str, now: DateTime<Utc>) -> bool {
+    pub(super) fn verify(&self, value: &str, now: DateTime<Utc>) -> bool {
         let mut parts = value.split('.');
         let (Some(nonce), Some(expiry), Some(mac), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -93,19 +93,19 @@ impl Key {
     }
 
     /// The CSRF token of a session (`session` is the cookie value, or `""` without a token).
-    pub(crate) fn csrf(&self, session: &str) -> String {
+    pub(super) fn csrf(&self, session: &str) -> String {
         hex::encode(self.mac("csrf", &[session]))
     }
 
     /// Whether `given` is the CSRF token of `session`, compared in constant time.
-    pub(crate) fn csrf_matches(&self, session: &str, given: &str) -> bool {
+    pub(super) fn csrf_matches(&self, session: &str, given: &str) -> bool {
         let expected = self.csrf(session);
         given.len() == expected.len() && bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
     }
 
     /// Whether `given` is the admin token, compared in constant time (over digests, so the
     /// token's length does not show either). Always false without a token.
-    pub(crate) fn token_matches(&self, given: &str) -> bool {
+    pub(super) fn token_matches(&self, given: &str) -> bool {
         use sha2::Digest;
         match self {
             Self::Token(token) => {
@@ -129,7 +129,7 @@ fn process_key() -> &'static [u8] {
 }
 
 /// The value of the session cookie in a request, if any.
-pub(crate) fn cookie(headers: &HeaderMap) -> Option<&str> {
+pub(super) fn cookie(headers: &HeaderMap) -> Option<&str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -142,20 +142,20 @@ pub(crate) fn cookie(headers: &HeaderMap) -> Option<&str> {
 
 /// The `Set-Cookie` value that starts a session. `Secure` when the page was served over HTTPS
 /// (as the browser's `Origin` says), so it also works on `http://127.0.0.1`.
-pub(crate) fn set_cookie(value: &str, secure: bool) -> String {
+pub(super) fn set_cookie(value: &str, secure: bool) -> String {
     let secure = if secure { "; Secure" } else { "" };
     format!("{COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/console{secure}")
 }
 
 /// The `Set-Cookie` value that ends a session.
-pub(crate) fn clear_cookie() -> String {
+pub(super) fn clear_cookie() -> String {
     format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/console; Max-Age=0")
 }
 
 /// Whether a POST comes from the console's own pages: `Sec-Fetch-Site: same-origin` when the
 /// browser sends it, else an `Origin` whose host is the request's `Host`. A request with neither
 /// (not a browser, or a very old one) is left to the CSRF token.
-pub(crate) fn same_origin(headers: &HeaderMap) -> bool {
+pub(super) fn same_origin(headers: &HeaderMap) -> bool {
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
         return site == "same-origin";
     }
@@ -170,7 +170,7 @@ pub(crate) fn same_origin(headers: &HeaderMap) -> bool {
 }
 
 /// Whether the page was loaded over HTTPS, as far as the browser tells.
-pub(crate) fn is_https(headers: &HeaderMap) -> bool {
+pub(super) fn is_https(headers: &HeaderMap) -> bool {
     headers
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())
@@ -184,7 +184,7 @@ pub(crate) fn is_https(headers: &HeaderMap) -> bool {
 /// Whether the `Host` a browser asked for can be a loopback console: an IP literal or
 /// `localhost`. A DNS name that resolves to 127.0.0.1 (DNS rebinding) would otherwise let a
 /// remote page read and post to a loopback-only console as if it were its own origin.
-pub(crate) fn host_is_local(headers: &HeaderMap) -> bool {
+pub(super) fn host_is_local(headers: &HeaderMap) -> bool {
     let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
         return true;
     };
