@@ -8,16 +8,21 @@
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use utoipa::IntoParams;
+use serde_json::{json, Value};
+use utoipa::{
+    openapi::{path::ParameterIn, RefOr, Schema},
+    IntoParams,
+};
 
-use super::{error::ApiError, schema};
+use super::{
+    error::ApiError,
+    schema::{self, MAX_LIMIT},
+};
 use crate::{
     callback::CallbackType,
     store::{Cursor, CursorError, Filter, Scope, Status},
 };
 
-/// The most callbacks one page of a list holds.
-pub(super) const MAX_LIMIT: usize = 500;
 /// The page size of `GET /v1/callbacks` when `limit` is not given.
 pub(super) const DEFAULT_LIMIT: usize = 50;
 /// The page size of `GET /v1/callback?record=&method=` when `limit` is not given.
@@ -47,6 +52,56 @@ pub(super) struct FilterQuery {
     /// (`plaid,mono`).
     pub(super) source: Option<String>,
 }
+
+/// The filters of `POST /v1/callbacks/replay` as the document declares them: one object
+/// parameter (`style: form`, `explode: true`, so each property is its own query parameter and
+/// `?status=dead` is the object `{"status": "dead"}`) whose properties are [`FilterQuery`]'s,
+/// at least one of them not empty (`anyOf`): an empty value is no filter, and a replay without
+/// one answers 400 `missing_parameter`.
+pub(super) struct ReplayFilter;
+
+impl ReplayFilter {
+    /// The schema as JSON.
+    fn json() -> Value {
+        let mut properties = serde_json::Map::new();
+        let mut one_given = Vec::new();
+        for p in FilterQuery::into_params(|| Some(ParameterIn::Query)) {
+            let mut schema = serde_json::to_value(&p.schema).expect("a parameter schema");
+            if let (Some(description), Some(object)) = (&p.description, schema.as_object_mut()) {
+                object.insert("description".into(), json!(description));
+            }
+            // Free text must hold more than blanks; the statuses and times, anything.
+            let free_text = schema.get("pattern").is_none() && schema.get("anyOf").is_none();
+            let given = if free_text {
+                json!({"type": "string", "pattern": schema::NOT_BLANK})
+            } else {
+                json!({"type": "string", "minLength": 1})
+            };
+            one_given.push(json!({
+                "type": "object",
+                "required": [&p.name],
+                "properties": {&p.name: given},
+            }));
+            properties.insert(p.name, schema);
+        }
+        json!({
+            "description": "The filters of `GET /v1/callbacks`; at least one, not empty.",
+            "allOf": [
+                // Any other query parameter is refused ([`FilterQuery::refuse_others`]).
+                {"type": "object", "properties": properties, "additionalProperties": false},
+                {"anyOf": one_given},
+            ],
+        })
+    }
+}
+
+impl utoipa::PartialSchema for ReplayFilter {
+    fn schema() -> RefOr<Schema> {
+        serde_json::from_value(Self::json()).expect("the replay filter is a valid schema")
+    }
+}
+
+impl utoipa::ToSchema for ReplayFilter {}
 
 /// A filter value that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,7 +179,31 @@ fn time(
         .transpose()
 }
 
+/// The names of [`FilterQuery`]'s parameters.
+const FILTERS: [&str; 7] = [
+    "status",
+    "callback_type",
+    "callback_code",
+    "record",
+    "received_after",
+    "received_before",
+    "source",
+];
+
 impl FilterQuery {
+    /// Refuses a query string holding a parameter that is not a filter (400
+    /// `invalid_parameter`): where the filters choose what to act on, a misspelt one must not
+    /// widen the choice by being ignored.
+    pub(super) fn refuse_others(query: Option<&str>, route: &str) -> Result<(), ApiError> {
+        let pairs = form_urlencoded::parse(query.unwrap_or_default().as_bytes());
+        match pairs.map(|(name, _)| name).find(|name| !FILTERS.contains(&name.as_ref())) {
+            None => Ok(()),
+            Some(name) => Err(ApiError::InvalidParameter(format!(
+                "`{name}` is not a filter of {route}: use status, callback_type, callback_code, record, received_after, received_before or source (a parameter that is not a filter is refused here, so that a misspelt one never widens what is acted on)"
+            ))),
+        }
+    }
+
     /// The store's filter these parameters describe.
     pub(super) fn parse(&self) -> Result<Filter, InvalidFilter> {
         let statuses = match given(&self.status) {
@@ -185,9 +264,10 @@ fn sources(value: &Option<String>) -> Result<Vec<String>, InvalidFilter> {
 pub(super) struct PageQuery {
     /// How many callbacks per page: 1–500 (default 50 on `GET /v1/callbacks`, 100 on
     /// `GET /v1/callback`).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
+    #[param(schema_with = schema::limit_param)]
     limit: Option<String>,
     /// The previous page's `next_cursor`, to read the next page (same filters).
+    #[param(schema_with = schema::cursor_param)]
     cursor: Option<String>,
 }
 
@@ -324,5 +404,59 @@ mod tests {
             err.contains("received_before") && err.contains("RFC 3339"),
             "{err}"
         );
+    }
+
+    /// The replay's object declares the list's filters, and requires one of them given.
+    #[test]
+    fn the_replay_filter_holds_the_list_filters_one_at_least() {
+        let schema = ReplayFilter::json();
+        // The schema survives utoipa's types whole.
+        let served = serde_json::to_value(<ReplayFilter as utoipa::PartialSchema>::schema());
+        assert_eq!(served.unwrap(), schema);
+        let (fields, one_given) = (&schema["allOf"][0], &schema["allOf"][1]["anyOf"]);
+        let names: Vec<String> = fields["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        let mut listed: Vec<String> = FilterQuery::into_params(|| Some(ParameterIn::Query))
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
+        listed.sort();
+        assert_eq!(names, listed);
+        let mut filters = FILTERS.to_vec();
+        filters.sort();
+        assert_eq!(filters, listed);
+        assert_eq!(one_given.as_array().unwrap().len(), 7);
+        assert_eq!(fields["additionalProperties"], false);
+        assert_eq!(
+            one_given[1]["properties"]["callback_type"]["pattern"],
+            schema::NOT_BLANK
+        );
+        assert_eq!(one_given[0]["required"], json!(["status"]));
+        assert_eq!(one_given[0]["properties"]["status"]["minLength"], 1);
+    }
+
+    #[test]
+    fn only_filters_pass_where_others_are_refused() {
+        let route = "POST /v1/callbacks/replay";
+        assert!(FilterQuery::refuse_others(None, route).is_ok());
+        assert!(FilterQuery::refuse_others(Some("status=dead&record=r1"), route).is_ok());
+        for query in [
+            "stauts=dead",
+            "status=dead&limit=5",
+            "received_after%5B%5D=1",
+        ] {
+            let err = FilterQuery::refuse_others(Some(query), route)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("is not a filter of POST /v1/callbacks/replay")
+                    && err.contains("received_before"),
+                "{query}: {err}"
+            );
+        }
     }
 }

@@ -10,10 +10,13 @@ use utoipa::openapi::{
 
 use crate::callback::{CallbackType, MAX_FIELD_CHARS};
 
+/// The most callbacks one page of a list holds.
+pub(super) const MAX_LIMIT: usize = 500;
+
 /// A string that is not blank and holds no NUL, as the server checks a record id and a callback
 /// type: at least one character that is neither NUL nor whitespace (the Unicode White_Space
 /// set Rust's `trim` removes, listed so every regex engine reads it the same).
-const NOT_BLANK: &str = r"^[^\u0000]*[^\u0000\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000]*$";
+pub(super) const NOT_BLANK: &str = r"^[^\u0000]*[^\u0000\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000]*$";
 
 /// A record id or callback type as the server accepts it.
 fn identifier(description: &str) -> Value {
@@ -77,6 +80,38 @@ pub(super) fn status_list_param() -> Object {
         .schema_type(Type::String)
         .pattern(Some(format!("^({one}(,{one})*)?$")))
         .examples([serde_json::json!("dead"), serde_json::json!("dead,pending")])
+        .build()
+}
+
+/// `limit` of the lists: a page size from 1 to [`MAX_LIMIT`], or empty (the default).
+pub(super) fn limit_param() -> RefOr<Schema> {
+    serde_json::from_value(json!({
+        "description": "How many callbacks per page, 1 to 500; empty: the list's default.",
+        "anyOf": [
+            {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+            {"type": "string", "maxLength": 0},
+        ],
+    }))
+    .expect("the limit schema is a valid schema")
+}
+
+/// The length of a cursor as the server writes it: 21 bytes in unpadded URL-safe base64.
+const CURSOR_CHARS: usize = 28;
+
+/// `cursor` of the lists: what a `next_cursor` looks like, or empty (the first page).
+///
+/// The pattern declares a cursor's format, not which cursors the server made: those carry a
+/// check only the server can verify and the fingerprint of the listing they belong to. A cursor
+/// of this format that fails either answers 400 `invalid_cursor`, a response each list
+/// declares: the document allows it as it allows a 404 for a well-formed id that names no
+/// callback.
+pub(super) fn cursor_param() -> Object {
+    ObjectBuilder::new()
+        .description(Some(
+            "The previous page's `next_cursor`, passed back exactly as answered, with the same filters; empty: the first page. A cursor of this format that this server did not make for this listing (edited, forged, or of other filters) answers 400 `invalid_cursor`.",
+        ))
+        .schema_type(Type::String)
+        .pattern(Some(format!("^([A-Za-z0-9_-]{{{CURSOR_CHARS}}})?$")))
         .build()
 }
 
@@ -182,5 +217,29 @@ mod tests {
         let schema = <CallbackBody as utoipa::PartialSchema>::schema();
         let served = serde_json::to_value(schema).unwrap();
         assert_eq!(served, CallbackBody::json());
+    }
+
+    /// The cursors the server makes fit the declared format, whatever their position and
+    /// listing.
+    #[test]
+    fn cursors_fit_their_declared_format() {
+        use crate::store::{Cursor, Filter, Scope};
+        let pattern = cursor_param().pattern.expect("a pattern");
+        assert_eq!(pattern, "^([A-Za-z0-9_-]{28})?$");
+        let filter = Filter {
+            record: Some("r1".into()),
+            ..Filter::default()
+        };
+        for seq in [0, 1, 255, 1 << 40, i64::MAX] {
+            for scope in [Scope::Search, Scope::Record] {
+                let text = Cursor::after(seq, &filter, scope).encode();
+                assert_eq!(text.len(), CURSOR_CHARS, "{text}");
+                assert!(
+                    text.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+                    "{text}"
+                );
+            }
+        }
     }
 }

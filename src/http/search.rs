@@ -2,7 +2,10 @@
 //! records by filter, a page at a time (`GET /v1/callbacks`), and the replay of every dead or
 //! delivered one a filter matches (`POST /v1/callbacks/replay`).
 
-use axum::{extract::State, http::StatusCode};
+use axum::{
+    extract::{RawQuery, State},
+    http::StatusCode,
+};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -11,7 +14,7 @@ use super::{
     callbacks::{rfc3339, DeliveryStatus},
     error::{ApiError, ErrorBody},
     extract::{Json, Query},
-    filter::{FilterQuery, PageQuery, DEFAULT_LIMIT},
+    filter::{FilterQuery, PageQuery, ReplayFilter, DEFAULT_LIMIT},
     state::AppState,
 };
 use crate::store::{Scope, StoredCallback};
@@ -108,15 +111,21 @@ pub(super) struct ReplayedCount {
 }
 
 /// `POST /v1/callbacks/replay?…`: replay every dead or delivered callback matching the filters.
+///
+/// The document declares the filters as one object parameter ([`ReplayFilter`]) so that its
+/// schema can require one of them; on the wire they are the list's query parameters.
 #[utoipa::path(
     post,
     path = "/v1/callbacks/replay",
     tag = "admin",
     description = "Hands every dead or delivered callback matching the filters (those of `GET /v1/callbacks`; at least one) to the handlers again, each with a fresh attempt budget. `?status=dead` replays every dead callback. Pending callbacks are on their way already and are left alone.",
-    params(FilterQuery),
+    params(
+        ("filter" = inline(ReplayFilter), Query, style = Form, explode,
+            description = "The filters of `GET /v1/callbacks`, each its own query parameter (e.g. `?status=dead&callback_type=AUTH`); at least one, not empty."),
+    ),
     responses(
         (status = 202, description = "The matching callbacks are queued for the handlers again", body = ReplayedCount),
-        (status = 400, description = "`missing_parameter`: no filter given; `invalid_parameter`: a filter that does not parse, or a parameter sent twice", body = ErrorBody),
+        (status = 400, description = "`missing_parameter`: no filter given; `invalid_parameter`: a filter that does not parse, a parameter sent twice, or one that is not a filter", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 403, description = "`forbidden`", body = ErrorBody),
         (status = 503, description = "`store_unavailable`", body = ErrorBody),
@@ -126,7 +135,9 @@ pub(super) struct ReplayedCount {
 async fn replay_matching(
     State(state): State<AppState>,
     Query(filters): Query<FilterQuery>,
+    RawQuery(query): RawQuery,
 ) -> Result<(StatusCode, Json<ReplayedCount>), ApiError> {
+    FilterQuery::refuse_others(query.as_deref(), "POST /v1/callbacks/replay")?;
     let filter = filters.parse()?;
     if filter.is_empty() {
         return Err(ApiError::MissingParameter(

@@ -68,19 +68,38 @@ fn operations(spec: &oas3::Spec, doc: &Value) -> Vec<Operation> {
         let params = op
             .parameters
             .iter()
-            .map(|p| {
+            .flat_map(|p| {
                 let p = p.resolve(spec).expect("a parameter");
                 let schema = match p.schema {
                     Some(ObjectOrReference::Object(s)) => s,
                     Some(r) => r.resolve(spec).expect("a parameter schema"),
                     None => ObjectSchema::default(),
                 };
-                Param {
-                    in_path: p.location == ParameterIn::Path,
-                    required: p.required.unwrap_or(false),
-                    name: p.name,
-                    schema,
+                // An object's properties, also when its schema is an `allOf` of parts.
+                let mut properties = schema.properties.clone();
+                for part in &schema.all_of {
+                    properties.extend(part.resolve(spec).expect("a schema").properties);
                 }
+                if properties.is_empty() {
+                    return vec![Param {
+                        in_path: p.location == ParameterIn::Path,
+                        required: p.required.unwrap_or(false),
+                        name: p.name,
+                        schema,
+                    }];
+                }
+                // An object in the query (form, exploded): each property is its own parameter,
+                // each optional (the object's schema, not the generator, says which must be
+                // given, and requests without them are generated too).
+                properties
+                    .into_iter()
+                    .map(|(name, s)| Param {
+                        in_path: false,
+                        required: false,
+                        name,
+                        schema: s.resolve(spec).expect("a property schema"),
+                    })
+                    .collect()
             })
             .collect();
         let body = op.request_body.as_ref().map(|b| {

@@ -1,6 +1,6 @@
 //! `GET /openapi.json`: a valid OpenAPI 3 document that lists every route the router serves.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::support::{app, Backend};
 
@@ -105,12 +105,61 @@ async fn openapi_is_a_valid_openapi_3_document_open_to_all() {
         ]
     );
     assert!(list["responses"].get("400").is_some(), "{list}");
+    // Bulk replay takes the list's filters: one object parameter, each property its own query
+    // parameter (form, exploded), at least one of them required by its schema.
     let replay = &doc["paths"]["/v1/callbacks/replay"]["post"];
+    let filter = &replay["parameters"][0];
     assert_eq!(
         replay["parameters"].as_array().map(Vec::len),
-        Some(7),
+        Some(1),
+        "{replay}"
+    );
+    assert_eq!(
+        (
+            &filter["in"],
+            &filter["style"],
+            &filter["explode"],
+            &filter["required"]
+        ),
+        (&json!("query"), &json!("form"), &json!(true), &json!(true)),
+        "{filter}"
+    );
+    let mut replay_filters: Vec<&str> = filter["schema"]["allOf"][0]["properties"]
+        .as_object()
+        .expect("the filter's properties")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut list_filters = params[..7].to_vec();
+    replay_filters.sort();
+    list_filters.sort();
+    assert_eq!(
+        replay_filters, list_filters,
         "bulk replay takes the list's filters: {replay}"
     );
+    assert_eq!(
+        filter["schema"]["allOf"][1]["anyOf"]
+            .as_array()
+            .map(Vec::len),
+        Some(7),
+        "at least one filter: {filter}"
+    );
+    // The cursor's format is declared, and the lists document the 400 `invalid_cursor`.
+    for path in ["/v1/callbacks", "/v1/callback"] {
+        let get = &doc["paths"][path]["get"];
+        let cursor = get["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "cursor")
+            .expect("a cursor parameter");
+        assert_eq!(
+            cursor["schema"]["pattern"], "^([A-Za-z0-9_-]{28})?$",
+            "{cursor}"
+        );
+        let bad = get["responses"]["400"]["description"].as_str().unwrap();
+        assert!(bad.contains("invalid_cursor"), "{path}: {bad}");
+    }
     let detail = &doc["components"]["schemas"]["CallbackDetail"];
     assert!(
         detail.to_string().contains("history"),

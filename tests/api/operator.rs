@@ -390,6 +390,14 @@ async fn bad_parameters_are_400s_naming_the_parameter(backend: Backend) {
         "{message}"
     );
     assert!(message.contains("status"), "{message}");
+    // A misspelt filter is refused, not ignored: it would widen what is replayed.
+    let (status, code, message) = post("/v1/callbacks/replay?status=dead&recrod=rec-p").await;
+    assert_eq!(
+        (status, code.as_str()),
+        (400, "invalid_parameter"),
+        "{message}"
+    );
+    assert!(message.contains("`recrod` is not a filter"), "{message}");
 }
 
 async fn history_of_a_callback_that_failed_twice_then_succeeded(backend: Backend) {
