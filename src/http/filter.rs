@@ -73,7 +73,7 @@ impl ReplayFilter {
             // Free text must hold more than blanks; the statuses and times, anything.
             let free_text = schema.get("pattern").is_none() && schema.get("anyOf").is_none();
             let given = if free_text {
-                json!({"type": "string", "pattern": schema::NOT_BLANK})
+                json!({"type": "string", "pattern": schema::NOT_ONLY_WHITE_SPACE})
             } else {
                 json!({"type": "string", "minLength": 1})
             };
@@ -433,7 +433,7 @@ mod tests {
         assert_eq!(fields["additionalProperties"], false);
         assert_eq!(
             one_given[1]["properties"]["callback_type"]["pattern"],
-            schema::NOT_BLANK
+            schema::NOT_ONLY_WHITE_SPACE
         );
         assert_eq!(one_given[0]["required"], json!(["status"]));
         assert_eq!(one_given[0]["properties"]["status"]["minLength"], 1);

@@ -13,10 +13,21 @@ use crate::callback::{CallbackType, MAX_FIELD_CHARS};
 /// The most callbacks one page of a list holds.
 pub(super) const MAX_LIMIT: usize = 500;
 
+/// The Unicode White_Space set Rust's `trim` removes, as the body of a regex class, listed so
+/// every regex engine reads it the same.
+macro_rules! white_space {
+    () => {
+        r"\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+    };
+}
+
 /// A string that is not blank and holds no NUL, as the server checks a record id and a callback
-/// type: at least one character that is neither NUL nor whitespace (the Unicode White_Space
-/// set Rust's `trim` removes, listed so every regex engine reads it the same).
-pub(super) const NOT_BLANK: &str = r"^[^\u0000]*[^\u0000\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000]*$";
+/// type: at least one character that is neither NUL nor whitespace.
+const NOT_BLANK: &str = concat!(r"^[^\u0000]*[^\u0000", white_space!(), r"][^\u0000]*$");
+
+/// A string that is more than whitespace (NUL allowed), as the server reads a filter's text:
+/// one that is only whitespace counts as no filter.
+pub(super) const NOT_ONLY_WHITE_SPACE: &str = concat!(r"^[\s\S]*[^", white_space!(), r"][\s\S]*$");
 
 /// A record id or callback type as the server accepts it.
 fn identifier(description: &str) -> Value {
@@ -241,5 +252,19 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The two text patterns share the whitespace list; the record id's is the one the document
+    /// has always declared.
+    #[test]
+    fn text_patterns_spell_the_whitespace_set_once() {
+        assert_eq!(
+            NOT_BLANK,
+            r"^[^\u0000]*[^\u0000\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000]*$"
+        );
+        assert_eq!(
+            NOT_ONLY_WHITE_SPACE,
+            r"^[\s\S]*[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][\s\S]*$"
+        );
     }
 }
