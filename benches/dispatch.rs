@@ -138,7 +138,7 @@ async fn main() {
         .await;
     let insert_secs = started.elapsed().as_secs_f64();
     assert_eq!(inserted, n, "every callback is distinct");
-    let backlog = store.backlog().await.expect("backlog");
+    let backlog = store.stats().await.expect("stats");
     assert_eq!(backlog.pending, n as u64);
 
     // 2. Drain it through a no-op handler.
@@ -167,7 +167,7 @@ async fn main() {
     let handled_secs = started.elapsed().as_secs_f64();
     // Done means recorded as delivered in the store, not only handed to the handler.
     loop {
-        if store.backlog().await.expect("backlog").pending == 0 {
+        if store.stats().await.expect("stats").pending == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -313,7 +313,7 @@ async fn run(n: usize, records: usize, output: Option<Arc<dyn Handler>>) -> f64 
     tokio::time::timeout(Duration::from_secs(600), noop.done.notified())
         .await
         .expect("the backlog drains within 10 minutes");
-    while store.backlog().await.expect("backlog").pending != 0 {
+    while store.stats().await.expect("stats").pending != 0 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let secs = started.elapsed().as_secs_f64();

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::Utc;
-use okra_callbacks::store::{NewCallback, PostgresStore, Store};
+use okra_callbacks::store::{Delivery, Ingest, NewCallback, PostgresStore};
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)

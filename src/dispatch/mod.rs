@@ -1,13 +1,13 @@
 //! The dispatcher: hands stored callbacks to the handlers, at least once, in order per record.
 //!
-//! It claims records with due work from the [`Store`] (a lease per record, so one worker in the
+//! It claims records with due work from the store's [`Delivery`] part (a lease per record, so one worker in the
 //! whole fleet serves a record at a time), then walks each record's pending callbacks oldest
 //! first. A failure (error, panic or timeout) schedules a retry with exponential backoff and
 //! jitter and holds the record's later callbacks back; after `max_attempts` the callback is
 //! marked dead and the record goes on. Different records are served concurrently.
 //!
 //! While handlers run, a heartbeat renews every lease this dispatcher holds, every third of
-//! `lease`, in one store call ([`Store::renew`]): a slow handler keeps its record, and a killed
+//! `lease`, in one store call ([`Delivery::renew`]): a slow handler keeps its record, and a killed
 //! replica's records go to another within about `lease`. A worker whose lease is gone — taken
 //! over (the store refuses its outcome, or the heartbeat finds it), or not renewed for a whole
 //! `lease` (database unreachable, process paused) — stops before its next handler call.
@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     callback::SourceModels,
     handler::Handler,
-    store::{Claim, Outcome, Store, StoreError, StoredCallback},
+    store::{AfterLast, Claim, Delivery, Outcome, StoreError, StoredCallback},
     telemetry::{self, names, Metrics, Untrusted},
 };
 pub use policy::DispatchConfig;
@@ -44,7 +44,7 @@ use policy::{Deferral, DEFERRAL_CHECK};
 
 /// Runs the handlers over the store's pending callbacks until cancelled.
 pub struct Dispatcher {
-    store: Arc<dyn Store>,
+    store: Arc<dyn Delivery>,
     handler: Arc<dyn Handler>,
     config: DispatchConfig,
     owner: String,
@@ -70,7 +70,7 @@ pub struct Dispatcher {
 impl Dispatcher {
     /// A dispatcher identified as `owner` in leases (unique per process).
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn Delivery>,
         handler: Arc<dyn Handler>,
         config: DispatchConfig,
         owner: String,
@@ -309,7 +309,7 @@ impl Dispatcher {
 
     /// Delivers a claim's callbacks in order, stopping at the first that must wait, and goes on
     /// with the record's next callbacks when the store hands them over with the last outcome
-    /// ([`Store::finish_last`]). Returns whether this worker still holds the record's lease and
+    /// ([`Delivery::finish_last_attempt`]). Returns whether this worker still holds the record's lease and
     /// is still in `serving` (then the caller gives both up); otherwise it has left `serving`.
     async fn deliver_claimed(&self, claim: Claim, stop: &CancellationToken) -> bool {
         let Claim {
@@ -365,7 +365,7 @@ impl Dispatcher {
                     // Back in `serving`, unless a claim of this process started another task
                     // on the record meanwhile (possible only if the lease had lapsed): that
                     // task serves it now.
-                    if matches!(more, crate::store::AfterLast::Released)
+                    if matches!(more, AfterLast::Released)
                         || !self.lock_serving().insert(record.clone())
                     {
                         // The store released the lease (or the other task holds it).
@@ -373,7 +373,7 @@ impl Dispatcher {
                     }
                     // `StillLeased`: the store only recorded the outcome; the caller releases.
                     next = match more {
-                        crate::store::AfterLast::Next(callbacks) => Some(callbacks),
+                        AfterLast::Next(callbacks) => Some(callbacks),
                         _ => None,
                     };
                 } else {

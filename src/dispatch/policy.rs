@@ -30,7 +30,7 @@ pub struct DispatchConfig {
     /// How often to look for due retries (and other replicas' work) when idle.
     pub poll_interval: Duration,
     /// How long deliveries may wait while a burst of callbacks queues to be stored
-    /// ([`Store::acknowledgements_queued`](crate::store::Store::acknowledgements_queued)): meanwhile the dispatcher takes no new work and
+    /// ([`Delivery::acknowledgements_queued`](crate::store::Delivery::acknowledgements_queued)): meanwhile the dispatcher takes no new work and
     /// its workers give their records back after the callback in hand, so the store's time goes
     /// to acknowledging Okra; they catch up after the burst. A burst that lasts longer is
     /// delivered alongside until it ends. Zero turns this off.

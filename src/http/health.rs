@@ -83,7 +83,7 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError>
     security((), ("admin_token" = [])),
 )]
 async fn render_metrics(State(state): State<AppState>) -> Response {
-    match tokio::time::timeout(Duration::from_secs(2), state.store.backlog()).await {
+    match tokio::time::timeout(Duration::from_secs(2), state.store.stats()).await {
         Ok(Ok(backlog)) => {
             metrics::gauge!(names::CALLBACKS_PENDING).set(backlog.pending as f64);
             metrics::gauge!(names::CALLBACKS_DEAD).set(backlog.dead as f64);

@@ -41,7 +41,8 @@ pub enum StoreError {
     /// worker must stop serving the record, or two workers would hand its callbacks to handlers
     /// at once.
     ///
-    /// Only [`PostgresStore`] answers this, from [`Store::finish`] and [`Store::finish_last`]: a
+    /// Only [`PostgresStore`] answers this, from [`Delivery::finish_attempt`] and
+    /// [`Delivery::finish_last_attempt`]: a
     /// lease that merely expired, with nobody claiming the record since, is still the worker's
     /// and is extended. [`SqliteStore`]'s leases all belong to its one process, so it records
     /// the outcome and never answers this.
@@ -167,7 +168,7 @@ pub struct NewCallback {
     pub received_at: DateTime<Utc>,
 }
 
-/// The answer to [`Store::insert`].
+/// The answer to [`Ingest::insert`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inserted {
     /// The callback's id; for a duplicate, the id of the first delivery.
@@ -213,7 +214,7 @@ pub struct StoredCallback {
 #[derive(Debug, Clone)]
 pub struct Claim {
     /// The record's queue key ([`queue_key`]: the record itself for Okra's, the source and the
-    /// record for another source's), as [`Store::release`] takes it.
+    /// record for another source's), as [`Delivery::release`] takes it.
     pub record: String,
     /// Its pending callbacks in received order (at most the batch size asked for).
     pub callbacks: Vec<StoredCallback>,
@@ -223,7 +224,7 @@ pub struct Claim {
     pub taken_over_from: Option<String>,
 }
 
-/// What one heartbeat ([`Store::renew`]) did.
+/// What one heartbeat ([`Delivery::renew`]) did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Renewal {
     /// Leases renewed (held by the owner and still its own).
@@ -264,7 +265,7 @@ pub enum Outcome {
     },
 }
 
-/// What a worker does after [`Store::finish_last`] recorded its last outcome.
+/// What a worker does after [`Delivery::finish_last_attempt`] recorded its last outcome.
 #[derive(Debug, Clone)]
 pub enum AfterLast {
     /// Go on with the record: the lease was kept and extended, and these (never none) are its
@@ -274,50 +275,11 @@ pub enum AfterLast {
     /// claimable again once due.
     Released,
     /// Only the outcome was recorded (the trait's default): the worker still holds the lease and
-    /// gives it up with [`Store::release`].
+    /// gives it up with [`Delivery::release`].
     StillLeased,
 }
 
-/// The answer to [`Store::list`]: tells a record with no callbacks of the asked types apart
-/// from one never heard of (the API answers 404 only for the latter).
-#[derive(Debug, Clone)]
-pub enum Listing {
-    /// Nothing was ever received for the record.
-    UnknownRecord,
-    /// The record's callbacks of the asked types, oldest first (possibly none).
-    Callbacks(Vec<StoredCallback>),
-}
-
-impl Listing {
-    /// The callbacks listed; none for an unknown record.
-    pub fn into_callbacks(self) -> Vec<StoredCallback> {
-        match self {
-            Self::UnknownRecord => Vec::new(),
-            Self::Callbacks(callbacks) => callbacks,
-        }
-    }
-}
-
 impl Outcome {
-    /// The history entry of an attempt that ended in this outcome, when the caller did not
-    /// measure it: started and finished now, failed (or succeeded), with the outcome's error.
-    pub fn unmeasured_attempt(&self, cb: &StoredCallback) -> Attempt {
-        let now = Utc::now();
-        let (outcome, error) = match self {
-            Self::Delivered => (AttemptOutcome::Succeeded, None),
-            Self::Retry { error, .. } | Self::Dead { error } => {
-                (AttemptOutcome::Failed, Some(error.clone()))
-            }
-        };
-        Attempt {
-            attempt: cb.attempts + 1,
-            started_at: now,
-            finished_at: now,
-            outcome,
-            error,
-        }
-    }
-
     /// What the outcome writes into its callback's row: the new status, the last error and when
     /// the next attempt is due.
     fn as_row(&self) -> (Status, Option<&str>, Option<DateTime<Utc>>) {
@@ -329,36 +291,32 @@ impl Outcome {
     }
 }
 
-/// How much work is waiting.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Backlog {
-    /// Callbacks pending.
-    pub pending: u64,
-    /// Callbacks dead.
-    pub dead: u64,
-    /// When the oldest pending callback was received.
-    pub oldest_pending_at: Option<DateTime<Utc>>,
-}
+/// The durable inbox, whole: every part the receiver uses, each named after who uses it.
+/// Implemented for every type that implements the four parts; a receiver runs on an
+/// `Arc<dyn Store>`, and each user of the store may be handed only its part
+/// (`Arc<dyn Delivery>` from an `Arc<dyn Store>`, by coercion). Every method is safe to call
+/// concurrently.
+pub trait Store: Ingest + Delivery + OperatorView + Retention {}
 
-impl From<&Stats> for Backlog {
-    /// The backlog part of the stats: both stores count it the same way.
-    fn from(stats: &Stats) -> Self {
-        Self {
-            pending: stats.pending,
-            dead: stats.dead,
-            oldest_pending_at: stats.oldest_pending_at,
-        }
-    }
-}
+impl<T: Ingest + Delivery + OperatorView + Retention + ?Sized> Store for T {}
 
-/// The durable inbox. Every method is safe to call concurrently.
+/// What the acknowledging path needs: storing a callback before it is acknowledged, and
+/// whether the store can take one now.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Ingest: Send + Sync + 'static {
     /// Stores a callback durably, unless the same bytes were stored less than `dedup_window`
     /// ago. Returns only once the data is committed.
     async fn insert(&self, cb: NewCallback, dedup_window: Duration)
         -> Result<Inserted, StoreError>;
 
+    /// Checks that the database answers (`/readyz`).
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// What the dispatcher needs: claiming records with due work under a lease, recording each
+/// handler attempt, and giving the leases back.
+#[async_trait]
+pub trait Delivery: Send + Sync + 'static {
     /// Whether callbacks queue to be stored, now or a moment ago, behind write batches that the
     /// store cannot commit as fast as they arrive: a burst that the acknowledging path meets in
     /// the store. The dispatcher then takes no new work for a while
@@ -379,21 +337,6 @@ pub trait Store: Send + Sync + 'static {
         lease: Duration,
     ) -> Result<Vec<Claim>, StoreError>;
 
-    /// Records one attempt's outcome and extends `owner`'s lease on the record, like
-    /// [`Store::finish_attempt`] with an attempt the caller did not measure
-    /// ([`Outcome::unmeasured_attempt`]).
-    async fn finish(
-        &self,
-        owner: &str,
-        cb: &StoredCallback,
-        outcome: Outcome,
-        lease: Duration,
-    ) -> Result<(), StoreError> {
-        let attempt = outcome.unmeasured_attempt(cb);
-        self.finish_attempt(owner, cb, outcome, &attempt, lease)
-            .await
-    }
-
     /// Records one attempt's outcome, and the attempt in the callback's history (in the same
     /// durable write), and extends `owner`'s lease on the record.
     ///
@@ -409,22 +352,8 @@ pub trait Store: Send + Sync + 'static {
         lease: Duration,
     ) -> Result<(), StoreError>;
 
-    /// [`Store::finish_last_attempt`] with an attempt the caller did not measure.
-    async fn finish_last(
-        &self,
-        owner: &str,
-        cb: &StoredCallback,
-        outcome: Outcome,
-        lease: Duration,
-        per_record: usize,
-    ) -> Result<AfterLast, StoreError> {
-        let attempt = outcome.unmeasured_attempt(cb);
-        self.finish_last_attempt(owner, cb, outcome, &attempt, lease, per_record)
-            .await
-    }
-
     /// Records the outcome of the last callback a worker holds of a record, like
-    /// [`Store::finish_attempt`] (history included), and decides in the same durable write
+    /// [`Delivery::finish_attempt`] (history included), and decides in the same durable write
     /// whether the worker goes on with the record: [`AfterLast::Next`] with up to `per_record`
     /// more due callbacks (oldest first; the lease is kept and extended), or
     /// [`AfterLast::Released`] when none is due — always so after an [`Outcome::Retry`] — and
@@ -434,7 +363,7 @@ pub trait Store: Send + Sync + 'static {
     /// [`PostgresStore`]; [`SqliteStore`] answers [`AfterLast::Released`] and leaves the lease
     /// to its holder; it records the outcome, PostgreSQL does not (fencing).
     ///
-    /// The default records the outcome with [`Store::finish_attempt`] and answers
+    /// The default records the outcome with [`Delivery::finish_attempt`] and answers
     /// [`AfterLast::StillLeased`]: the worker then releases the record itself and the next claim
     /// picks it up again. Both built-in stores do it in one write, which saves a release and a
     /// claim (two waits for a commit) per run of a record's callbacks.
@@ -464,43 +393,19 @@ pub trait Store: Send + Sync + 'static {
         Ok(Renewal::default())
     }
 
-    /// Who holds the lease of the record whose queue key ([`StoredCallback::queue_key`]) is
-    /// `record`, if anyone does (a lease that ran out is nobody's). `None` from the embedded
-    /// store, which has no leases to show.
-    async fn lease_of(&self, record: &str) -> Result<Option<LeaseInfo>, StoreError> {
-        let _ = record;
-        Ok(None)
-    }
-
     /// Gives up `owner`'s lease on a record, named by its queue key ([`Claim::record`]).
     async fn release(&self, owner: &str, record: &str) -> Result<(), StoreError>;
 
     /// Gives up every lease `owner` holds (on shutdown).
     async fn release_all(&self, owner: &str) -> Result<(), StoreError>;
+}
 
+/// What the operator's view needs (the API's callbacks and search, the console, `/metrics`):
+/// finding callbacks, their history and their lease, replaying them, and the counts.
+#[async_trait]
+pub trait OperatorView: Send + Sync + 'static {
     /// One callback by id.
     async fn get(&self, id: &str) -> Result<Option<StoredCallback>, StoreError>;
-
-    /// An Okra record's callbacks of the given types (all types if empty), oldest first; or
-    /// [`Listing::UnknownRecord`] if nothing at all was ever received from Okra for the record.
-    async fn list(&self, record: &str, callback_types: &[&str]) -> Result<Listing, StoreError>;
-
-    /// Makes a callback pending again, due now, with a fresh attempt budget. `false` if there
-    /// is no such callback.
-    async fn replay(&self, id: &str) -> Result<bool, StoreError>;
-
-    /// Replays every dead callback; returns how many.
-    async fn replay_dead(&self) -> Result<u64, StoreError>;
-
-    /// Checks that the database answers.
-    async fn ping(&self) -> Result<(), StoreError>;
-
-    /// Counts pending and dead work.
-    async fn backlog(&self) -> Result<Backlog, StoreError>;
-
-    /// Deletes delivered and dead callbacks (with their attempt history), and dedup keys, older
-    /// than `before`; returns how many callbacks were deleted.
-    async fn prune(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 
     /// Up to `limit` callbacks matching `filter`, newest first, starting after `after` (a
     /// cursor of a previous page of the same filter, [`Scope::Search`]). Without bodies.
@@ -525,13 +430,33 @@ pub trait Store: Send + Sync + 'static {
     /// A callback's handler attempts, oldest first (empty for an unknown id).
     async fn history(&self, id: &str) -> Result<Vec<Attempt>, StoreError>;
 
-    /// Replays every dead or delivered callback matching `filter` (as [`Store::replay`]);
-    /// returns how many.
+    /// Who holds the lease of the record whose queue key ([`StoredCallback::queue_key`]) is
+    /// `record`, if anyone does (a lease that ran out is nobody's). `None` from the embedded
+    /// store, which has no leases to show.
+    async fn lease_of(&self, record: &str) -> Result<Option<LeaseInfo>, StoreError> {
+        let _ = record;
+        Ok(None)
+    }
+
+    /// Makes a callback pending again, due now, with a fresh attempt budget. `false` if there
+    /// is no such callback.
+    async fn replay(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Replays every dead or delivered callback matching `filter` (as
+    /// [`OperatorView::replay`]); returns how many.
     async fn replay_matching(&self, filter: &Filter) -> Result<u64, StoreError>;
 
     /// Counts per status and per type, and the oldest pending callback — from counters kept
     /// on write and indexes, never a scan of the callbacks.
     async fn stats(&self) -> Result<Stats, StoreError>;
+}
+
+/// What the retention task needs: deleting what is finished and old.
+#[async_trait]
+pub trait Retention: Send + Sync + 'static {
+    /// Deletes delivered and dead callbacks (with their attempt history), and dedup keys, older
+    /// than `before`; returns how many callbacks were deleted.
+    async fn prune(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 }
 
 /// Opens the store a `--database-url` names: `sqlite://PATH` (created if missing) or

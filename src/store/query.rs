@@ -119,9 +119,9 @@ impl Filter {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Scope {
-    /// [`super::Store::search`]: newest first.
+    /// [`super::OperatorView::search`]: newest first.
     Search = 1,
-    /// [`super::Store::record_page`]: one record's callbacks, oldest first.
+    /// [`super::OperatorView::record_page`]: one record's callbacks, oldest first.
     Record = 2,
 }
 

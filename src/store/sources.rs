@@ -75,7 +75,7 @@ impl NewCallback {
 
 impl StoredCallback {
     /// The key of its record's queue ([`queue_key`]): what [`Claim::record`](super::Claim::record),
-    /// [`Store::release`](super::Store::release) and [`Store::lease_of`](super::Store::lease_of)
+    /// [`Delivery::release`](super::Delivery::release) and [`OperatorView::lease_of`](super::OperatorView::lease_of)
     /// name.
     pub fn queue_key(&self) -> Cow<'_, str> {
         queue_key(&self.source, &self.record)

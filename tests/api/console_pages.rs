@@ -14,6 +14,7 @@ use axum::{
 use chrono::Utc;
 use tower::ServiceExt;
 
+use crate::store::Shortcuts;
 use okra_callbacks::{
     store::{NewCallback, Outcome, SqliteStore, Status, Store},
     AllOf, Config, Receiver, Secret,

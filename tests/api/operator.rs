@@ -709,7 +709,8 @@ async fn a_postgres_database_of_the_previous_schema_is_upgraded_with_its_data() 
     let store = okra_callbacks::store::PostgresStore::connect(&url)
         .await
         .unwrap();
-    use okra_callbacks::store::{Filter, Status, Store};
+    use crate::store::Shortcuts;
+    use okra_callbacks::store::{Filter, OperatorView, Status};
     let stats = store.stats().await.unwrap();
     assert_eq!((stats.pending, stats.delivered, stats.dead), (1, 1, 1));
     assert_eq!(
@@ -736,7 +737,7 @@ async fn a_postgres_database_of_the_previous_schema_is_upgraded_with_its_data() 
             .len(),
         1
     );
-    let listed = store.list("r1", &[]).await.unwrap().into_callbacks();
+    let listed = store.callbacks_of("r1").await;
     assert_eq!(listed.len(), 2);
     assert!(store.history("b").await.unwrap().is_empty());
     assert_eq!(store.replay_matching(&dead).await.unwrap(), 1);
@@ -772,7 +773,7 @@ async fn a_postgres_database_with_an_attempts_table_keeps_its_history() {
     let store = okra_callbacks::store::PostgresStore::connect(&url)
         .await
         .unwrap();
-    use okra_callbacks::store::{AttemptOutcome, Store};
+    use okra_callbacks::store::{AttemptOutcome, OperatorView};
     let summary = |id: &'static str| {
         let store = store.clone();
         async move {

@@ -19,7 +19,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::new_callback;
+use crate::store::{new_callback, Shortcuts};
 use crate::support::process::{Delivery, Replicas, Sink};
 use crate::support::proxy::{upstream_of, Link, Proxy};
 use crate::support::{
@@ -137,16 +137,12 @@ async fn a_worker_whose_lease_was_taken_over_stops_serving_the_record() {
         ids,
         "the new owner delivers the record in order"
     );
-    let stored = store_b
-        .list("rec-lease", &[])
-        .await
-        .unwrap()
-        .into_callbacks();
+    let stored = store_b.callbacks_of("rec-lease").await;
     assert!(stored
         .iter()
         .all(|cb| cb.status == store::Status::Delivered));
     // The stale worker's outcome was refused (fencing); the new owner's counted once.
-    assert_eq!(store_b.backlog().await.unwrap().pending, 0);
+    assert_eq!(store_b.stats().await.unwrap().pending, 0);
 }
 
 /// Within one process the lease owner is the same for every worker, so a lease that lapsed while

@@ -8,6 +8,7 @@ use chrono::Utc;
 use okra_callbacks::store::{self, NewCallback, Outcome, Status, Store};
 
 use crate::both_stores;
+use crate::store::Shortcuts;
 use crate::support::{Backend, TestDb};
 
 const LEASE: Duration = Duration::from_secs(60);
@@ -262,7 +263,7 @@ async fn a_store_of_the_schema_before_sources_upgrades_with_its_rows_as_okra(bac
 
     let store = store::open(&db.url).await.unwrap();
     // The old rows are Okra's.
-    let listed = store.list("r1", &[]).await.unwrap().into_callbacks();
+    let listed = store.callbacks_of("r1").await;
     let rows: Vec<_> = listed
         .iter()
         .map(|c| {
@@ -306,7 +307,7 @@ async fn a_store_of_the_schema_before_sources_upgrades_with_its_rows_as_okra(bac
         .insert(from_source("mono", "r1", None, 1), WINDOW)
         .await
         .unwrap();
-    let okra_only = store.list("r1", &[]).await.unwrap().into_callbacks();
+    let okra_only = store.callbacks_of("r1").await;
     assert_eq!(
         okra_only.len(),
         3,

@@ -31,7 +31,7 @@ pub(super) async fn submit<J, T>(
 
 /// How many writes of a kind wait for their answer, and whether that has lately reached a
 /// burst's depth: the dispatcher's cue to leave the database to the acknowledging path
-/// ([`Store::acknowledgements_queued`](crate::store::Store::acknowledgements_queued)).
+/// ([`Delivery::acknowledgements_queued`](crate::store::Delivery::acknowledgements_queued)).
 pub(super) struct Waiting {
     count: AtomicUsize,
     /// Until when (nanoseconds after `origin`) the depth counts as a burst's after it last was.

@@ -54,11 +54,13 @@ const IN_FLIGHT_BATCHES: usize = 2;
 /// The key of the advisory lock that serialises migrations.
 const MIGRATION_LOCK: i64 = 0x006f_6b72_616d_6967;
 /// How many callbacks waiting to be stored make a burst, in which deliveries give way
-/// ([`Store::acknowledgements_queued`]): at the rates that keep this many waiting, the
-/// dispatcher's statements halve what is acknowledged (BENCHMARKS.md, "Ingest, PostgreSQL").
+/// ([`Delivery::acknowledgements_queued`](crate::store::Delivery::acknowledgements_queued)): at
+/// the rates that keep this many waiting, the dispatcher's statements halve what is
+/// acknowledged (BENCHMARKS.md, "Ingest, PostgreSQL").
 const BURST_DEPTH: usize = 16;
 /// How long a burst counts after its depth was last seen.
 const BURST_HOLD: Duration = Duration::from_millis(200);
+
 /// A connection pool and the bound on each operation. A store has two: one that only stores
 /// callbacks, and one for everything else.
 #[derive(Clone)]

@@ -11,7 +11,7 @@
 //!   number, so within a record sequence order is commit order: a worker never delivers a later
 //!   callback while an earlier one is still being committed.
 //! - **Ownership.** Each claim of a record takes the next *generation* of its lease; the
-//!   heartbeat ([`Store::renew`], one statement for all of a replica's leases) and every outcome
+//!   heartbeat ([`Delivery::renew`], one statement for all of a replica's leases) and every outcome
 //!   write name the generation they hold, and the database refuses stale ones. A replica that was
 //!   paused or cut off while another took its record over records nothing for it: it hears
 //!   [`StoreError::LeaseLost`] and stops, whatever its own clock says.
@@ -48,15 +48,15 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    duration_ms, from_millis, millis, queue_key, AfterLast, Attempt, Backlog, Claim, Cursor,
-    Filter, Inserted, LeaseInfo, Listing, NewCallback, Outcome, Page, Renewal, Stats, Status,
-    Store, StoreError, StoredCallback, COLUMNS,
+    duration_ms, millis, AfterLast, Attempt, Claim, Delivery, Ingest, Inserted, NewCallback,
+    Outcome, Renewal, Retention, StoreError, StoredCallback,
 };
 use batch::{submit, Waiting};
 use connect::Db;
 use insert::InsertJob;
-use rows::{from_row, COUNTER_KEY, COUNT_SQL, NOW_MS};
+use rows::{COUNTER_KEY, NOW_MS};
 use statements::{pending_of, FinishJob, ReleaseJob};
+
 /// The PostgreSQL store. Cheap to clone; clones share the connections and the insert queue.
 #[derive(Clone)]
 pub struct PostgresStore {
@@ -64,7 +64,7 @@ pub struct PostgresStore {
     db: Db,
     /// Callbacks waiting to be stored; see [`gather`].
     inserts: mpsc::Sender<InsertJob>,
-    /// How many callbacks wait to be stored, for [`Store::acknowledgements_queued`].
+    /// How many callbacks wait to be stored, for [`Delivery::acknowledgements_queued`].
     waiting: Arc<Waiting>,
     /// Handler outcomes waiting to be recorded.
     finishes: mpsc::Sender<FinishJob>,
@@ -139,7 +139,7 @@ impl PostgresStore {
     }
 }
 #[async_trait]
-impl Store for PostgresStore {
+impl Ingest for PostgresStore {
     async fn insert(
         &self,
         cb: NewCallback,
@@ -156,6 +156,18 @@ impl Store for PostgresStore {
         submit(&self.inserts, job, answer).await
     }
 
+    async fn ping(&self) -> Result<(), StoreError> {
+        let client = self.db.client().await?;
+        // Readiness checks give up after 2 s; answer before that, so a silent connection is
+        // lease_states (closed) here rather than dropped back into the pool by the caller's timeout.
+        let limit = self.db.timeout.min(Duration::from_millis(1500));
+        let result = tokio::time::timeout(limit, client.query_one("SELECT 1", &[])).await;
+        self.db.result_of(client, result).map(drop)
+    }
+}
+
+#[async_trait]
+impl Delivery for PostgresStore {
     fn acknowledgements_queued(&self) -> bool {
         self.waiting.busy()
     }
@@ -292,20 +304,6 @@ impl Store for PostgresStore {
         })
     }
 
-    async fn lease_of(&self, record: &str) -> Result<Option<LeaseInfo>, StoreError> {
-        let client = self.db.client().await?;
-        let sql = format!(
-            "SELECT lease_owner, lease_until, lease_gen FROM okra_record_queue
-             WHERE record = $1 AND lease_owner IS NOT NULL AND lease_until >= {NOW_MS}"
-        );
-        let result = self.db.timed(client.query_opt(&sql, &[&record])).await;
-        Ok(self.db.result_of(client, result)?.map(|row| LeaseInfo {
-            owner: row.get(0),
-            until: from_millis(row.get(1)),
-            generation: row.get(2),
-        }))
-    }
-
     async fn release(&self, owner: &str, record: &str) -> Result<(), StoreError> {
         self.forget(owner, record);
         let (reply, answer) = oneshot::channel();
@@ -330,146 +328,10 @@ impl Store for PostgresStore {
             .await;
         self.db.result_of(client, result).map(drop)
     }
+}
 
-    async fn get(&self, id: &str) -> Result<Option<StoredCallback>, StoreError> {
-        let client = self.db.client().await?;
-        let sql = format!("SELECT {COLUMNS} FROM okra_callbacks WHERE id = $1");
-        let result = self.db.timed(client.query_opt(&sql, &[&id])).await;
-        Ok(self.db.result_of(client, result)?.as_ref().map(from_row))
-    }
-
-    async fn list(&self, record: &str, callback_types: &[&str]) -> Result<Listing, StoreError> {
-        let client = self.db.client().await?;
-        let types: Vec<String> = callback_types.iter().map(|t| t.to_string()).collect();
-        let sql = format!(
-            "SELECT {COLUMNS} FROM okra_callbacks
-             WHERE record = $1 AND source = 'okra'
-               AND (cardinality($2::text[]) = 0 OR callback_type = ANY($2))
-             ORDER BY seq"
-        );
-        let result = self
-            .db
-            .timed(async {
-                let exists: bool = client
-                    .query_one(
-                        "SELECT EXISTS (SELECT 1 FROM okra_callbacks
-                                        WHERE record = $1 AND source = 'okra')",
-                        &[&record],
-                    )
-                    .await?
-                    .get(0);
-                if !exists {
-                    return Ok((false, Vec::new()));
-                }
-                let rows = client.query(&sql, &[&record, &types]).await?;
-                Ok((true, rows))
-            })
-            .await;
-        let (exists, rows) = self.db.result_of(client, result)?;
-        Ok(if exists {
-            Listing::Callbacks(rows.iter().map(from_row).collect())
-        } else {
-            Listing::UnknownRecord
-        })
-    }
-
-    async fn replay(&self, id: &str) -> Result<bool, StoreError> {
-        let mut client = self.db.client().await?;
-        let now = millis(Utc::now());
-        let queue_sql = format!(
-            "INSERT INTO okra_record_queue (record, pending, due_at) VALUES ($1, $2, {NOW_MS})
-             ON CONFLICT (record) DO UPDATE SET pending = okra_record_queue.pending + $2,
-               due_at = LEAST(okra_record_queue.due_at, EXCLUDED.due_at)"
-        );
-        let result = self
-            .db
-            .timed(async {
-                let tx = client.transaction().await?;
-                // Lock order, as everywhere: the record's queue row, then the callback's row.
-                let Some(row) = tx
-                    .query_opt(
-                        "SELECT record, callback_type, source FROM okra_callbacks WHERE id = $1",
-                        &[&id],
-                    )
-                    .await?
-                else {
-                    return Ok(false);
-                };
-                let (record, callback_type, source): (String, String, String) =
-                    (row.get(0), row.get(1), row.get(2));
-                let record = queue_key(&source, &record).into_owned();
-                let callback_type = queue_key(&source, &callback_type).into_owned();
-                tx.execute(
-                    "SELECT 1 FROM okra_record_queue WHERE record = $1 FOR UPDATE",
-                    &[&record],
-                )
-                .await?;
-                let Some(row) = tx
-                    .query_opt(
-                        "SELECT status FROM okra_callbacks WHERE id = $1 FOR UPDATE",
-                        &[&id],
-                    )
-                    .await?
-                else {
-                    return Ok(false);
-                };
-                let status: i16 = row.get(0);
-                tx.execute(
-                    "UPDATE okra_callbacks SET status = 0, cycle_attempts = 0, next_attempt_at = $2,
-                       finished_at = NULL WHERE id = $1",
-                    &[&id, &now],
-                )
-                .await?;
-                let newly_pending = i32::from(status != Status::Pending.code());
-                tx.execute(&queue_sql, &[&record, &newly_pending]).await?;
-                if status != Status::Pending.code() {
-                    tx.execute(COUNT_SQL, &[&callback_type, &status, &-1i64])
-                        .await?;
-                    tx.execute(COUNT_SQL, &[&callback_type, &Status::Pending.code(), &1i64])
-                        .await?;
-                }
-                tx.commit().await?;
-                Ok(true)
-            })
-            .await;
-        self.db.result_of(client, result)
-    }
-
-    async fn replay_dead(&self) -> Result<u64, StoreError> {
-        let client = self.db.client().await?;
-        let result = self
-            .db
-            .timed(client.query(
-                "SELECT id FROM okra_callbacks WHERE status = 2 ORDER BY seq",
-                &[],
-            ))
-            .await;
-        let ids: Vec<String> = self
-            .db
-            .result_of(client, result)?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        let mut n = 0;
-        for id in ids {
-            n += u64::from(self.replay(&id).await?);
-        }
-        Ok(n)
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        let client = self.db.client().await?;
-        // Readiness checks give up after 2 s; answer before that, so a silent connection is
-        // lease_states (closed) here rather than dropped back into the pool by the caller's timeout.
-        let limit = self.db.timeout.min(Duration::from_millis(1500));
-        let result = tokio::time::timeout(limit, client.query_one("SELECT 1", &[])).await;
-        self.db.result_of(client, result).map(drop)
-    }
-
-    async fn backlog(&self) -> Result<Backlog, StoreError> {
-        Ok(Backlog::from(&self.stats_now().await?))
-    }
-
+#[async_trait]
+impl Retention for PostgresStore {
     async fn prune(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let client = self.db.client().await?;
         let before = millis(before);
@@ -503,37 +365,5 @@ impl Store for PostgresStore {
             })
             .await;
         self.db.result_of(client, result)
-    }
-
-    async fn search(
-        &self,
-        filter: &Filter,
-        limit: usize,
-        after: Option<&Cursor>,
-    ) -> Result<Page, StoreError> {
-        self.search_page(filter, limit, after).await
-    }
-
-    async fn record_page(
-        &self,
-        record: &str,
-        callback_type: &str,
-        limit: usize,
-        after: Option<&Cursor>,
-    ) -> Result<Option<Page>, StoreError> {
-        self.record_page_of(record, callback_type, limit, after)
-            .await
-    }
-
-    async fn history(&self, id: &str) -> Result<Vec<Attempt>, StoreError> {
-        self.history_of(id).await
-    }
-
-    async fn replay_matching(&self, filter: &Filter) -> Result<u64, StoreError> {
-        self.replay_where(filter).await
-    }
-
-    async fn stats(&self) -> Result<Stats, StoreError> {
-        self.stats_now().await
     }
 }

@@ -6,14 +6,19 @@
 //! up. Rows of connections that have gone are folded into shard 0 now and then, so the table
 //! stays a few rows per live connection.
 
+use async_trait::async_trait;
+use chrono::Utc;
 use tokio_postgres::types::ToSql;
 
-use super::{rows::from_row, PostgresStore};
+use super::{
+    rows::{from_row, COUNT_SQL, NOW_MS},
+    PostgresStore,
+};
 use crate::store::{
-    from_millis,
+    from_millis, millis,
     query::{page, stats_of},
-    Attempt, AttemptOutcome, Cursor, Filter, Page, Scope, Stats, Status, StoreError,
-    StoredCallback, COLUMNS,
+    queue_key, Attempt, AttemptOutcome, Cursor, Filter, LeaseInfo, OperatorView, Page, Scope,
+    Stats, Status, StoreError, StoredCallback, COLUMNS,
 };
 
 /// The columns of a list row: everything but the body (lists show no payloads), then `seq`.
@@ -126,8 +131,16 @@ fn refs(args: &[Box<dyn ToSql + Sync + Send>]) -> Vec<&(dyn ToSql + Sync)> {
         .collect()
 }
 
-impl PostgresStore {
-    pub(super) async fn search_page(
+#[async_trait]
+impl OperatorView for PostgresStore {
+    async fn get(&self, id: &str) -> Result<Option<StoredCallback>, StoreError> {
+        let client = self.db.client().await?;
+        let sql = format!("SELECT {COLUMNS} FROM okra_callbacks WHERE id = $1");
+        let result = self.db.timed(client.query_opt(&sql, &[&id])).await;
+        Ok(self.db.result_of(client, result)?.as_ref().map(from_row))
+    }
+
+    async fn search(
         &self,
         filter: &Filter,
         limit: usize,
@@ -163,7 +176,7 @@ impl PostgresStore {
         Ok(page(rows, limit, filter, Scope::Search))
     }
 
-    pub(super) async fn record_page_of(
+    async fn record_page(
         &self,
         record: &str,
         callback_type: &str,
@@ -215,7 +228,7 @@ impl PostgresStore {
         Ok(Some(page(rows, limit, &filter, Scope::Record)))
     }
 
-    pub(super) async fn history_of(&self, id: &str) -> Result<Vec<Attempt>, StoreError> {
+    async fn history(&self, id: &str) -> Result<Vec<Attempt>, StoreError> {
         let client = self.db.client().await?;
         let result = self
             .db
@@ -239,7 +252,83 @@ impl PostgresStore {
             .collect())
     }
 
-    pub(super) async fn replay_where(&self, filter: &Filter) -> Result<u64, StoreError> {
+    async fn lease_of(&self, record: &str) -> Result<Option<LeaseInfo>, StoreError> {
+        let client = self.db.client().await?;
+        let sql = format!(
+            "SELECT lease_owner, lease_until, lease_gen FROM okra_record_queue
+             WHERE record = $1 AND lease_owner IS NOT NULL AND lease_until >= {NOW_MS}"
+        );
+        let result = self.db.timed(client.query_opt(&sql, &[&record])).await;
+        Ok(self.db.result_of(client, result)?.map(|row| LeaseInfo {
+            owner: row.get(0),
+            until: from_millis(row.get(1)),
+            generation: row.get(2),
+        }))
+    }
+
+    async fn replay(&self, id: &str) -> Result<bool, StoreError> {
+        let mut client = self.db.client().await?;
+        let now = millis(Utc::now());
+        let queue_sql = format!(
+            "INSERT INTO okra_record_queue (record, pending, due_at) VALUES ($1, $2, {NOW_MS})
+             ON CONFLICT (record) DO UPDATE SET pending = okra_record_queue.pending + $2,
+               due_at = LEAST(okra_record_queue.due_at, EXCLUDED.due_at)"
+        );
+        let result = self
+            .db
+            .timed(async {
+                let tx = client.transaction().await?;
+                // Lock order, as everywhere: the record's queue row, then the callback's row.
+                let Some(row) = tx
+                    .query_opt(
+                        "SELECT record, callback_type, source FROM okra_callbacks WHERE id = $1",
+                        &[&id],
+                    )
+                    .await?
+                else {
+                    return Ok(false);
+                };
+                let (record, callback_type, source): (String, String, String) =
+                    (row.get(0), row.get(1), row.get(2));
+                let record = queue_key(&source, &record).into_owned();
+                let callback_type = queue_key(&source, &callback_type).into_owned();
+                tx.execute(
+                    "SELECT 1 FROM okra_record_queue WHERE record = $1 FOR UPDATE",
+                    &[&record],
+                )
+                .await?;
+                let Some(row) = tx
+                    .query_opt(
+                        "SELECT status FROM okra_callbacks WHERE id = $1 FOR UPDATE",
+                        &[&id],
+                    )
+                    .await?
+                else {
+                    return Ok(false);
+                };
+                let status: i16 = row.get(0);
+                tx.execute(
+                    "UPDATE okra_callbacks SET status = 0, cycle_attempts = 0, next_attempt_at = $2,
+                       finished_at = NULL WHERE id = $1",
+                    &[&id, &now],
+                )
+                .await?;
+                let newly_pending = i32::from(status != Status::Pending.code());
+                tx.execute(&queue_sql, &[&record, &newly_pending]).await?;
+                if status != Status::Pending.code() {
+                    tx.execute(COUNT_SQL, &[&callback_type, &status, &-1i64])
+                        .await?;
+                    tx.execute(COUNT_SQL, &[&callback_type, &Status::Pending.code(), &1i64])
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(true)
+            })
+            .await;
+        self.db.result_of(client, result)
+    }
+
+    async fn replay_matching(&self, filter: &Filter) -> Result<u64, StoreError> {
         let Some(filter) = filter.replayable() else {
             return Ok(0);
         };
@@ -255,12 +344,12 @@ impl PostgresStore {
             .collect();
         let mut n = 0;
         for id in ids {
-            n += u64::from(crate::store::Store::replay(self, &id).await?);
+            n += u64::from(self.replay(&id).await?);
         }
         Ok(n)
     }
 
-    pub(super) async fn stats_now(&self) -> Result<Stats, StoreError> {
+    async fn stats(&self) -> Result<Stats, StoreError> {
         let client = self.db.client().await?;
         let result = self
             .db
@@ -305,7 +394,9 @@ impl PostgresStore {
         });
         Ok(stats)
     }
+}
 
+impl PostgresStore {
     /// Folds the counter shards of connections that have gone into shard 0, under an advisory
     /// lock (skipped when another replica is at it). Nobody else writes those shards.
     async fn fold_counts(&self) -> Result<(), StoreError> {

@@ -31,7 +31,7 @@ pub(super) struct FinishJob {
     /// The attempt, for the callback's history.
     pub(super) attempt: Attempt,
     pub(super) lease: Duration,
-    /// [`Store::finish_last`](crate::store::Store::finish_last): also decide whether the worker
+    /// [`Delivery::finish_last_attempt`](crate::store::Delivery::finish_last_attempt): also decide whether the worker
     /// goes on with the record, handing over up to this many more of its callbacks (or giving
     /// the lease up).
     pub(super) last: Option<usize>,
@@ -212,7 +212,7 @@ struct FinishColumns<'a> {
     /// How long until a retry is due, so it is due after the same delay by the database's clock.
     retry_ins: Vec<Option<i64>>,
     leases: Vec<i64>,
-    /// Whether the job is a [`Store::finish_last`](crate::store::Store::finish_last).
+    /// Whether the job is a [`Delivery::finish_last_attempt`](crate::store::Delivery::finish_last_attempt).
     lasts: Vec<bool>,
     /// The attempts, for the history: when each started and finished, how it ended, what
     /// failed.
@@ -307,7 +307,7 @@ impl Db {
     /// generation); a job whose worker no longer holds it records nothing and hears
     /// [`StoreError::LeaseLost`].
     ///
-    /// A [`Store::finish_last`](crate::store::Store::finish_last) job also decides in the same
+    /// A [`Delivery::finish_last_attempt`](crate::store::Delivery::finish_last_attempt) job also decides in the same
     /// statement whether its worker goes on with the record: when it was not a retry and more of
     /// the record's callbacks are due, the lease is extended and they are read and handed over
     /// (after the commit, so the outcome is durable first); otherwise the lease is given up —

@@ -339,9 +339,9 @@ mod tests {
     use chrono::{DateTime, Utc};
     use proptest::prelude::*;
 
-    use super::super::{SqliteStore, Store};
+    use super::super::SqliteStore;
     use super::*;
-    use crate::store::StoreOptions;
+    use crate::store::{Ingest, OperatorView, StoreOptions};
 
     const WINDOW: Duration = Duration::from_secs(3600);
 

@@ -19,9 +19,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    duration_ms, millis, queue_key, split_queue_key, AfterLast, Attempt, Backlog, Claim, Cursor,
-    Filter, Inserted, Listing, NewCallback, Outcome, Page, Stats, Status, Store, StoreError,
-    StoredCallback, COLUMNS,
+    duration_ms, millis, queue_key, split_queue_key, AfterLast, Attempt, Claim, Delivery, Ingest,
+    Inserted, NewCallback, Outcome, Retention, Status, StoreError, StoredCallback, COLUMNS,
 };
 
 mod apply;
@@ -160,7 +159,7 @@ fn release_lease(conn: &Connection, owner: &str, record: &str) -> rusqlite::Resu
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl Ingest for SqliteStore {
     async fn insert(
         &self,
         cb: NewCallback,
@@ -179,6 +178,23 @@ impl Store for SqliteStore {
         answer.await.map_err(|_| stopped())?
     }
 
+    /// A write, committed like any callback's: a full disk or a read-only file fails it (with
+    /// the cause named), where a read would still succeed.
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.call(|conn| {
+            conn.prepare_cached(
+                "INSERT INTO readiness_probe (id, checked_at) VALUES (1, ?1)
+                 ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
+            )?
+            .execute([millis(Utc::now())])
+            .map(drop)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Delivery for SqliteStore {
     async fn claim(
         &self,
         owner: &str,
@@ -296,71 +312,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
-    async fn get(&self, id: &str) -> Result<Option<StoredCallback>, StoreError> {
-        let id = id.to_owned();
-        self.call(move |conn| {
-            conn.prepare_cached(&format!("SELECT {COLUMNS} FROM callbacks WHERE id = ?1"))?
-                .query_row([&id], from_row)
-                .optional()
-        })
-        .await
-    }
-
-    async fn list(&self, record: &str, callback_types: &[&str]) -> Result<Listing, StoreError> {
-        let record = record.to_owned();
-        let types: Vec<String> = callback_types.iter().map(|t| t.to_string()).collect();
-        self.call(move |conn| {
-            let exists: bool = conn
-                .prepare_cached(
-                    "SELECT EXISTS (SELECT 1 FROM callbacks WHERE record = ?1 AND source = 'okra')",
-                )?
-                .query_row([&record], |r| r.get(0))?;
-            if !exists {
-                return Ok(Listing::UnknownRecord);
-            }
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM callbacks WHERE record = ?1 AND source = 'okra' ORDER BY seq"
-            ))?;
-            let rows = stmt
-                .query_map([&record], from_row)?
-                .filter(|r| {
-                    r.as_ref().map_or(true, |cb| {
-                        types.is_empty() || types.contains(&cb.callback_type)
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(Listing::Callbacks(rows))
-        })
-        .await
-    }
-
-    async fn replay(&self, id: &str) -> Result<bool, StoreError> {
-        self.replay_id(id).await
-    }
-
-    async fn replay_dead(&self) -> Result<u64, StoreError> {
-        self.replay_dead_all().await
-    }
-
-    /// A write, committed like any callback's: a full disk or a read-only file fails it (with
-    /// the cause named), where a read would still succeed.
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.call(|conn| {
-            conn.prepare_cached(
-                "INSERT INTO readiness_probe (id, checked_at) VALUES (1, ?1)
-                 ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
-            )?
-            .execute([millis(Utc::now())])
-            .map(drop)
-        })
-        .await
-    }
-
-    async fn backlog(&self) -> Result<Backlog, StoreError> {
-        Ok(Backlog::from(&self.stats().await?))
-    }
-
+#[async_trait]
+impl Retention for SqliteStore {
     async fn prune(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let before = millis(before);
         self.call(move |conn| {
@@ -402,38 +357,6 @@ impl Store for SqliteStore {
         })
         .await
     }
-
-    async fn search(
-        &self,
-        filter: &Filter,
-        limit: usize,
-        after: Option<&Cursor>,
-    ) -> Result<Page, StoreError> {
-        self.search_page(filter, limit, after).await
-    }
-
-    async fn record_page(
-        &self,
-        record: &str,
-        callback_type: &str,
-        limit: usize,
-        after: Option<&Cursor>,
-    ) -> Result<Option<Page>, StoreError> {
-        self.record_page_of(record, callback_type, limit, after)
-            .await
-    }
-
-    async fn history(&self, id: &str) -> Result<Vec<Attempt>, StoreError> {
-        self.history_of(id).await
-    }
-
-    async fn replay_matching(&self, filter: &Filter) -> Result<u64, StoreError> {
-        self.replay_where(filter).await
-    }
-
-    async fn stats(&self) -> Result<Stats, StoreError> {
-        self.stats_now().await
-    }
 }
 
 #[cfg(test)]
@@ -441,6 +364,18 @@ mod tests {
 
     use super::thread::describe;
     use super::*;
+    use crate::store::{Filter, OperatorView, Page};
+
+    /// A record's callbacks of every type, oldest first (without their bodies).
+    pub(super) async fn callbacks_of(store: &SqliteStore, record: &str) -> Vec<StoredCallback> {
+        let filter = Filter {
+            record: Some(record.into()),
+            ..Filter::default()
+        };
+        let mut callbacks = store.search(&filter, 1000, None).await.unwrap().callbacks;
+        callbacks.reverse();
+        callbacks
+    }
 
     pub(super) fn new_cb(id: &str, record: &str, body: &str) -> NewCallback {
         NewCallback {
@@ -534,10 +469,16 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let store = reopened.expect("reopen");
-        let backlog = store.backlog().await.unwrap();
+        let backlog = store.stats().await.unwrap();
         assert_eq!(backlog.pending, 200);
-        let listing = store.list("r3", &[]).await.unwrap();
-        let Listing::Callbacks(list) = listing else {
+        let listing = store
+            .record_page("r3", "TRANSACTIONS", 1000, None)
+            .await
+            .unwrap();
+        let Some(Page {
+            callbacks: list, ..
+        }) = listing
+        else {
             panic!("record r3 is known: {listing:?}");
         };
         assert_eq!(list.len(), (0..200).filter(|i| i % 7 == 3).count());

@@ -211,8 +211,9 @@ mod tests {
 
     use super::*;
     use crate::store::{
-        from_millis, millis, sqlite::tests::new_cb, Attempt, AttemptOutcome, Filter, Outcome,
-        Status, Store,
+        from_millis, millis,
+        sqlite::tests::{callbacks_of, new_cb},
+        Attempt, AttemptOutcome, Delivery, Filter, Ingest, OperatorView, Outcome, Status,
     };
 
     #[test]
@@ -260,7 +261,7 @@ mod tests {
             body,
         );
         let store = SqliteStore::open(&path).await.unwrap();
-        let listed = store.list("r1", &[]).await.unwrap().into_callbacks();
+        let listed = callbacks_of(&store, "r1").await;
         let states: Vec<_> = listed.iter().map(|c| (c.id.as_str(), c.status)).collect();
         assert_eq!(
             states,
@@ -284,7 +285,7 @@ mod tests {
             ["old-pending"],
             "the pending callback is still claimed"
         );
-        let backlog = store.backlog().await.unwrap();
+        let backlog = store.stats().await.unwrap();
         assert_eq!((backlog.pending, backlog.dead), (1, 0));
     }
 
@@ -327,7 +328,7 @@ mod tests {
             assert_eq!((stats.pending, stats.delivered), (2, 1), "{stats:?}");
         }
         let store = SqliteStore::open(&path).await.unwrap();
-        let listed = store.list("r1", &[]).await.unwrap().into_callbacks();
+        let listed = callbacks_of(&store, "r1").await;
         let states: Vec<_> = listed.iter().map(|c| (c.id.as_str(), c.status)).collect();
         assert_eq!(
             states,
@@ -387,11 +388,8 @@ mod tests {
 
         for _ in 0..2 {
             let store = SqliteStore::open(&path).await.unwrap();
-            let ids: Vec<String> = store
-                .list("r", &[])
+            let ids: Vec<String> = callbacks_of(&store, "r")
                 .await
-                .unwrap()
-                .into_callbacks()
                 .into_iter()
                 .map(|c| c.id)
                 .collect();

@@ -4,6 +4,7 @@
 //! Counts are kept on write in `callback_counts`, one row per callback type and status, so the
 //! stats never scan the callbacks.
 
+use async_trait::async_trait;
 use chrono::Utc;
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -14,8 +15,8 @@ use super::{
 use crate::store::{
     from_millis, millis,
     query::{page, stats_of},
-    queue_key, Attempt, AttemptOutcome, Cursor, Filter, Page, Scope, Stats, Status, StoreError,
-    COLUMNS,
+    queue_key, Attempt, AttemptOutcome, Cursor, Filter, OperatorView, Page, Scope, Stats, Status,
+    StoreError, StoredCallback, COLUMNS,
 };
 
 /// The columns of a list row: everything but the body (lists show no payloads).
@@ -112,14 +113,19 @@ fn replay_one(conn: &Connection, id: &str, now: i64) -> rusqlite::Result<bool> {
     Ok(true)
 }
 
-impl SqliteStore {
-    pub(super) async fn replay_id(&self, id: &str) -> Result<bool, StoreError> {
+#[async_trait]
+impl OperatorView for SqliteStore {
+    async fn get(&self, id: &str) -> Result<Option<StoredCallback>, StoreError> {
         let id = id.to_owned();
-        self.call(move |conn| replay_one(conn, &id, millis(Utc::now())))
-            .await
+        self.call(move |conn| {
+            conn.prepare_cached(&format!("SELECT {COLUMNS} FROM callbacks WHERE id = ?1"))?
+                .query_row([&id], from_row)
+                .optional()
+        })
+        .await
     }
 
-    pub(super) async fn search_page(
+    async fn search(
         &self,
         filter: &Filter,
         limit: usize,
@@ -149,7 +155,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn record_page_of(
+    async fn record_page(
         &self,
         record: &str,
         callback_type: &str,
@@ -188,7 +194,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn history_of(&self, id: &str) -> Result<Vec<Attempt>, StoreError> {
+    async fn history(&self, id: &str) -> Result<Vec<Attempt>, StoreError> {
         let id = id.to_owned();
         self.call(move |conn| {
             conn.prepare_cached(
@@ -210,7 +216,13 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn replay_where(&self, filter: &Filter) -> Result<u64, StoreError> {
+    async fn replay(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.call(move |conn| replay_one(conn, &id, millis(Utc::now())))
+            .await
+    }
+
+    async fn replay_matching(&self, filter: &Filter) -> Result<u64, StoreError> {
         let Some(filter) = filter.replayable() else {
             return Ok(0);
         };
@@ -231,7 +243,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn stats_now(&self) -> Result<Stats, StoreError> {
+    async fn stats(&self) -> Result<Stats, StoreError> {
         self.call(|conn| {
             let counts: Vec<(String, i64, i64)> = conn
                 .prepare_cached(
@@ -249,23 +261,6 @@ impl SqliteStore {
                 .query_row([], |r| r.get(0))
                 .optional()?;
             Ok(stats_of(counts, oldest))
-        })
-        .await
-    }
-
-    pub(super) async fn replay_dead_all(&self) -> Result<u64, StoreError> {
-        self.call(move |conn| {
-            let now = millis(Utc::now());
-            let ids: Vec<String> = conn
-                .prepare_cached(
-                    "SELECT id FROM callbacks WHERE status <> 1 AND status = 2 ORDER BY seq",
-                )?
-                .query_map([], |r| r.get(0))?
-                .collect::<Result<_, _>>()?;
-            for id in &ids {
-                replay_one(conn, id, now)?;
-            }
-            Ok(ids.len() as u64)
         })
         .await
     }
