@@ -50,6 +50,7 @@ pub(super) struct FilterQuery {
     pub(super) received_before: Option<String>,
     /// The source: `okra`, or a configured source's name; several comma-separated
     /// (`plaid,mono`).
+    #[param(schema_with = schema::source_list_param)]
     pub(super) source: Option<String>,
 }
 

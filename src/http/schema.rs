@@ -126,6 +126,17 @@ pub(super) fn cursor_param() -> Object {
         .build()
 }
 
+/// `source` of `GET /v1/callbacks` and `POST /v1/callbacks/replay`: source names as the server
+/// reads them (`[a-z0-9_-]`, 1 to 32 characters), comma-separated.
+pub(super) fn source_list_param() -> Object {
+    let one = "[a-z0-9_-]{1,32}";
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(format!("^({one}(,{one})*)?$")))
+        .examples([serde_json::json!("okra"), serde_json::json!("plaid,okra")])
+        .build()
+}
+
 /// `received_after` and `received_before`: an RFC 3339 time with a zone, or empty (no bound).
 pub(super) fn time_param() -> RefOr<Schema> {
     serde_json::from_value(json!({

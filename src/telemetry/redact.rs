@@ -33,10 +33,7 @@ mod tests {
             redact("postgres://app:s3cret@db:5432/okra"),
             "postgres://app:***@db:5432/okra"
         );
-        assert_eq!(
-            redact("postgres://app@db/okra"),
-            "postgres://app@db/okra"
-        );
+        assert_eq!(redact("postgres://app@db/okra"), "postgres://app@db/okra");
         assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
     }
 
