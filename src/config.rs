@@ -214,6 +214,12 @@ pub struct AccessConfig {
     /// Unset: from anywhere.
     #[arg(long, env = "OKRA_ALLOW_FROM", value_delimiter = ',', value_parser = parse_net)]
     pub allow_from: Vec<IpNet>,
+
+    /// A TOML file of `[sources.NAME]` tables: the providers besides Okra (Plaid, Mono,
+    /// Standard Webhooks, Paystack, generic), each served at `POST /v1/sources/NAME` and
+    /// checked as its preset says. A mistake in it stops the start-up.
+    #[arg(long, env = "OKRA_SOURCES")]
+    pub sources: Option<PathBuf>,
 }
 
 impl Default for AccessConfig {
@@ -230,6 +236,7 @@ impl Default for AccessConfig {
             webhook_secret_file: None,
             trusted_proxies: Vec::new(),
             allow_from: Vec::new(),
+            sources: None,
         }
     }
 }

@@ -19,9 +19,27 @@ use crate::{
         Access, AppState,
     },
     settings::Settings,
+    source::Sources,
     store::{self, Store, StoreError},
     telemetry::Metrics,
 };
+
+/// The sources `--sources` names (none without it), each warning of the file logged once: a
+/// mistake in the file stops the start-up with the source and the setting named.
+fn load_sources(settings: &Settings) -> Result<Sources, ConfigError> {
+    let Some(path) = &settings.access.sources else {
+        return Ok(Sources::default());
+    };
+    let sources = Sources::load(path).map_err(|e| ConfigError(e.to_string()))?;
+    for warning in sources.warnings() {
+        tracing::warn!("{warning}");
+    }
+    tracing::info!(
+        sources = %sources.names().collect::<Vec<_>>().join(","),
+        "serving sources at /v1/sources/NAME"
+    );
+    Ok(sources)
+}
 
 /// Why the receiver could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -64,8 +82,9 @@ impl Receiver {
     pub async fn new(config: Config, handler: impl Handler) -> Result<Self, Error> {
         let settings = Settings::resolve(config)?;
         let access = Access::from_config(&settings.access)?;
+        let sources = load_sources(&settings)?;
         let store = store::open_with(&settings.database_url, &settings.store).await?;
-        Ok(Self::build(settings, access, store, Arc::new(handler)))
+        Ok(Self::build(settings, access, store, Arc::new(handler)).with_sources(sources))
     }
 
     /// Uses a store opened elsewhere (e.g. shared with other code, or a custom [`Store`]).
@@ -79,7 +98,20 @@ impl Receiver {
     ) -> Result<Self, Error> {
         let settings = Settings::resolve(config)?;
         let access = Access::from_config(&settings.access)?;
-        Ok(Self::build(settings, access, store, handler))
+        let sources = load_sources(&settings)?;
+        Ok(Self::build(settings, access, store, handler).with_sources(sources))
+    }
+
+    /// Serves `sources` at `POST /v1/sources/{name}` (replacing those of `--sources`), and
+    /// hands their callbacks to the handlers typed as each source's preset says.
+    pub fn with_sources(mut self, sources: Sources) -> Self {
+        let models = sources
+            .iter()
+            .map(|s| (s.name().to_owned(), s.model()))
+            .collect();
+        self.dispatcher = self.dispatcher.with_source_models(models);
+        self.state.set_sources(Arc::new(sources));
+        self
     }
 
     fn build(

@@ -48,6 +48,20 @@ pub(super) enum ApiError {
     /// 401: a bearer token is required and was missing or wrong.
     #[error("{0}")]
     Unauthorized(&'static str),
+    /// 401 `unauthorized`: a request to `POST /v1/sources/{name}` failed its source's check;
+    /// the message says which check, never a secret nor the signature that would have matched.
+    #[error("the request failed the source's check: {0}")]
+    SourceRefused(String),
+    /// 404 `unknown_source`: no source of this name is configured.
+    #[error("no source named `{0}` is configured: post to /v1/sources/NAME with a NAME from the sources file (--sources), or to /v1/callback for Okra")]
+    UnknownSource(String),
+    /// 503 `verification_unavailable`: the source's check cannot be made now (its provider's
+    /// key service is away, or the receiver's own limit on asking it is reached); nothing was
+    /// acknowledged, so the provider retries.
+    #[error(
+        "the request cannot be verified now, so nothing was accepted ({0}): the provider retries"
+    )]
+    VerificationUnavailable(String),
     /// 403: the admin API answers loopback clients only while no admin token is set.
     #[error("the admin API answers loopback clients only: set --admin-token (OKRA_ADMIN_TOKEN) and send `Authorization: Bearer <token>` to use it remotely")]
     LoopbackOnly,
@@ -116,7 +130,13 @@ impl ApiError {
             }
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::InvalidCallback(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_callback"),
-            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Unauthorized(_) | Self::SourceRefused(_) => {
+                (StatusCode::UNAUTHORIZED, "unauthorized")
+            }
+            Self::UnknownSource(_) => (StatusCode::NOT_FOUND, "unknown_source"),
+            Self::VerificationUnavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "verification_unavailable")
+            }
             Self::LoopbackOnly | Self::NetworkNotAllowed(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::InvalidSignature(_) => (StatusCode::UNAUTHORIZED, "invalid_signature"),
             Self::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),

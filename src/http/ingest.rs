@@ -126,6 +126,14 @@ pub(super) fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
+impl Ack {
+    /// Answers `record` as the callback's record (a record-less source's callback is its own
+    /// record: a duplicate names the first delivery's id).
+    pub(super) fn set_record(&mut self, record: String) {
+        self.record = record;
+    }
+}
+
 /// Lets the request in: from an `--allow-from` network, and only while a slot for one more
 /// callback is free. The slot is held until the callback is answered.
 pub(super) fn admit<'a>(

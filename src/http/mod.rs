@@ -36,6 +36,7 @@ mod openapi;
 mod schema;
 mod search;
 pub(crate) mod serve;
+mod sources;
 mod state;
 mod stats;
 
@@ -69,6 +70,7 @@ fn routes() -> Routes {
     Routes {
         open: openapi::router()
             .merge(ingest::router())
+            .merge(sources::router())
             .merge(health::open_router()),
         admin: OpenApiRouter::new()
             .merge(callbacks::router())

@@ -5,7 +5,7 @@ use std::{ops::Deref, sync::Arc, time::Duration};
 use tokio::sync::Notify;
 
 use super::{access::Access, limits::Limits};
-use crate::{settings::Settings, store::Store, telemetry::Metrics};
+use crate::{settings::Settings, source::Sources, store::Store, telemetry::Metrics};
 
 /// What every route shares, behind one `Arc`: axum clones the state for every request, so a
 /// clone is one reference count, not one per part. Private to the crate (the [`Receiver`]
@@ -31,6 +31,8 @@ pub(crate) struct Shared {
     /// Where metrics are recorded and what `/metrics` renders; without it, metrics go to the
     /// global recorder (if any) and `/metrics` answers an empty body.
     pub(super) metrics: Option<Metrics>,
+    /// The configured sources, served at `POST /v1/sources/{name}` (none by default).
+    pub(super) sources: Arc<Sources>,
 }
 
 impl AppState {
@@ -49,7 +51,14 @@ impl AppState {
             limits: Arc::new(Limits::from_config(&settings.limits)),
             dedup_window: settings.dedup_window,
             metrics: None,
+            sources: Arc::default(),
         }))
+    }
+
+    /// Serves `sources` at `POST /v1/sources/{name}` (in this state and in the clones made
+    /// from it afterwards).
+    pub(crate) fn set_sources(&mut self, sources: Arc<Sources>) {
+        Arc::make_mut(&mut self.0).sources = sources;
     }
 
     /// Records metrics into `metrics` and serves them at `/metrics` (in this state and in the

@@ -363,3 +363,72 @@ async fn okra_s_callbacks_carry_their_source_everywhere(backend: Backend) {
 }
 
 both_stores!(okra_s_callbacks_carry_their_source_everywhere);
+
+/// `POST /v1/sources/{name}`: a configured source's callback is checked, stored and answered
+/// with its source; a failed check is 401 saying which; an unknown name is 404.
+async fn a_source_s_callbacks_are_checked_stored_and_answered(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sources.toml");
+    std::fs::write(
+        &file,
+        "[sources.mono]\npreset = \"mono\"\nsecret = \"s3cret-mono\"\n",
+    )
+    .unwrap();
+    let mut app = crate::support::app(backend)
+        .await
+        .config(|c| c.access.sources = Some(file.clone()))
+        .spawn()
+        .await;
+    let body = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/samples/mono/account_updated.json"
+    ))
+    .unwrap();
+    let post = |secret: Option<&'static str>, name: &'static str| {
+        let mut request = app
+            .client
+            .post(app.url(&format!("/v1/sources/{name}")))
+            .header("content-type", "application/json")
+            .body(body.clone());
+        if let Some(secret) = secret {
+            request = request.header("mono-webhook-secret", secret);
+        }
+        request.send()
+    };
+    let ok = post(Some("s3cret-mono"), "mono").await.unwrap();
+    assert_eq!(ok.status(), 200);
+    let ack: serde_json::Value = ok.json().await.unwrap();
+    assert_eq!(ack["source"], "mono", "{ack}");
+    assert_eq!(ack["record"], "5feec8ce95e8dc6a52e53257");
+    assert_eq!(ack["callback_type"], "mono.events.account_updated");
+    assert_eq!(ack["callback_code"], "AVAILABLE");
+    assert_eq!(ack["duplicate"], false);
+    let again: serde_json::Value = post(Some("s3cret-mono"), "mono")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (&again["id"], &again["duplicate"]),
+        (&ack["id"], &serde_json::json!(true))
+    );
+
+    let (status, code, message) =
+        crate::support::error_body(post(Some("wrong"), "mono").await.unwrap()).await;
+    assert_eq!((status, code.as_str()), (401, "unauthorized"));
+    assert!(!message.contains("s3cret-mono"), "{message}");
+    let (status, code, _) = crate::support::error_body(post(None, "nope").await.unwrap()).await;
+    assert_eq!((status, code.as_str()), (404, "unknown_source"));
+
+    let seen = app.next_seen().await;
+    assert_eq!(
+        (seen.source.as_str(), seen.record.as_str()),
+        ("mono", "5feec8ce95e8dc6a52e53257")
+    );
+    let (_, listed) = app.get_json("/v1/callbacks?source=mono").await;
+    assert_eq!(listed["callbacks"].as_array().unwrap().len(), 1, "{listed}");
+    app.stop().await;
+}
+
+both_stores!(a_source_s_callbacks_are_checked_stored_and_answered);
