@@ -8,12 +8,12 @@
 
 use std::time::Instant;
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     error::{ApiError, ErrorBody},
-    extract::Json,
+    extract::{Json, Path},
     ingest::{acknowledge, admit, new_id, read_body, record_on_span, store, Ack},
     state::AppState,
 };
@@ -42,7 +42,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
     ),
     responses(
         (status = 200, description = "Stored (or a duplicate of a stored callback); `callback_code` is null where the source has none", body = Ack),
-        (status = 400, description = "`invalid_json`: empty or not JSON", body = ErrorBody),
+        (status = 400, description = "`invalid_json`: empty or not JSON; `invalid_parameter`: the name is not UTF-8 once decoded", body = ErrorBody),
         (status = 401, description = "`unauthorized`: the source's check failed; the message says which (header missing, signature wrong, timestamp outside 5 minutes, key unknown or expired)", body = ErrorBody),
         (status = 403, description = "`forbidden`: --allow-from is set and the client is not in it", body = ErrorBody),
         (status = 404, description = "`unknown_source`: no source of that name is configured", body = ErrorBody),
