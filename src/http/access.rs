@@ -23,13 +23,11 @@ use axum::{
     response::Response,
 };
 use ipnet::IpNet;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
 use crate::{
     config::{AccessConfig, ConfigError, Secret},
-    source::Verifier,
+    source::{secret_matches, Verifier},
     telemetry::Untrusted,
 };
 
@@ -217,9 +215,7 @@ fn bearer_matches(headers: &HeaderMap, expected: &Secret) -> bool {
     else {
         return false;
     };
-    let given = Sha256::digest(given.trim().as_bytes());
-    let expected = Sha256::digest(expected.expose().as_bytes());
-    given.as_slice().ct_eq(expected.as_slice()).into()
+    secret_matches(given.trim().as_bytes(), expected.expose().as_bytes())
 }
 
 /// The socket peer of a request, as the server recorded it (`ConnectInfo<SocketAddr>`).

@@ -35,6 +35,7 @@ mod plaid;
 mod plaid_keys;
 mod read;
 mod sources;
+pub(crate) use sources::secret_matches;
 mod standard_webhooks;
 
 use std::{

@@ -45,12 +45,13 @@ pub(super) fn one_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a s
     Ok(header_str(headers, name)?)
 }
 
-/// Whether `given` is the secret: both are hashed and the digests compared in constant time,
-/// so neither where they differ nor the secret's length shows in the timing.
-fn secret_matches(given: &[u8], secret: &Key) -> bool {
+/// Whether `given` is the secret, compared in constant time over SHA-256 digests (so neither the
+/// secret's length nor where the two differ shows in the time taken). Every secret a request
+/// presents — a source's token or header secret, the receiver's bearer tokens — is checked here.
+pub(crate) fn secret_matches(given: &[u8], secret: &[u8]) -> bool {
     Sha256::digest(given)
         .as_slice()
-        .ct_eq(Sha256::digest(&secret.0).as_slice())
+        .ct_eq(Sha256::digest(secret).as_slice())
         .into()
 }
 
@@ -97,7 +98,7 @@ impl Check {
                             "the `authorization` header is not `Bearer <token>`".into(),
                         )
                     })?;
-                if secret_matches(token.trim().as_bytes(), secret) {
+                if secret_matches(token.trim().as_bytes(), &secret.0) {
                     Ok(())
                 } else {
                     Err(VerifyError::Refused(
@@ -107,7 +108,7 @@ impl Check {
             }
             Self::HeaderSecret { header, secret } => {
                 let value = one_header(headers, header.as_str())?;
-                if secret_matches(value.trim().as_bytes(), secret) {
+                if secret_matches(value.trim().as_bytes(), &secret.0) {
                     Ok(())
                 } else {
                     Err(VerifyError::Refused(format!(
