@@ -293,7 +293,8 @@ impl Handler for AllOf {
     }
 
     /// Calls each member in turn, each in a `handler` span, counting its calls and time under
-    /// its own name (`okra_handler_attempts_total{handler=…}`, `okra_handler_duration_seconds`).
+    /// its own name and the callback's source (`okra_handler_attempts_total{handler=…,source=…}`,
+    /// `okra_handler_duration_seconds`).
     async fn handle(&self, cx: &Context) -> HandlerResult {
         use futures::FutureExt;
         use tracing::Instrument;
@@ -310,9 +311,10 @@ impl Handler for AllOf {
                 Err(_) => "panic",
             };
             let name = h.name().to_owned();
-            metrics::counter!(crate::telemetry::names::HANDLER_ATTEMPTS, "handler" => name.clone(), "outcome" => outcome)
+            let source = cx.source().to_owned();
+            metrics::counter!(crate::telemetry::names::HANDLER_ATTEMPTS, "handler" => name.clone(), "source" => source.clone(), "outcome" => outcome)
                 .increment(1);
-            metrics::histogram!(crate::telemetry::names::HANDLER_DURATION, "handler" => name)
+            metrics::histogram!(crate::telemetry::names::HANDLER_DURATION, "handler" => name, "source" => source)
                 .record(started.elapsed().as_secs_f64());
             match result {
                 Ok(result) => result
@@ -642,10 +644,10 @@ mod tests {
             .await;
         let text = metrics.render();
         for line in [
-            r#"okra_handler_attempts_total{handler="Fake",outcome="ok"} 2"#,
-            r#"okra_handler_attempts_total{handler="Failing",outcome="error"} 1"#,
-            r#"okra_handler_attempts_total{handler="Failing",outcome="ok"} 1"#,
-            r#"okra_handler_duration_seconds_count{handler="Fake"} 2"#,
+            r#"okra_handler_attempts_total{handler="Fake",source="okra",outcome="ok"} 2"#,
+            r#"okra_handler_attempts_total{handler="Failing",source="okra",outcome="error"} 1"#,
+            r#"okra_handler_attempts_total{handler="Failing",source="okra",outcome="ok"} 1"#,
+            r#"okra_handler_duration_seconds_count{handler="Fake",source="okra"} 2"#,
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
         }

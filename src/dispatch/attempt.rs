@@ -106,14 +106,22 @@ impl Dispatcher {
             Outcome::Retry { .. } => "retry",
             Outcome::Dead { .. } => "dead",
         };
+        // The source is a configured name (or `okra`): a bounded label, as the handler's name is.
+        let source = cb.source.clone();
         telemetry::record(self.metrics.as_ref(), || {
-            metrics::counter!(names::HANDLER_ATTEMPTS, "handler" => handler.clone(), "outcome" => call_outcome)
+            metrics::counter!(names::HANDLER_ATTEMPTS, "handler" => handler.clone(), "source" => source.clone(), "outcome" => call_outcome)
                 .increment(1);
-            metrics::histogram!(names::HANDLER_DURATION, "handler" => handler).record(elapsed);
-            metrics::counter!(names::DELIVERY_OUTCOMES, "outcome" => verdict).increment(1);
+            metrics::histogram!(names::HANDLER_DURATION, "handler" => handler, "source" => source.clone())
+                .record(elapsed);
+            metrics::counter!(names::DELIVERY_OUTCOMES, "source" => source.clone(), "outcome" => verdict)
+                .increment(1);
             match &outcome {
-                Outcome::Retry { .. } => metrics::counter!(names::RETRIES).increment(1),
-                Outcome::Dead { .. } => metrics::counter!(names::DEAD_LETTERS).increment(1),
+                Outcome::Retry { .. } => {
+                    metrics::counter!(names::RETRIES, "source" => source).increment(1)
+                }
+                Outcome::Dead { .. } => {
+                    metrics::counter!(names::DEAD_LETTERS, "source" => source).increment(1)
+                }
                 Outcome::Delivered => {}
             }
         });

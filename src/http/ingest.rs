@@ -25,7 +25,7 @@ use super::{
     state::AppState,
 };
 use crate::{
-    callback::{CallbackType, Envelope},
+    callback::{CallbackType, Envelope, OKRA},
     store::{Inserted, NewCallback},
     telemetry::{names, Untrusted},
 };
@@ -103,7 +103,7 @@ async fn receive(State(state): State<AppState>, request: Request) -> Result<Json
     let result = ingest(&state, request).await;
     // The one place a refused callback is counted, whichever step refused it.
     if let Err(e) = &result {
-        metrics::counter!(names::REJECTED, "reason" => e.parts().1).increment(1);
+        metrics::counter!(names::REJECTED, "reason" => e.parts().1, "source" => OKRA).increment(1);
     }
     result.map(Json)
 }
@@ -216,7 +216,7 @@ pub(super) async fn store(
         .record(write_started.elapsed().as_secs_f64());
     tracing::Span::current().record("id", stored.id.as_str());
     if stored.duplicate {
-        metrics::counter!(names::DUPLICATES).increment(1);
+        metrics::counter!(names::DUPLICATES, "source" => envelope.source().to_owned()).increment(1);
     } else {
         state.wake.notify_one();
     }
@@ -237,7 +237,8 @@ pub(super) fn acknowledge(envelope: &Envelope, stored: Inserted, started: Instan
     // DEBUG: a line per callback on the acknowledging path cost as much as the rest of the
     // request's logging (format, escape, write); the dispatcher's handler logs each callback.
     tracing::debug!(id = %stored.id, duplicate = stored.duplicate, "callback stored");
-    metrics::histogram!(names::ACK_DURATION).record(started.elapsed().as_secs_f64());
+    metrics::histogram!(names::ACK_DURATION, "source" => envelope.source().to_owned())
+        .record(started.elapsed().as_secs_f64());
     Ack {
         id: stored.id,
         source: envelope.source().to_owned(),

@@ -5,27 +5,30 @@
 /// `POST /v1/callback`. Types and codes this crate does not know are counted as `other`, so
 /// a sender cannot grow the label set without bound.
 pub const RECEIVED: &str = "okra_callbacks_received_total";
-/// Counter `{reason}`: `POST /v1/callback` requests refused; `reason` is the error body's code
-/// (`invalid_json`, `unauthorized`, `too_many_requests`, `store_unavailable`, …).
+/// Counter `{reason, source}`: `POST /v1/callback` (source `okra`) and `POST /v1/sources/{name}`
+/// requests refused; `reason` is the error body's code (`invalid_json`, `unauthorized`,
+/// `too_many_requests`, `store_unavailable`, …); `source` is `unknown` for a name not configured.
 pub const REJECTED: &str = "okra_callbacks_rejected_total";
 /// Counter: requests answered 408 because they took longer than `--request-timeout`.
 pub const REQUESTS_TIMED_OUT: &str = "okra_requests_timed_out_total";
-/// Counter: deliveries answered `"duplicate": true`.
+/// Counter `{source}`: deliveries answered `"duplicate": true`.
 pub const DUPLICATES: &str = "okra_duplicates_total";
-/// Histogram: from the request reaching the handler to the 2xx (the store commit included).
+/// Histogram `{source}`: from the request reaching the handler to the 2xx (the store commit
+/// included).
 pub const ACK_DURATION: &str = "okra_ack_duration_seconds";
 /// Histogram `{operation=insert}`: how long the durable store write took.
 pub const STORE_WRITE_DURATION: &str = "okra_store_write_duration_seconds";
-/// Counter `{handler, outcome=ok|error|panic|timeout}`: handler calls. The dispatcher counts
-/// the handler it was given; [`crate::AllOf`] also counts each of its members by name.
+/// Counter `{handler, source, outcome=ok|error|panic|timeout}`: handler calls. The dispatcher
+/// counts the handler it was given; [`crate::AllOf`] also counts each of its members by name.
 pub const HANDLER_ATTEMPTS: &str = "okra_handler_attempts_total";
-/// Histogram `{handler}`: how long handler calls took.
+/// Histogram `{handler, source}`: how long handler calls took.
 pub const HANDLER_DURATION: &str = "okra_handler_duration_seconds";
-/// Counter `{outcome=delivered|retry|dead}`: what the dispatcher decided after each attempt.
+/// Counter `{source, outcome=delivered|retry|dead}`: what the dispatcher decided after each
+/// attempt.
 pub const DELIVERY_OUTCOMES: &str = "okra_delivery_outcomes_total";
-/// Counter: attempts that failed and were scheduled again.
+/// Counter `{source}`: attempts that failed and were scheduled again.
 pub const RETRIES: &str = "okra_retries_total";
-/// Counter: callbacks declared dead after `--max-attempts` failures.
+/// Counter `{source}`: callbacks declared dead after `--max-attempts` failures.
 pub const DEAD_LETTERS: &str = "okra_dead_letters_total";
 /// Gauge: callbacks waiting for a (further) handler attempt, read from the store when
 /// `/metrics` is scraped — the name the alert rules use (`deploy/prometheus-alerts.yml`).

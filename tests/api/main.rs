@@ -20,5 +20,6 @@ mod outputs;
 mod readme;
 mod replicas;
 mod signatures;
+mod source_routes;
 mod sources;
 mod store;

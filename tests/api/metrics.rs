@@ -8,6 +8,9 @@ use std::{collections::BTreeMap, time::Duration};
 use crate::both_stores;
 use crate::support::{app, callback, eventually, Action, Backend, TestApp};
 
+/// The `source` label of Okra's callbacks.
+const OKRA: (&str, &str) = ("source", "okra");
+
 /// One scrape: `(name, sorted labels)` → value.
 struct Scrape(BTreeMap<(String, Vec<(String, String)>), f64>);
 
@@ -155,7 +158,7 @@ async fn metrics_count_known_traffic(backend: Backend) {
             let m = Scrape::of(&app).await;
             let counted = ["delivered", "retry", "dead"]
                 .iter()
-                .map(|o| m.get("okra_delivery_outcomes_total", &[("outcome", o)]))
+                .map(|o| m.get("okra_delivery_outcomes_total", &[OKRA, ("outcome", o)]))
                 .sum::<f64>();
             let settled = m.get("okra_callbacks_pending", &[]) == 0.0;
             (counted >= 10.0 && settled).then_some(m)
@@ -185,23 +188,23 @@ async fn metrics_count_known_traffic(backend: Backend) {
     assert_eq!(received("other", "other", "stored"), 1.0);
     assert_eq!(received("AUTH", "AUTH_SUCCESS", "stored"), 1.0);
     assert_eq!(received("RECORD", "ERROR", "stored"), 1.0);
-    assert_eq!(m.get("okra_duplicates_total", &[]), 1.0);
+    assert_eq!(m.get("okra_duplicates_total", &[OKRA]), 1.0);
     assert_eq!(
         m.get(
             "okra_callbacks_rejected_total",
-            &[("reason", "invalid_json")]
+            &[OKRA, ("reason", "invalid_json")]
         ),
         1.0
     );
     assert_eq!(
         m.get(
             "okra_callbacks_rejected_total",
-            &[("reason", "invalid_callback")]
+            &[OKRA, ("reason", "invalid_callback")]
         ),
         1.0
     );
     // Every acknowledgement (9, the duplicate included) was timed, and so was every store write.
-    assert_eq!(m.get("okra_ack_duration_seconds_count", &[]), 9.0);
+    assert_eq!(m.get("okra_ack_duration_seconds_count", &[OKRA]), 9.0);
     assert_eq!(
         m.get(
             "okra_store_write_duration_seconds_count",
@@ -214,7 +217,7 @@ async fn metrics_count_known_traffic(backend: Backend) {
     let attempts = |outcome: &str| {
         m.get(
             "okra_handler_attempts_total",
-            &[("handler", "recorder"), ("outcome", outcome)],
+            &[("handler", "recorder"), OKRA, ("outcome", outcome)],
         )
     };
     assert_eq!(attempts("ok"), 7.0);
@@ -222,16 +225,16 @@ async fn metrics_count_known_traffic(backend: Backend) {
     assert_eq!(
         m.get(
             "okra_handler_duration_seconds_count",
-            &[("handler", "recorder")]
+            &[("handler", "recorder"), OKRA]
         ),
         10.0
     );
-    let outcomes = |o: &str| m.get("okra_delivery_outcomes_total", &[("outcome", o)]);
+    let outcomes = |o: &str| m.get("okra_delivery_outcomes_total", &[OKRA, ("outcome", o)]);
     assert_eq!(outcomes("delivered"), 7.0);
     assert_eq!(outcomes("retry"), 2.0);
     assert_eq!(outcomes("dead"), 1.0);
-    assert_eq!(m.get("okra_retries_total", &[]), 2.0);
-    assert_eq!(m.get("okra_dead_letters_total", &[]), 1.0);
+    assert_eq!(m.get("okra_retries_total", &[OKRA]), 2.0);
+    assert_eq!(m.get("okra_dead_letters_total", &[OKRA]), 1.0);
 
     assert_eq!(m.get("okra_callbacks_pending", &[]), 0.0);
     assert_eq!(m.get("okra_callbacks_dead", &[]), 1.0);
@@ -293,7 +296,8 @@ async fn each_refused_callback_token_is_counted_once() {
     assert_eq!(refused.status(), 400);
 
     let m = Scrape::of(&app).await;
-    let rejected = |reason: &str| m.get("okra_callbacks_rejected_total", &[("reason", reason)]);
+    let rejected =
+        |reason: &str| m.get("okra_callbacks_rejected_total", &[OKRA, ("reason", reason)]);
     assert_eq!(rejected("unauthorized"), 2.0);
     assert_eq!(rejected("invalid_json"), 1.0);
 }
@@ -312,7 +316,74 @@ async fn each_refused_network_is_counted_once() {
         assert_eq!(app.post(body.clone()).await.status(), 403);
     }
     let m = Scrape::of(&app).await;
-    let rejected = |reason: &str| m.get("okra_callbacks_rejected_total", &[("reason", reason)]);
+    let rejected =
+        |reason: &str| m.get("okra_callbacks_rejected_total", &[OKRA, ("reason", reason)]);
     assert_eq!(rejected("forbidden"), 2.0);
     assert_eq!(rejected("unauthorized"), 0.0);
 }
+
+/// A source's callback is counted under its source, from the acknowledgement to the handler's
+/// outcome; a refusal on its route too.
+async fn a_source_s_callbacks_are_counted_under_its_source(backend: Backend) {
+    let mut app = app(backend)
+        .await
+        .metrics()
+        .sources("[sources.mono]\npreset = \"mono\"\nsecret = \"mono-s3cret\"\n")
+        .spawn()
+        .await;
+    let body = crate::support::fixture("mono/account_updated");
+    let secret = |s: &str| vec![("mono-webhook-secret".to_owned(), s.to_owned())];
+    app.post_source_ok("mono", &secret("mono-s3cret"), body.clone())
+        .await;
+    let refused = app.post_source("mono", &secret("wrong"), body).await;
+    assert_eq!(refused.status(), 401);
+    assert_eq!(app.next_seen().await.source, "mono");
+
+    let mono = ("source", "mono");
+    let m = eventually(
+        Duration::from_secs(10),
+        "the mono callback's delivery was counted",
+        || async {
+            let m = Scrape::of(&app).await;
+            (m.get(
+                "okra_delivery_outcomes_total",
+                &[mono, ("outcome", "delivered")],
+            ) == 1.0)
+                .then_some(m)
+        },
+    )
+    .await;
+    assert_eq!(
+        m.get(
+            "okra_handler_attempts_total",
+            &[("handler", "recorder"), mono, ("outcome", "ok")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        m.get(
+            "okra_handler_duration_seconds_count",
+            &[("handler", "recorder"), mono]
+        ),
+        1.0
+    );
+    assert_eq!(m.get("okra_ack_duration_seconds_count", &[mono]), 1.0);
+    assert_eq!(
+        m.get(
+            "okra_callbacks_rejected_total",
+            &[mono, ("reason", "unauthorized")]
+        ),
+        1.0
+    );
+    // Nothing of it is counted as Okra's.
+    assert_eq!(
+        m.get(
+            "okra_delivery_outcomes_total",
+            &[OKRA, ("outcome", "delivered")]
+        ),
+        0.0
+    );
+    app.stop().await;
+}
+
+both_stores!(a_source_s_callbacks_are_counted_under_its_source);

@@ -73,6 +73,8 @@ fn with_param(url: &str, name: &str, value: &str) -> String {
 #[derive(Debug, Clone, PartialEq)]
 struct Message {
     id: String,
+    /// `Okra-Source` (NATS, AMQP) or the `source` field (Redis).
+    source: String,
     record: String,
     callback_type: String,
     callback_code: String,
@@ -210,6 +212,7 @@ impl Sink {
                     };
                     out.push(Message {
                         id: h("Nats-Msg-Id"),
+                        source: h("Okra-Source"),
                         record: h("Okra-Record"),
                         callback_type: h("Okra-Callback-Type"),
                         callback_code: h("Okra-Callback-Code"),
@@ -231,6 +234,7 @@ impl Sink {
                     .iter()
                     .map(|e| Message {
                         id: e.get("id").unwrap_or_default(),
+                        source: e.get("source").unwrap_or_default(),
                         record: e.get("record").unwrap_or_default(),
                         callback_type: e.get("callback_type").unwrap_or_default(),
                         callback_code: e.get("callback_code").unwrap_or_default(),
@@ -264,6 +268,7 @@ impl Sink {
                             .as_ref()
                             .map(|s| s.as_str().to_owned())
                             .unwrap_or_default(),
+                        source: h("Okra-Source"),
                         record: h("record"),
                         callback_type: h("callback_type"),
                         callback_code: h("callback_code"),
@@ -330,12 +335,19 @@ async fn output(url: &str) -> Arc<dyn Handler> {
 /// A receiver whose handlers are `out`, then the recording fake (which so sees a callback only
 /// once the broker confirmed it). Retries are fast and never give up during a test.
 async fn app_with(out: Arc<dyn Handler>) -> TestApp {
-    support::app(Backend::Sqlite)
+    app_with_sources(out, None).await
+}
+
+/// [`app_with`], serving the sources of this sources file too.
+async fn app_with_sources(out: Arc<dyn Handler>, sources: Option<&str>) -> TestApp {
+    let mut builder = support::app(Backend::Sqlite)
         .await
         .config(|c| c.delivery.max_attempts = 100_000)
-        .before(out)
-        .spawn()
-        .await
+        .before(out);
+    if let Some(toml) = sources {
+        builder = builder.sources(toml);
+    }
+    builder.spawn().await
 }
 
 /// Polls a callback's state until `ok` holds for it.
@@ -378,6 +390,7 @@ macro_rules! each_broker {
 
 each_broker!(
     the_bytes_received_arrive_with_the_callback_id,
+    every_message_carries_its_source,
     a_records_100_callbacks_arrive_in_order,
     a_broker_away_keeps_callbacks_pending_then_all_arrive_in_order,
 );
@@ -417,6 +430,37 @@ async fn the_bytes_received_arrive_with_the_callback_id(broker: Broker, url: Str
     for answer in &answers {
         app.wait_status(answer["id"].as_str().unwrap(), "delivered")
             .await;
+    }
+    assert_eq!(app.seen_n(2).await.len(), 2);
+    app.stop().await;
+    sink.cleanup().await;
+}
+
+/// Okra's callback and a Mono one: each message says its source (NATS/AMQP `Okra-Source`,
+/// Redis `source`).
+async fn every_message_carries_its_source(broker: Broker, url: String) {
+    let sink = Sink::new(broker, &url).await;
+    let mut app = app_with_sources(
+        output(&sink.output_url(&url)).await,
+        Some("[sources.mono]\npreset = \"mono\"\nsecret = \"mono-s3cret\"\n"),
+    )
+    .await;
+    let okra = app.post_ok(support::fixture("auth_success")).await;
+    let secret = [("mono-webhook-secret".to_owned(), "mono-s3cret".to_owned())];
+    let mono = app
+        .post_source_ok("mono", &secret, support::fixture("mono/account_updated"))
+        .await;
+    let got = sink.wait_for(2).await;
+    for (ack, source) in [(&okra, "okra"), (&mono, "mono")] {
+        let message = got
+            .iter()
+            .find(|m| m.id == ack["id"].as_str().unwrap())
+            .unwrap_or_else(|| panic!("no message carries the id {}: {got:?}", ack["id"]));
+        assert_eq!(
+            (message.source.as_str(), message.record.as_str()),
+            (source, ack["record"].as_str().unwrap()),
+            "{broker:?}"
+        );
     }
     assert_eq!(app.seen_n(2).await.len(), 2);
     app.stop().await;

@@ -64,8 +64,10 @@ impl Batched for InsertJob {
 /// order; only then are the callbacks inserted, so their `seq` is drawn under the queue-row
 /// locks and within a record sequence order is commit order. (`q` aggregates all of `d`'s
 /// output before its first row; `c` is gated by a one-time filter on `q`, so it inserts nothing
-/// until `q` has run to completion.) The same body always names the same record, so two batches
-/// meet on a dedup key only when both already take the record's row in the same order.
+/// until `q` has run to completion.) Every batch takes its locks in that one order, whatever
+/// records its dedup keys name — and one key may name different records in two batches (a
+/// source's event id sent again with another body) — so no batch holds a lock that a batch
+/// it waits for still has to take.
 fn insert_statement() -> String {
     format!(
         "WITH input AS (
@@ -110,11 +112,12 @@ fn insert_statement() -> String {
     )
 }
 
-/// A batch of callbacks to store, each body once: the same body twice in one batch is stored
-/// by its first job (its leader), which answers for both.
+/// A batch of callbacks to store, each dedup key once: two jobs of one key in one batch (the
+/// same body, or the same event id of one source) are stored by the first (its leader), which
+/// answers for both.
 struct InsertBatch<'a> {
     jobs: &'a [InsertJob],
-    /// For each body, the job that stores it.
+    /// For each dedup key, the job that stores it.
     leader_of: HashMap<[u8; 32], usize>,
     /// The leaders, in the jobs' order.
     leaders: Vec<usize>,

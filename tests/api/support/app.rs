@@ -80,6 +80,8 @@ pub struct Builder {
     /// Handlers that run before the recorder (e.g. a broker output): the recorder then sees a
     /// callback only once they all succeeded.
     before: Vec<Arc<dyn Handler>>,
+    /// Temporary files the start-up reads (a sources file), kept until it has.
+    files: Vec<tempfile::TempDir>,
 }
 
 impl Builder {
@@ -98,6 +100,12 @@ impl Builder {
     /// Runs `handler` before the recording fake, in one `AllOf` chain.
     pub fn before(mut self, handler: Arc<dyn Handler>) -> Self {
         self.before.push(handler);
+        self
+    }
+
+    /// Keeps `dir` until the receiver has started (it reads the files there at start-up).
+    pub(super) fn keep(mut self, dir: tempfile::TempDir) -> Self {
+        self.files.push(dir);
         self
     }
 
@@ -164,6 +172,7 @@ pub fn on(db: TestDb) -> Builder {
         script: Arc::new(|_| Action::Succeed),
         metrics: false,
         before: Vec::new(),
+        files: Vec::new(),
     }
 }
 

@@ -9,12 +9,14 @@
 //! - [`fixture`] / [`samples`]: the one loader of Okra's sample payloads (`samples/`);
 //! - [`callback`]: a distinct callback body per record and marker;
 //! - [`error_body`]: an error answer, checked against the contract's shape;
-//! - [`Switchable`]: a store the test can switch off.
+//! - [`Switchable`]: a store the test can switch off;
+//! - [`sources`]: a sources file for the receiver, requests to `POST /v1/sources/{name}`, each
+//!   provider's signature, and a stand-in of Plaid's key service.
 //!
 //! The files: `app.rs` (spawning the receiver), `handler.rs` (the fake handler), `client.rs`
 //! (requests and error bodies), `db.rs` (a database per test), `services.rs` (where PostgreSQL
 //! and the brokers are, and skipping without them), `samples.rs`, `wait.rs`, `switchable.rs`,
-//! `browser.rs` (headless Chromium for the console), `process.rs` (the real binary in child
+//! `sources.rs`, `browser.rs` (headless Chromium for the console), `process.rs` (the real binary in child
 //! processes, replicas, and the forward sink) and `proxy.rs` (a controllable TCP proxy).
 //!
 //! PostgreSQL tests read the server URL from `OKRA_TEST_DATABASE_URL` and create a fresh database
@@ -29,6 +31,7 @@ pub mod process;
 pub mod proxy;
 mod samples;
 pub mod services;
+pub mod sources;
 mod switchable;
 mod wait;
 
