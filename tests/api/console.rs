@@ -15,7 +15,8 @@ use std::{
 use fantoccini::{Client, Locator};
 use serde_json::json;
 
-use crate::support::browser::{click, text, type_into, wait_text, with_browser};
+use crate::both_stores;
+use crate::support::browser::{click, text, type_into, wait_text, with_browser, BROWSER_ZONE};
 use crate::support::{app, fixture, Action, Backend, TestApp};
 
 const XSS: &str = "<script>alert(1)</script>";
@@ -243,6 +244,120 @@ async fn with_an_admin_token_the_operator_logs_in_through_the_form() {
     })
     .await;
 }
+
+/// The ids in the list's rows, top to bottom.
+async fn listed_ids(client: &Client) -> Vec<String> {
+    let mut ids = Vec::new();
+    for cell in client
+        .find_all(Locator::Css("table.callbacks tbody td.id"))
+        .await
+        .unwrap()
+    {
+        ids.push(cell.text().await.unwrap());
+    }
+    ids
+}
+
+/// A receiver with a Mono source gets a callback from Okra, then (a second later) one from
+/// Mono. In a browser whose zone is not UTC, the operator filters by source and sees Mono's
+/// only, with its source; its time shows as the stored UTC time, labelled, and typed into
+/// "received after" / "received before" it means that same instant.
+async fn an_operator_filters_by_source_and_copies_a_time_into_the_filters(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sources.toml");
+    let toml = "[sources.mono]\npreset = \"mono\"\nsecret = \"s3cret-mono\"\n";
+    std::fs::write(&file, toml).unwrap();
+    let app = app(backend)
+        .await
+        .config(|c| c.access.sources = Some(file.clone()))
+        .spawn()
+        .await;
+    let okra = app.post_ok(fixture("identity_is_ready")).await;
+    let okra_id = okra["id"].as_str().unwrap().to_owned();
+    // A later second than Okra's, so that a time to the second tells them apart.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let sample = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/samples/mono/account_updated.json"
+    );
+    let answer = app
+        .client
+        .post(app.url("/v1/sources/mono"))
+        .header("content-type", "application/json")
+        .header("mono-webhook-secret", "s3cret-mono")
+        .body(std::fs::read(sample).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let mono: serde_json::Value = answer.json().await.unwrap();
+    let mono_id = mono["id"].as_str().unwrap().to_owned();
+    let (_, stored) = app.get_callback(&mono_id).await;
+    let received = chrono::DateTime::parse_from_rfc3339(stored["received_at"].as_str().unwrap())
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let shown_utc = received.format("%Y-%m-%d %H:%M:%S UTC").to_string();
+
+    let base = app.base.clone();
+    with_browser(|client| async move {
+        client.goto(&format!("{base}/console")).await.unwrap();
+        // The browser is not in UTC: a time in its zone would read an hour later.
+        let zone = "return [Intl.DateTimeFormat().resolvedOptions().timeZone, new Date(0).getTimezoneOffset()]";
+        let zone = client.execute(zone, vec![]).await.unwrap();
+        assert_eq!(zone, json!([BROWSER_ZONE, -60]));
+        assert_eq!(listed_ids(&client).await, [mono_id.as_str(), okra_id.as_str()]);
+
+        // Filter by source: Mono's only, with its source.
+        click(&client, "input[name=source][value=mono]").await;
+        click(&client, "form.filters button[type=submit]").await;
+        wait_text(&client, "table.callbacks tbody", &mono_id).await;
+        assert_eq!(listed_ids(&client).await, [mono_id.as_str()]);
+        assert_eq!(text(&client, "tbody td[data-label=Source]").await, "mono");
+        let source_ticked = client
+            .find(Locator::Css("input[name=source][value=mono]"))
+            .await
+            .unwrap()
+            .prop("checked")
+            .await
+            .unwrap();
+        assert_eq!(source_ticked.as_deref(), Some("true"));
+        // Its time is the stored UTC time, labelled, whatever the browser's zone.
+        let copied = text(&client, "tbody td[data-label=Received]").await;
+        assert_eq!(copied, shown_utc);
+
+        // Typed into the filters as copied, it is the same instant: Mono's is received at or
+        // after it, Okra's (a second earlier) before it.
+        client.goto(&format!("{base}/console")).await.unwrap();
+        type_into(&client, "input[name=received_after]", &copied).await;
+        click(&client, "form.filters button[type=submit]").await;
+        wait_text(&client, "table.callbacks tbody", &mono_id).await;
+        assert_eq!(listed_ids(&client).await, [mono_id.as_str()]);
+        client.goto(&format!("{base}/console")).await.unwrap();
+        type_into(&client, "input[name=received_before]", &copied).await;
+        click(&client, "form.filters button[type=submit]").await;
+        wait_text(&client, "table.callbacks tbody", &okra_id).await;
+        assert_eq!(listed_ids(&client).await, [okra_id.as_str()]);
+
+        // Its page names the source and shows the same time.
+        client
+            .goto(&format!("{base}/console/callbacks/{mono_id}"))
+            .await
+            .unwrap();
+        wait_text(&client, "h1", &mono_id).await;
+        assert_eq!(text(&client, "#source").await, "mono");
+        let received = client
+            .find(Locator::XPath("//dt[.='Received']/following-sibling::dd[1]"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(received, shown_utc);
+    })
+    .await;
+}
+
+both_stores!(an_operator_filters_by_source_and_copies_a_time_into_the_filters);
 
 fn urlencode(value: &str) -> String {
     value

@@ -11,12 +11,14 @@ use axum::{
     http::{header, Request, StatusCode},
     Router,
 };
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tower::ServiceExt;
 
+use crate::both_stores;
 use crate::store::Shortcuts;
+use crate::support::{Backend, TestDb};
 use okra_callbacks::{
-    store::{NewCallback, Outcome, SqliteStore, Status, Store},
+    store::{self, NewCallback, Outcome, SqliteStore, Status, Store},
     AllOf, Config, Receiver, Secret,
 };
 /// The console's page size.
@@ -34,20 +36,31 @@ async fn console(admin_token: Option<&str>) -> (Router, Arc<dyn Store>, tempfile
     (receiver.router(), store, dir)
 }
 
-/// Stores a callback of `record`; returns its id.
+/// Stores an Okra callback of `record`, received now; returns its id.
 async fn seed(store: &Arc<dyn Store>, record: &str, body: serde_json::Value) -> String {
+    seed_as(store, "okra", record, body, Utc::now()).await
+}
+
+/// Stores a callback of `source` about `record`, received at `received_at`; returns its id.
+async fn seed_as(
+    store: &Arc<dyn Store>,
+    source: &str,
+    record: &str,
+    body: serde_json::Value,
+    received_at: DateTime<Utc>,
+) -> String {
     let id = uuid::Uuid::now_v7().to_string();
     store
         .insert(
             NewCallback {
                 id: id.clone(),
-                source: "okra".into(),
+                source: source.into(),
                 event_id: None,
                 record: record.to_owned(),
                 callback_type: "IDENTITY".into(),
                 callback_code: Some("IDENTITY_IS_READY".into()),
                 body: body.to_string().into(),
-                received_at: Utc::now(),
+                received_at,
             },
             Duration::from_secs(60),
         )
@@ -205,7 +218,7 @@ async fn filters_narrow_the_list_and_bad_ones_say_what_is_wrong() {
     let (_, _, page) = send(&router, local(Request::get("/console?record=rec_pending"))).await;
     assert!(page.contains(&pending) && !page.contains(&dead), "{page}");
 
-    // Times: RFC 3339 in a link, shown back in the date picker's format; a window before both.
+    // Times: RFC 3339 in a link, shown back as typed; a window before both.
     let (status, _, page) = send(
         &router,
         local(Request::get("/console?received_after=2000-01-01T00:00:00Z")),
@@ -213,7 +226,7 @@ async fn filters_narrow_the_list_and_bad_ones_say_what_is_wrong() {
     .await;
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains(&dead) && page.contains(&pending), "{page}");
-    assert!(page.contains(r#"value="2000-01-01T00:00:00""#), "{page}");
+    assert!(page.contains(r#"value="2000-01-01T00:00:00Z""#), "{page}");
     let (_, _, page) = send(
         &router,
         local(Request::get("/console?received_before=2000-01-01T00:00")),
@@ -569,3 +582,181 @@ async fn with_an_admin_token_the_operator_logs_in_once() {
         .unwrap()
         .contains("Max-Age=0"));
 }
+
+/// The part of `page` from `from` to the next `to`.
+fn between<'a>(page: &'a str, from: &str, to: &str) -> &'a str {
+    let rest = page
+        .split_once(from)
+        .unwrap_or_else(|| panic!("no {from} in {page}"))
+        .1;
+    rest.split_once(to).map_or(rest, |(part, _)| part)
+}
+
+/// Sources in the console, on both stores: a Source column and a source on the detail page; a
+/// source filter (several at once) offering `okra`, the configured sources and those the store
+/// holds; an unknown or malformed name answered with what to choose; bulk replay carries the
+/// source; and times shown in UTC read back by the filters as the same instant.
+async fn sources_and_times_in_the_console(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = store::open(&db.url).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sources.toml");
+    let toml = "[sources.mono]\npreset = \"mono\"\nsecret = \"s3cret-mono\"\n";
+    std::fs::write(&file, toml).unwrap();
+    let mut config = Config::default();
+    config.access.sources = Some(file);
+    let receiver = Receiver::with_store(config, store.clone(), Arc::new(AllOf::new())).unwrap();
+    let router = receiver.router();
+
+    let at = |t: &str| DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&Utc);
+    let body = |n: u32| serde_json::json!({"n": n});
+    let okra = seed_as(
+        &store,
+        "okra",
+        "rec_o",
+        body(1),
+        at("2026-12-07T11:42:03.900Z"),
+    )
+    .await;
+    let mono = seed_as(
+        &store,
+        "mono",
+        "acc_m",
+        body(2),
+        at("2026-12-07T11:42:05.300Z"),
+    )
+    .await;
+    // A source no longer in the sources file still has callbacks to find.
+    let gone = seed_as(
+        &store,
+        "gone",
+        "rec_g",
+        body(3),
+        at("2026-12-07T11:42:07.000Z"),
+    )
+    .await;
+
+    let (status, _, page) = send(&router, local(Request::get("/console"))).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("<th>Source</th>"), "{page}");
+    let mono_row = page
+        .split("<tr>")
+        .find(|row| row.contains(&mono))
+        .expect("mono's row");
+    assert!(
+        mono_row.contains(
+            r#"<td class="source" data-label="Source"><a href="/console?source=mono">mono</a></td>"#
+        ),
+        "{mono_row}"
+    );
+    // Every time in UTC, labelled, as the server wrote it.
+    assert!(
+        mono_row.contains(
+            r#"<time datetime="2026-12-07T11:42:05.300Z">2026-12-07 11:42:05 UTC</time>"#
+        ),
+        "{mono_row}"
+    );
+    let offered = between(&page, r#"<fieldset class="sources">"#, "</fieldset>");
+    for name in ["gone", "mono", "okra"] {
+        assert!(
+            offered.contains(&format!(r#"name="source" value="{name}""#)),
+            "{name} is offered: {offered}"
+        );
+    }
+
+    let list = |query: &'static str| {
+        let router = router.clone();
+        async move { send(&router, local(Request::get(format!("/console?{query}")))).await }
+    };
+    let (_, _, page) = list("source=mono").await;
+    assert!(
+        page.contains(&mono) && !page.contains(&okra) && !page.contains(&gone),
+        "{page}"
+    );
+    assert!(page.contains(r#"value="mono" checked"#), "{page}");
+    for query in ["source=mono&source=okra", "source=okra,mono"] {
+        let (status, _, page) = list(query).await;
+        assert_eq!(status, StatusCode::OK, "{query}: {page}");
+        assert!(
+            page.contains(&mono) && page.contains(&okra),
+            "{query}: {page}"
+        );
+        assert!(!page.contains(&gone), "{query}: {page}");
+    }
+    let (_, _, page) = list("source=gone").await;
+    assert!(page.contains(&gone) && !page.contains(&mono), "{page}");
+
+    let (status, _, page) = list("source=mono,plaid").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+    assert!(
+        page.contains("`plaid` is not a source of this receiver: choose among gone, mono, okra"),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"class="sources""#),
+        "the form stays: {page}"
+    );
+    let (status, _, page) = list("source=Mono").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+    assert!(page.contains("`Mono` is not a source's name"), "{page}");
+
+    // A time copied from the list means that instant: mono's is after okra's, not after mono's.
+    let (status, _, page) = list("received_after=2026-12-07+11%3A42%3A05+UTC").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains(&mono) && !page.contains(&okra), "{page}");
+    assert!(
+        page.contains(r#"value="2026-12-07 11:42:05 UTC""#),
+        "shown as typed: {page}"
+    );
+    let (_, _, page) = list("received_before=2026-12-07+11%3A42%3A05+UTC").await;
+    assert!(page.contains(&okra) && !page.contains(&mono), "{page}");
+
+    // One callback's page names its source.
+    let path = format!("/console/callbacks/{mono}");
+    let (_, _, page) = send(&router, local(Request::get(path.as_str()))).await;
+    assert!(
+        page.contains(r#"<dd id="source"><a href="/console?source=mono">mono</a></dd>"#),
+        "{page}"
+    );
+
+    // Bulk replay carries the source: only mono's dead callback goes back.
+    kill_all(&store).await;
+    let (status, _, page) = send(&router, local(Request::get("/console/replay?source=mono"))).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(
+        between(&page, r#"id="matching""#, "</p>").contains("<strong>1</strong>"),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"<input type="hidden" name="source" value="mono">"#),
+        "{page}"
+    );
+    assert!(page.contains("<dt>Source</dt><dd>mono</dd>"), "{page}");
+    let csrf = csrf_of(&page);
+    let (status, _, page) = send(
+        &router,
+        post_form("/console/replay", &format!("csrf={csrf}&source=mono")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(
+        page.contains(r#"id="replayed""#) && page.contains("<strong>1</strong>"),
+        "{page}"
+    );
+    let status_of = |id: String| {
+        let store = store.clone();
+        async move { store.get(&id).await.unwrap().unwrap().status }
+    };
+    assert_eq!(status_of(mono.clone()).await, Status::Pending);
+    assert_eq!(status_of(okra.clone()).await, Status::Dead);
+    assert_eq!(status_of(gone.clone()).await, Status::Dead);
+    let (status, _, page) =
+        send(&router, local(Request::get("/console/replay?source=plaid"))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+    assert!(
+        page.contains("`plaid` is not a source of this receiver"),
+        "{page}"
+    );
+}
+
+both_stores!(sources_and_times_in_the_console);

@@ -65,7 +65,7 @@ impl From<InvalidFilter> for ConsoleError {
                 "`{bad}` is not a source's name: use okra or a name from the sources file"
             ),
             InvalidFilter::Time { parameter, value } => format!(
-                "`{value}` is not a time for \"{}\": use the date picker, or RFC 3339 such as 2026-12-01T10:00:00Z",
+                "`{value}` is not a time for \"{}\": write it as the list shows times (2026-12-01 10:00:00 UTC), or in RFC 3339 such as 2026-12-01T11:00:00+01:00",
                 parameter.replace('_', " ")
             ),
         };

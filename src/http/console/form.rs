@@ -55,7 +55,9 @@ pub(super) struct FilterForm {
     pub(super) callback_code: String,
     /// The record id.
     pub(super) record: String,
-    /// Received at or after (RFC 3339, or a `datetime-local` value taken as UTC).
+    /// The sources (`okra`, or a configured source's name); any when empty.
+    pub(super) sources: Vec<String>,
+    /// Received at or after: as the list shows times (`2026-12-01 10:00:00 UTC`), or RFC 3339.
     pub(super) received_after: String,
     /// Received before.
     pub(super) received_before: String,
@@ -66,16 +68,22 @@ pub(super) struct FilterForm {
 impl FilterForm {
     pub(super) fn from_form(form: &Form) -> Self {
         let mut f = Self::default();
+        let list = |value: &str| {
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
         for (name, value) in &form.0 {
             let value = value.trim();
             match name.as_str() {
-                "status" => f.statuses.extend(
-                    value
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_ascii_lowercase),
-                ),
+                "status" => f
+                    .statuses
+                    .extend(list(value).iter().map(|s| s.to_ascii_lowercase())),
+                // Names as typed: the parser says why `Mono` is not one.
+                "source" => f.sources.extend(list(value)),
                 "callback_type" => f.callback_type = value.to_owned(),
                 "callback_code" => f.callback_code = value.to_owned(),
                 "record" => f.record = value.to_owned(),
@@ -85,18 +93,18 @@ impl FilterForm {
                 _ => {}
             }
         }
-        f.statuses.sort();
-        f.statuses.dedup();
+        for names in [&mut f.statuses, &mut f.sources] {
+            names.sort();
+            names.dedup();
+        }
         f
     }
 
     /// The filters as form fields (no cursor, no empty ones).
     pub(super) fn pairs(&self) -> Vec<(&'static str, String)> {
-        let mut pairs: Vec<(&'static str, String)> = self
-            .statuses
-            .iter()
-            .map(|s| ("status", s.clone()))
-            .collect();
+        let statuses = self.statuses.iter().map(|s| ("status", s.clone()));
+        let sources = self.sources.iter().map(|s| ("source", s.clone()));
+        let mut pairs: Vec<(&'static str, String)> = statuses.chain(sources).collect();
         for (name, value) in [
             ("callback_type", &self.callback_type),
             ("callback_code", &self.callback_code),
@@ -123,11 +131,14 @@ impl FilterForm {
         query.finish()
     }
 
-    /// The filters in words, for the replay confirmation.
+    /// The filters in words, for the replay confirmation (the statuses go without saying: a
+    /// bulk replay takes the dead ones).
     pub(super) fn described(&self) -> Vec<(&'static str, String)> {
-        self.pairs()
+        let sources = (!self.sources.is_empty()).then(|| ("Source", self.sources.join(", ")));
+        let others = self
+            .pairs()
             .into_iter()
-            .filter(|(name, _)| *name != "status")
+            .filter(|(name, _)| !matches!(*name, "status" | "source"))
             .map(|(name, value)| {
                 let label = match name {
                     "callback_type" => "Type",
@@ -137,12 +148,12 @@ impl FilterForm {
                     _ => "Received before",
                 };
                 (label, value)
-            })
-            .collect()
+            });
+        sources.into_iter().chain(others).collect()
     }
 
-    /// The store's filter, read by the API's parser: the statuses as one comma-separated
-    /// list, the date picker's times as RFC 3339.
+    /// The store's filter, read by the API's parser: the statuses and the sources each as one
+    /// comma-separated list, the times as RFC 3339.
     pub(super) fn filter(&self) -> Result<Filter, InvalidFilter> {
         let text = |s: &str| Some(s.to_owned());
         let time = |s: &str| Some(typed_time(s).map_or_else(|| s.to_owned(), |t| t.to_rfc3339()));
@@ -153,20 +164,33 @@ impl FilterForm {
             record: text(&self.record),
             received_after: time(&self.received_after),
             received_before: time(&self.received_before),
-            source: None,
+            source: Some(self.sources.join(",")),
         }
         .parse()
     }
 }
 
-/// A time as typed: RFC 3339, or a `datetime-local` value (`2026-12-01T10:00[:00]`) taken as
-/// UTC; `None` when it is no time.
+/// A time as typed: as the console shows times (`2026-12-01 10:00:05 UTC`, so a time copied
+/// from a page means the same instant in a filter), RFC 3339 (`2026-12-01T11:00:05+01:00`), or
+/// a date and time without a zone (`2026-12-01 10:00[:05]`, `T` or a space between them) taken
+/// as UTC; `None` when it is no time.
 pub(super) fn typed_time(value: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(value)
+    let value = value.trim();
+    let utc = value
+        .len()
+        .checked_sub(4)
+        .filter(|&at| value.is_char_boundary(at) && value[at..].eq_ignore_ascii_case(" utc"))
+        .map_or(value, |at| value[..at].trim_end());
+    let t = utc.replacen(' ', "T", 1);
+    DateTime::parse_from_rfc3339(&t)
         .map(|t| t.with_timezone(&Utc))
-        .or_else(|_| NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S").map(|t| t.and_utc()))
-        .or_else(|_| NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M").map(|t| t.and_utc()))
         .ok()
+        .or_else(|| {
+            ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"]
+                .iter()
+                .find_map(|format| NaiveDateTime::parse_from_str(&t, format).ok())
+                .map(|t| t.and_utc())
+        })
 }
 
 #[cfg(test)]
@@ -199,6 +223,24 @@ mod tests {
                 bad: "bogus".into()
             }
         );
+        let sources = typed("source=okra&source=mono,plaid&source=mono");
+        assert_eq!(sources.sources, ["mono", "okra", "plaid"]);
+        assert_eq!(sources.filter().unwrap().sources, ["mono", "okra", "plaid"]);
+        assert_eq!(
+            sources.query_with_cursor(None),
+            "source=mono&source=okra&source=plaid"
+        );
+        assert_eq!(
+            sources.described(),
+            [("Source", "mono, okra, plaid".into())]
+        );
+        assert_eq!(
+            typed("source=Mono").filter().unwrap_err(),
+            InvalidFilter::Source {
+                list: "Mono".into(),
+                bad: "Mono".into()
+            }
+        );
         assert_eq!(
             typed("received_before=yesterday").filter().unwrap_err(),
             InvalidFilter::Time {
@@ -206,5 +248,41 @@ mod tests {
                 value: "yesterday".into()
             }
         );
+    }
+
+    /// A time as the pages show it reads back as the same instant, whatever else is typed.
+    #[test]
+    fn a_time_as_shown_reads_back_as_the_same_instant() {
+        let shown = "2026-12-07T11:42:05Z";
+        for typed in [
+            "2026-12-07 11:42:05 UTC",
+            "2026-12-07 11:42:05 utc",
+            " 2026-12-07 11:42:05  UTC ",
+            "2026-12-07 11:42:05",
+            "2026-12-07T11:42:05",
+            "2026-12-07T11:42:05Z",
+            "2026-12-07 11:42:05Z",
+            "2026-12-07T12:42:05+01:00",
+        ] {
+            let t = typed_time(typed).unwrap_or_else(|| panic!("{typed} is a time"));
+            assert_eq!(
+                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                shown,
+                "{typed}"
+            );
+        }
+        let minute = typed_time("2026-12-07 11:42").unwrap();
+        assert_eq!(minute.to_rfc3339(), "2026-12-07T11:42:00+00:00");
+        let millis = typed_time("2026-12-07 11:42:05.250 UTC").unwrap();
+        assert_eq!(millis.timestamp_subsec_millis(), 250);
+        for bad in [
+            "yesterday",
+            "UTC",
+            "2026-12-07",
+            "2026-13-07 11:42:05 UTC",
+            "é UTC",
+        ] {
+            assert_eq!(typed_time(bad), None, "{bad}");
+        }
     }
 }

@@ -5,7 +5,9 @@
 //! binary. The first view lists the latest callbacks with the API's filters and pages; one
 //! callback shows its fields, its attempt history as a timeline, its payload with personal data
 //! masked until the operator reveals it, and a replay button; every dead callback matching a
-//! filter can be replayed after a confirmation page.
+//! filter can be replayed after a confirmation page. Each callback shows its source, and the
+//! list filters by it. Every time is shown in UTC, labelled, as the server wrote it: a time
+//! copied from a page reads back in a filter as the same instant.
 //!
 //! Who may use it follows `--admin-token` (see [`session`]): without one, loopback clients only,
 //! as the API; with one, the operator logs in once per browser session. Every page carries a
@@ -39,7 +41,7 @@ use self::{
 };
 use crate::{
     http::{error::ApiError, extract::Path, filter, state::AppState},
-    store::{Filter, Scope, Status, StoredCallback},
+    store::{Filter, Scope, Stats, Status, StoredCallback},
     telemetry::Untrusted,
 };
 
@@ -109,12 +111,19 @@ async fn list(
         .inspect_err(|e| tracing::warn!(error = %Untrusted(&e.to_string()), "console: no stats"))
         .ok();
     let stats = stats.as_ref();
+    let sources = source_names(&state, stats);
     let shown = match search_page(&state, &form).await {
-        Ok((callbacks, next)) => {
-            pages::list(&chrome, &form, None, &callbacks, next.as_deref(), stats)
-        }
+        Ok((callbacks, next)) => pages::list(
+            &chrome,
+            &form,
+            None,
+            &callbacks,
+            next.as_deref(),
+            stats,
+            &sources,
+        ),
         Err(e) if e.status == StatusCode::BAD_REQUEST => {
-            let page = pages::list(&chrome, &form, Some(&e.message), &[], None, stats);
+            let page = pages::list(&chrome, &form, Some(&e.message), &[], None, stats, &sources);
             return Ok((StatusCode::BAD_REQUEST, page).into_response());
         }
         Err(e) => return Err(e),
@@ -128,6 +137,7 @@ async fn search_page(
     form: &FilterForm,
 ) -> Result<(Vec<StoredCallback>, Option<String>), ConsoleError> {
     let filter = form.filter()?;
+    check_sources(state, form).await?;
     let cursor = filter::cursor(form.cursor.as_deref(), &filter, Scope::Search).map_err(|_| {
         ConsoleError::new(
             StatusCode::BAD_REQUEST,
@@ -236,9 +246,46 @@ async fn replay_one(
     Ok(Redirect::to(&to).into_response())
 }
 
+/// The sources the filter offers: `okra`, the configured ones, and any other the store holds
+/// callbacks of (a source since removed from the sources file), sorted.
+fn source_names(state: &AppState, stats: Option<&Stats>) -> Vec<String> {
+    let stored = stats.into_iter().flat_map(|s| s.by_source.iter());
+    let mut names: Vec<String> = std::iter::once("okra")
+        .chain(state.sources.names())
+        .chain(stored.map(|(name, _)| name.as_str()))
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Refuses (400) a source the receiver does not know ([`source_names`]), which no callback
+/// can match: a misspelt name gets an answer, not an empty list. The store's counts are read
+/// only for a name that is neither `okra` nor configured.
+async fn check_sources(state: &AppState, form: &FilterForm) -> Result<(), ConsoleError> {
+    let configured = |name: &str| name == "okra" || state.sources.get(name).is_some();
+    if form.sources.iter().all(|name| configured(name)) {
+        return Ok(());
+    }
+    let known = source_names(state, Some(&state.store.stats().await?));
+    match form.sources.iter().find(|name| !known.contains(name)) {
+        None => Ok(()),
+        Some(name) => Err(ConsoleError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_parameter",
+            format!(
+                "`{name}` is not a source of this receiver: choose among {} (okra, and the names in the sources file, --sources)",
+                known.join(", ")
+            ),
+        )),
+    }
+}
+
 /// The filter of a bulk replay: the form's, restricted to dead callbacks.
-fn dead_only(form: &FilterForm) -> Result<Filter, ConsoleError> {
+async fn dead_only(state: &AppState, form: &FilterForm) -> Result<Filter, ConsoleError> {
     let mut filter = form.filter()?;
+    check_sources(state, form).await?;
     filter.statuses = vec![Status::Dead];
     Ok(filter)
 }
@@ -254,7 +301,7 @@ async fn confirm_replay(
     form.statuses = vec!["dead".into()];
     let page = state
         .store
-        .search(&dead_only(&form)?, COUNT_LIMIT, None)
+        .search(&dead_only(&state, &form).await?, COUNT_LIMIT, None)
         .await?;
     let csrf = op.csrf();
     let chrome = op.chrome(&csrf);
@@ -277,7 +324,10 @@ async fn replay_matching(
     let mut form = FilterForm::from_form(&posted);
     form.cursor = None;
     form.statuses = vec!["dead".into()];
-    let replayed = state.store.replay_matching(&dead_only(&form)?).await?;
+    let replayed = state
+        .store
+        .replay_matching(&dead_only(&state, &form).await?)
+        .await?;
     state.wake.notify_one();
     tracing::info!(replayed, "dead callbacks replayed from the console");
     let csrf = op.csrf();

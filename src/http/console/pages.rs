@@ -10,7 +10,7 @@ use crate::{
     store::{Stats, StoredCallback},
 };
 
-use super::form::{typed_time, FilterForm};
+use super::form::FilterForm;
 
 /// One handler attempt as the timeline shows it.
 pub(super) struct AttemptView {
@@ -70,7 +70,8 @@ pub(super) fn layout(title: &str, chrome: &Chrome<'_>, refresh: bool, body: Mark
     }
 }
 
-/// An RFC 3339 time in a `<time>` element; the script shows it in the browser's time zone.
+/// A time as every page shows it: UTC, to the second, labelled (`2026-12-07 11:42:05 UTC`),
+/// which the filters read back as the same instant; RFC 3339 to the millisecond in `datetime`.
 pub(super) fn time(t: DateTime<Utc>) -> Markup {
     let machine = t.to_rfc3339_opts(SecondsFormat::Millis, true);
     html! { time datetime=(machine) { (t.format("%Y-%m-%d %H:%M:%S UTC")) } }
@@ -88,6 +89,7 @@ pub(super) fn list(
     callbacks: &[StoredCallback],
     next: Option<&str>,
     stats: Option<&Stats>,
+    sources: &[String],
 ) -> Markup {
     let body = html! {
         h1 { "Callbacks" }
@@ -101,7 +103,7 @@ pub(super) fn list(
                 }
             }
         }
-        (filters(form))
+        (filters(form, sources))
         @if let Some(error) = error {
             p.error role="alert" { (error) }
         }
@@ -110,7 +112,7 @@ pub(super) fn list(
         } @else if !callbacks.is_empty() {
             table.callbacks {
                 thead { tr {
-                    th { "Received" } th { "Status" } th { "Type" } th { "Code" }
+                    th { "Received" } th { "Status" } th { "Source" } th { "Type" } th { "Code" }
                     th { "Record" } th { "Attempts" } th { "Id" }
                 } }
                 tbody {
@@ -118,6 +120,7 @@ pub(super) fn list(
                         tr {
                             td data-label="Received" { (time(cb.received_at)) }
                             td data-label="Status" { (status_badge(cb.status)) }
+                            td.source data-label="Source" { (source_link(&cb.source)) }
                             td data-label="Type" { (cb.callback_type) }
                             td data-label="Code" { (cb.callback_code.as_deref().unwrap_or("—")) }
                             td.record data-label="Record" {
@@ -145,8 +148,13 @@ pub(super) fn list(
     layout("Callbacks", chrome, false, body)
 }
 
-/// The filter form, as in `GET /v1/callbacks`.
-fn filters(form: &FilterForm) -> Markup {
+/// A source's name, linked to the list of its callbacks.
+fn source_link(source: &str) -> Markup {
+    html! { a href={ "/console?source=" (urlencode(source)) } { (source) } }
+}
+
+/// The filter form, as in `GET /v1/callbacks`; `sources` are the names to choose from.
+fn filters(form: &FilterForm, sources: &[String]) -> Markup {
     html! {
         form.filters method="get" action="/console" {
             fieldset.statuses {
@@ -159,6 +167,16 @@ fn filters(form: &FilterForm) -> Markup {
                     }
                 }
             }
+            fieldset.sources {
+                legend { "Source" }
+                @for source in sources {
+                    label {
+                        input type="checkbox" name="source" value=(source)
+                            checked[form.sources.contains(source)];
+                        " " (source)
+                    }
+                }
+            }
             label { "Type"
                 input type="text" name="callback_type" list="callback-types" autocapitalize="characters"
                     value=(form.callback_type) placeholder="any";
@@ -168,25 +186,20 @@ fn filters(form: &FilterForm) -> Markup {
             }
             label { "Code" input type="text" name="callback_code" value=(form.callback_code) placeholder="any"; }
             label { "Record" input type="text" name="record" value=(form.record) placeholder="any"; }
+            // Text, not a date picker: a time copied from the list pastes in as the same instant.
             label { "Received after (UTC)"
-                input type="datetime-local" step="1" name="received_after" value=(local_input(&form.received_after));
+                input type="text" name="received_after" value=(form.received_after)
+                    placeholder="2026-12-07 11:42:05 UTC" autocomplete="off";
             }
             label { "Received before (UTC)"
-                input type="datetime-local" step="1" name="received_before" value=(local_input(&form.received_before));
+                input type="text" name="received_before" value=(form.received_before)
+                    placeholder="2026-12-07 11:42:05 UTC" autocomplete="off";
             }
             div.actions {
                 button type="submit" { "Filter" }
                 a href="/console" { "Clear" }
             }
         }
-    }
-}
-
-/// A time as a `datetime-local` input shows it (UTC, to the second); as typed if it is no time.
-fn local_input(value: &str) -> String {
-    match typed_time(value) {
-        Some(t) => t.format("%Y-%m-%dT%H:%M:%S").to_string(),
-        None => value.to_owned(),
     }
 }
 
@@ -217,6 +230,7 @@ pub(super) fn detail(chrome: &Chrome<'_>, d: &Detail<'_>) -> Markup {
         @if let Some(flash) = d.flash { p.flash role="status" { (flash) } }
         dl.fields {
             dt { "Status" } dd id="status" { (status_badge(cb.status)) }
+            dt { "Source" } dd id="source" { (source_link(&cb.source)) }
             dt { "Record" } dd.record { a href={ "/console?record=" (urlencode(&cb.record)) } { (cb.record) } }
             dt { "Type" } dd { (cb.callback_type) }
             dt { "Code" } dd { (cb.callback_code.as_deref().unwrap_or("—")) }

@@ -3,7 +3,8 @@
 //!
 //! Reads `OKRA_TEST_CHROMEDRIVER` (default `/usr/bin/chromedriver`) and `OKRA_TEST_CHROMIUM`
 //! (default `/usr/bin/chromium`). When either is missing the tests skip with a message, except
-//! under `CI=true`, where they fail.
+//! under `CI=true`, where they fail. The browser runs in [`BROWSER_ZONE`], not UTC, so that a
+//! page showing times in the browser's zone instead of UTC would be seen.
 
 use std::{
     path::PathBuf,
@@ -15,6 +16,10 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
 use super::services::in_ci;
+
+/// The browser's time zone (`TZ` of chromedriver and so of Chromium): UTC+1 all year, no
+/// daylight saving, so its offset is known.
+pub const BROWSER_ZONE: &str = "Africa/Lagos";
 
 /// The browser tests share one machine's CPU: one at a time.
 static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -70,6 +75,7 @@ impl Driver {
         let child = Command::new(&driver)
             .arg(format!("--port={port}"))
             .arg("--allowed-ips=127.0.0.1")
+            .env("TZ", BROWSER_ZONE)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -1,14 +1,8 @@
-// okra-callbacks console: show times in the browser's time zone, and reload a page whose
-// callback is still pending (body[data-refresh] = seconds) until its status settles.
+// okra-callbacks console: reload a page whose callback is still pending (body[data-refresh] =
+// seconds) until its status settles. Times are left as the server wrote them, in UTC, so a time
+// copied from a page means the same instant in the filters.
 (function () {
   "use strict";
-  document.querySelectorAll("time[datetime]").forEach(function (el) {
-    var when = new Date(el.getAttribute("datetime"));
-    if (!isNaN(when.getTime())) {
-      el.title = el.textContent;
-      el.textContent = when.toLocaleString();
-    }
-  });
   var every = Number(document.body.getAttribute("data-refresh"));
   if (every > 0) {
     setTimeout(function () {
