@@ -263,13 +263,9 @@ async fn listed_ids(client: &Client) -> Vec<String> {
 /// only, with its source; its time shows as the stored UTC time, labelled, and typed into
 /// "received after" / "received before" it means that same instant.
 async fn an_operator_filters_by_source_and_copies_a_time_into_the_filters(backend: Backend) {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("sources.toml");
-    let toml = "[sources.mono]\npreset = \"mono\"\nsecret = \"s3cret-mono\"\n";
-    std::fs::write(&file, toml).unwrap();
     let app = app(backend)
         .await
-        .config(|c| c.access.sources = Some(file.clone()))
+        .sources("[sources.mono]\npreset = \"mono\"\nsecret = \"s3cret-mono\"\n")
         .spawn()
         .await;
     let okra = app.post_ok(fixture("identity_is_ready")).await;
@@ -280,17 +276,10 @@ async fn an_operator_filters_by_source_and_copies_a_time_into_the_filters(backen
         env!("CARGO_MANIFEST_DIR"),
         "/samples/mono/account_updated.json"
     );
-    let answer = app
-        .client
-        .post(app.url("/v1/sources/mono"))
-        .header("content-type", "application/json")
-        .header("mono-webhook-secret", "s3cret-mono")
-        .body(std::fs::read(sample).unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 200);
-    let mono: serde_json::Value = answer.json().await.unwrap();
+    let secret = [("mono-webhook-secret".to_owned(), "s3cret-mono".to_owned())];
+    let mono = app
+        .post_source_ok("mono", &secret, std::fs::read(sample).unwrap())
+        .await;
     let mono_id = mono["id"].as_str().unwrap().to_owned();
     let (_, stored) = app.get_callback(&mono_id).await;
     let received = chrono::DateTime::parse_from_rfc3339(stored["received_at"].as_str().unwrap())
