@@ -649,6 +649,11 @@ async fn sources_and_times_in_the_console(backend: Backend) {
         ),
         "{mono_row}"
     );
+    // Its record links to that source's record.
+    assert!(
+        mono_row.contains(r#"<a href="/console?source=mono&amp;record=acc_m">acc_m</a>"#),
+        "{mono_row}"
+    );
     // Every time in UTC, labelled, as the server wrote it.
     assert!(
         mono_row.contains(

@@ -124,7 +124,7 @@ pub(super) fn list(
                             td data-label="Type" { (cb.callback_type) }
                             td data-label="Code" { (cb.callback_code.as_deref().unwrap_or("—")) }
                             td.record data-label="Record" {
-                                a href={ "/console?record=" (urlencode(&cb.record)) } { (cb.record) }
+                                (record_link(cb))
                             }
                             td data-label="Attempts" { (cb.attempts) }
                             td.id data-label="Id" {
@@ -146,6 +146,17 @@ pub(super) fn list(
         }
     };
     layout("Callbacks", chrome, false, body)
+}
+
+/// A callback's record, linked to the list of that record's callbacks (a record is its
+/// source's own: another source's record of the same id is another record).
+fn record_link(cb: &StoredCallback) -> Markup {
+    let href = format!(
+        "/console?source={}&record={}",
+        urlencode(&cb.source),
+        urlencode(&cb.record)
+    );
+    html! { a href=(href) { (cb.record) } }
 }
 
 /// A source's name, linked to the list of its callbacks.
@@ -231,7 +242,7 @@ pub(super) fn detail(chrome: &Chrome<'_>, d: &Detail<'_>) -> Markup {
         dl.fields {
             dt { "Status" } dd id="status" { (status_badge(cb.status)) }
             dt { "Source" } dd id="source" { (source_link(&cb.source)) }
-            dt { "Record" } dd.record { a href={ "/console?record=" (urlencode(&cb.record)) } { (cb.record) } }
+            dt { "Record" } dd.record { (record_link(cb)) }
             dt { "Type" } dd { (cb.callback_type) }
             dt { "Code" } dd { (cb.callback_code.as_deref().unwrap_or("—")) }
             dt { "Received" } dd { (time(cb.received_at)) }
