@@ -16,6 +16,7 @@ use super::{
     error::{ApiError, ErrorBody},
     extract::{Json, Path, Query},
     filter::{PageQuery, DEFAULT_RECORD_LIMIT},
+    refusals::OneCallbackRefusals,
     schema,
     state::AppState,
 };
@@ -179,11 +180,7 @@ async fn list_callbacks(
     }
     let kind = CallbackType::from_name(method.trim()).ok_or(ApiError::InvalidMethod(method))?;
     let limit = page.limit(DEFAULT_RECORD_LIMIT)?;
-    let scope = Filter {
-        record: Some(record.clone()),
-        callback_type: Some(kind.as_str().to_owned()),
-        ..Filter::default()
-    };
+    let scope = Filter::of_record(&record, kind.as_str());
     let cursor = page.cursor(&scope, Scope::Record)?;
     let found = state
         .store
@@ -290,11 +287,7 @@ pub(super) struct LeaseDetail {
     params(("id" = String, Path, description = "The callback's id, as the acknowledgement gave it")),
     responses(
         (status = 200, description = "The callback, its delivery state and every handler attempt", body = CallbackDetail),
-        (status = 400, description = "`invalid_parameter`: the id is not valid UTF-8 once percent-decoded", body = ErrorBody),
-        (status = 401, description = "`unauthorized`", body = ErrorBody),
-        (status = 403, description = "`forbidden`", body = ErrorBody),
-        (status = 404, description = "`not_found`: no callback has that id", body = ErrorBody),
-        (status = 503, description = "`store_unavailable`", body = ErrorBody),
+        OneCallbackRefusals,
     ),
     security((), ("admin_token" = [])),
 )]
@@ -348,11 +341,7 @@ pub(super) struct Replayed {
     params(("id" = String, Path, description = "The callback's id")),
     responses(
         (status = 202, description = "Queued for the handlers again, with a fresh attempt budget", body = Replayed),
-        (status = 400, description = "`invalid_parameter`: the id is not valid UTF-8 once percent-decoded", body = ErrorBody),
-        (status = 401, description = "`unauthorized`", body = ErrorBody),
-        (status = 403, description = "`forbidden`", body = ErrorBody),
-        (status = 404, description = "`not_found`: no callback has that id", body = ErrorBody),
-        (status = 503, description = "`store_unavailable`", body = ErrorBody),
+        OneCallbackRefusals,
     ),
     security((), ("admin_token" = [])),
 )]

@@ -21,6 +21,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::{
     error::{ApiError, ErrorBody},
     extract::Json,
+    refusals::SinkRefusals,
     schema::CallbackBody,
     state::AppState,
 };
@@ -88,14 +89,10 @@ fn metric_labels(envelope: &Envelope) -> (&'static str, String) {
         (status = 200, description = "Stored (or a duplicate of a stored callback)", body = Ack),
         (status = 400, description = "`invalid_json`: empty or not JSON", body = ErrorBody),
         (status = 401, description = "`unauthorized`: --callback-token is set and the bearer token is missing or wrong; `invalid_signature`: signatures are required and this one is missing or wrong", body = ErrorBody),
-        (status = 403, description = "`forbidden`: --allow-from is set and the client is not in it", body = ErrorBody),
         (status = 408, description = "`request_timeout`: the request took longer than --request-timeout; nothing was acknowledged", body = ErrorBody),
-        (status = 413, description = "`payload_too_large`: larger than --max-body-bytes", body = ErrorBody),
-        (status = 415, description = "`unsupported_media_type`: a content type other than JSON", body = ErrorBody),
         (status = 422, description = "`invalid_callback`: JSON, but not an object, or no record id or callback type, or a record id, type or code longer than 128 characters", body = ErrorBody),
-        (status = 429, description = "`too_many_requests`: shedding load; retry after the `Retry-After` seconds", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
         (status = 503, description = "`store_unavailable`: nothing was acknowledged; retry later", body = ErrorBody),
+        SinkRefusals,
     ),
     security((), ("callback_token" = [])),
 )]

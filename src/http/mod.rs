@@ -13,7 +13,7 @@
 //! - `stats`: the counts (`GET /v1/stats`).
 //! - `health`: `/healthz`, `/readyz` and `/metrics`.
 //! - `openapi`: the document's frame and `GET /openapi.json`; `schema` holds the schemas of
-//!   what the routes accept.
+//!   what the routes accept, `refusals` the error answers several routes declare alike.
 //! - `console`: the web console at `/console` (server-rendered pages, its own session and CSRF
 //!   check, the same admin rule).
 //!
@@ -33,6 +33,7 @@ mod health;
 mod ingest;
 mod limits;
 mod openapi;
+mod refusals;
 mod schema;
 mod search;
 pub(crate) mod serve;

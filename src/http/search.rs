@@ -15,6 +15,7 @@ use super::{
     error::{ApiError, ErrorBody},
     extract::{Json, Query},
     filter::{FilterQuery, PageQuery, ReplayFilter, DEFAULT_LIMIT},
+    refusals::AdminRefusals,
     state::AppState,
 };
 use crate::store::{Scope, StoredCallback};
@@ -82,9 +83,7 @@ pub(super) struct CallbackPage {
     responses(
         (status = 200, description = "One page of matching callbacks", body = CallbackPage),
         (status = 400, description = "`invalid_parameter` (the message names the parameter and its valid values; or a parameter sent twice) or `invalid_cursor` (a cursor of the declared format that is not the `next_cursor` of this listing: edited, forged, or of other filters)", body = ErrorBody),
-        (status = 401, description = "`unauthorized`", body = ErrorBody),
-        (status = 403, description = "`forbidden`", body = ErrorBody),
-        (status = 503, description = "`store_unavailable`", body = ErrorBody),
+        AdminRefusals,
     ),
     security((), ("admin_token" = [])),
 )]
@@ -126,9 +125,7 @@ pub(super) struct ReplayedCount {
     responses(
         (status = 202, description = "The matching callbacks are queued for the handlers again", body = ReplayedCount),
         (status = 400, description = "`missing_parameter`: no filter given; `invalid_parameter`: a filter that does not parse, a parameter sent twice, or one that is not a filter", body = ErrorBody),
-        (status = 401, description = "`unauthorized`", body = ErrorBody),
-        (status = 403, description = "`forbidden`", body = ErrorBody),
-        (status = 503, description = "`store_unavailable`", body = ErrorBody),
+        AdminRefusals,
     ),
     security((), ("admin_token" = [])),
 )]

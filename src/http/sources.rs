@@ -15,6 +15,7 @@ use super::{
     error::{ApiError, ErrorBody},
     extract::{Json, Path},
     ingest::{acknowledge, admit, new_id, read_body, record_on_span, store, Ack},
+    refusals::SinkRefusals,
     state::AppState,
 };
 use crate::{
@@ -44,15 +45,11 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         (status = 200, description = "Stored (or a duplicate of a stored callback); `callback_code` is null where the source has none", body = Ack),
         (status = 400, description = "`invalid_json`: empty or not JSON; `invalid_parameter`: the name is not UTF-8 once decoded", body = ErrorBody),
         (status = 401, description = "`unauthorized`: the source's check failed; the message says which (header missing, signature wrong, timestamp outside 5 minutes, key unknown or expired)", body = ErrorBody),
-        (status = 403, description = "`forbidden`: --allow-from is set and the client is not in it", body = ErrorBody),
         (status = 404, description = "`unknown_source`: no source of that name is configured", body = ErrorBody),
         (status = 408, description = "`request_timeout`", body = ErrorBody),
-        (status = 413, description = "`payload_too_large`: larger than --max-body-bytes", body = ErrorBody),
-        (status = 415, description = "`unsupported_media_type`: a content type other than JSON", body = ErrorBody),
         (status = 422, description = "`invalid_callback`: the payload lacks the source's type, or a field is longer than 128 characters", body = ErrorBody),
-        (status = 429, description = "`too_many_requests`: shedding load; retry after the `Retry-After` seconds", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
         (status = 503, description = "`verification_unavailable` (the check cannot be made now, e.g. Plaid's key service is away: the provider retries) or `store_unavailable`; nothing was acknowledged", body = ErrorBody),
+        SinkRefusals,
     ),
 )]
 async fn receive_from_source(

@@ -10,10 +10,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
-    callbacks::rfc3339,
-    error::{ApiError, ErrorBody},
-    extract::Json,
-    state::AppState,
+    callbacks::rfc3339, error::ApiError, extract::Json, refusals::AdminRefusals, state::AppState,
 };
 
 /// The counts route, with its OpenAPI description.
@@ -48,9 +45,7 @@ pub(super) struct StatsBody {
     description = "Counts per status, per callback type and per source, and the oldest pending callback. Read from counters kept on write: cheap at any size.",
     responses(
         (status = 200, description = "The counts", body = StatsBody),
-        (status = 401, description = "`unauthorized`", body = ErrorBody),
-        (status = 403, description = "`forbidden`", body = ErrorBody),
-        (status = 503, description = "`store_unavailable`", body = ErrorBody),
+        AdminRefusals,
     ),
     security((), ("admin_token" = [])),
 )]

@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 
+mod conditions;
 mod postgres;
 mod query;
 mod sources;

@@ -39,6 +39,15 @@ impl Filter {
         self == &Self::default()
     }
 
+    /// What a record's page ([`Scope::Record`]) walks: the record's callbacks of one type.
+    pub(crate) fn of_record(record: &str, callback_type: &str) -> Self {
+        Self {
+            record: Some(record.to_owned()),
+            callback_type: Some(callback_type.to_owned()),
+            ..Self::default()
+        }
+    }
+
     /// The same filter narrowed to what can be replayed (delivered or dead callbacks; pending
     /// ones are on their way already); `None` when it names pending callbacks only.
     pub(crate) fn replayable(&self) -> Option<Self> {

@@ -8,13 +8,13 @@
 
 use async_trait::async_trait;
 use chrono::Utc;
-use tokio_postgres::types::ToSql;
 
 use super::{
-    rows::{from_row, COUNT_SQL, NOW_MS},
+    rows::{from_row, params, COUNT_SQL, NOW_MS},
     PostgresStore,
 };
 use crate::store::{
+    conditions::{Conditions, Dialect},
     from_millis, millis,
     query::{page, stats_of},
     queue_key, Attempt, AttemptOutcome, Cursor, Filter, LeaseInfo, OperatorView, Page, Scope,
@@ -59,78 +59,6 @@ fn record_ranges(
     )
 }
 
-/// The `WHERE` conditions of `filter` (after `AND`), with their parameters (numbered from 1).
-fn filter_sql(filter: &Filter) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
-    filter_conditions(filter, true)
-}
-
-/// [`filter_sql`], with or without the conditions on the status.
-fn filter_conditions(
-    filter: &Filter,
-    with_status: bool,
-) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
-    let mut sql = String::new();
-    let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
-    let codes = filter.status_codes();
-    if with_status && !codes.is_empty() {
-        // `status <> 1` lets the planner use the partial index of pending and dead callbacks.
-        if !codes.contains(&Status::Delivered.code()) {
-            sql.push_str(" AND status <> 1");
-        }
-        // One status as a plain equality, so the (status, seq) index yields pages in order.
-        if let [code] = codes[..] {
-            args.push(Box::new(code));
-            sql.push_str(&format!(" AND status = ${}", args.len()));
-        } else {
-            args.push(Box::new(codes.clone()));
-            sql.push_str(&format!(" AND status = ANY(${})", args.len()));
-        }
-    }
-    if let Some(t) = filter.type_key() {
-        args.push(Box::new(t));
-        // With a record, or only pending/dead callbacks, asked for, those indexes hold far
-        // fewer rows than one type's: an expression the type index does not match keeps the
-        // planner off it (it would walk all of a type's callbacks for a few dead ones).
-        let narrower = filter.record.is_some()
-            || (!codes.is_empty() && !codes.contains(&Status::Delivered.code()));
-        let column = if narrower {
-            "(callback_type || '')"
-        } else {
-            "callback_type"
-        };
-        sql.push_str(&format!(" AND upper({column}) = ${}", args.len()));
-    }
-    if let Some(c) = &filter.callback_code {
-        args.push(Box::new(c.clone()));
-        sql.push_str(&format!(" AND callback_code = ${}", args.len()));
-    }
-    if let Some(r) = &filter.record {
-        args.push(Box::new(r.clone()));
-        sql.push_str(&format!(" AND record = ${}", args.len()));
-    }
-    if let Some(t) = filter.received_after {
-        args.push(Box::new(t.timestamp_millis()));
-        sql.push_str(&format!(" AND received_at >= ${}", args.len()));
-    }
-    if let Some(t) = filter.received_before {
-        args.push(Box::new(t.timestamp_millis()));
-        sql.push_str(&format!(" AND received_at < ${}", args.len()));
-    }
-    let sources = filter.source_names();
-    if !sources.is_empty() {
-        let sources: Vec<String> = sources.into_iter().map(str::to_owned).collect();
-        args.push(Box::new(sources));
-        sql.push_str(&format!(" AND source = ANY(${})", args.len()));
-    }
-    (sql, args)
-}
-
-fn refs(args: &[Box<dyn ToSql + Sync + Send>]) -> Vec<&(dyn ToSql + Sync)> {
-    args.iter()
-        .map(|a| a.as_ref() as &(dyn ToSql + Sync))
-        .collect()
-}
-
 #[async_trait]
 impl OperatorView for PostgresStore {
     async fn get(&self, id: &str) -> Result<Option<StoredCallback>, StoreError> {
@@ -148,13 +76,8 @@ impl OperatorView for PostgresStore {
     ) -> Result<Page, StoreError> {
         // One record's callbacks: its status ranges merged (see `record_ranges`).
         let one_record = filter.record.is_some();
-        let (mut sql, mut args) = filter_conditions(filter, !one_record);
-        if let Some(c) = after {
-            args.push(Box::new(c.seq));
-            sql.push_str(&format!(" AND seq < ${}", args.len()));
-        }
-        args.push(Box::new(limit as i64 + 1));
-        let limit_arg = format!("${}", args.len());
+        let mut c = Conditions::of(filter, Dialect::Postgres, !one_record);
+        let limit_arg = c.newest_first(after.map(|c| c.seq), limit);
         let sql = if one_record {
             let codes = filter.status_codes();
             let statuses = if codes.is_empty() {
@@ -162,14 +85,15 @@ impl OperatorView for PostgresStore {
             } else {
                 &codes[..]
             };
-            record_ranges(LIST_COLUMNS, statuses, &sql, "DESC", &limit_arg)
+            record_ranges(LIST_COLUMNS, statuses, &c.sql, "DESC", &limit_arg)
         } else {
             format!(
-                "SELECT {LIST_COLUMNS} FROM okra_callbacks WHERE true{sql} ORDER BY seq DESC LIMIT {limit_arg}"
+                "SELECT {LIST_COLUMNS} FROM okra_callbacks WHERE true{} ORDER BY seq DESC LIMIT {limit_arg}",
+                c.sql
             )
         };
         let client = self.db.client().await?;
-        let result = self.db.timed(client.query(&sql, &refs(&args))).await;
+        let result = self.db.timed(client.query(&sql, &params(&c))).await;
         let rows = self.db.result_of(client, result)?;
         let rows: Vec<(StoredCallback, i64)> =
             rows.iter().map(|r| (from_row(r), r.get("seq"))).collect();
@@ -183,11 +107,7 @@ impl OperatorView for PostgresStore {
         limit: usize,
         after: Option<&Cursor>,
     ) -> Result<Option<Page>, StoreError> {
-        let filter = Filter {
-            record: Some(record.to_owned()),
-            callback_type: Some(callback_type.to_owned()),
-            ..Filter::default()
-        };
+        let filter = Filter::of_record(record, callback_type);
         let after = after.map_or(-1, |c| c.seq);
         let sql = record_ranges(
             &format!("{COLUMNS}, seq"),
@@ -332,10 +252,13 @@ impl OperatorView for PostgresStore {
         let Some(filter) = filter.replayable() else {
             return Ok(0);
         };
-        let (sql, args) = filter_sql(&filter);
-        let sql = format!("SELECT id FROM okra_callbacks WHERE true{sql} ORDER BY seq");
+        let c = Conditions::of(&filter, Dialect::Postgres, true);
+        let sql = format!(
+            "SELECT id FROM okra_callbacks WHERE true{} ORDER BY seq",
+            c.sql
+        );
         let client = self.db.client().await?;
-        let result = self.db.timed(client.query(&sql, &refs(&args))).await;
+        let result = self.db.timed(client.query(&sql, &params(&c))).await;
         let ids: Vec<String> = self
             .db
             .result_of(client, result)?

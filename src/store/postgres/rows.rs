@@ -1,9 +1,16 @@
 //! What every statement shares: how a callback's row reads, how the counts move, the
 //! database's clock, and an idle record's due time.
 
-use tokio_postgres::Row;
+use bytes::BytesMut;
+use tokio_postgres::{
+    types::{IsNull, ToSql, Type},
+    Row,
+};
 
-use crate::store::{from_millis, Status, StoredCallback};
+use crate::store::{
+    conditions::{Conditions, Param},
+    from_millis, Status, StoredCallback,
+};
 
 /// The database's clock in unix milliseconds, for every lease and due-time decision.
 pub(super) const NOW_MS: &str = "(extract(epoch from statement_timestamp()) * 1000)::bigint";
@@ -45,3 +52,41 @@ pub(super) fn from_row(row: &Row) -> StoredCallback {
 pub(super) const COUNTER_KEY: &str =
     "CASE WHEN c.source = 'okra' AND strpos(c.callback_type, chr(31)) = 0 \
      THEN c.callback_type ELSE c.source || chr(31) || c.callback_type END";
+
+/// The parameters of `conditions`, as the driver takes them.
+pub(super) fn params(conditions: &Conditions) -> Vec<&(dyn ToSql + Sync)> {
+    conditions
+        .params
+        .iter()
+        .map(|p| p as &(dyn ToSql + Sync))
+        .collect()
+}
+
+/// A filter's parameter binds as the value it holds (checked against the column's type).
+impl ToSql for Param {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        self.to_sql_checked(ty, out)
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    fn to_sql_checked(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Param::Status(v) => v.to_sql_checked(ty, out),
+            Param::Statuses(v) => v.to_sql_checked(ty, out),
+            Param::Int(v) => v.to_sql_checked(ty, out),
+            Param::Text(v) => v.to_sql_checked(ty, out),
+            Param::Texts(v) => v.to_sql_checked(ty, out),
+        }
+    }
+}

@@ -13,6 +13,7 @@ use super::{
     SqliteStore,
 };
 use crate::store::{
+    conditions::{Conditions, Dialect},
     from_millis, millis,
     query::{page, stats_of},
     queue_key, Attempt, AttemptOutcome, Cursor, Filter, OperatorView, Page, Scope, Stats, Status,
@@ -23,62 +24,6 @@ use crate::store::{
 const LIST_COLUMNS: &str = "id, record, callback_type, callback_code, X'' AS body, received_at, \
                             status, attempts, cycle_attempts, last_error, next_attempt_at, \
                             finished_at, source, event_id, seq";
-
-/// The `WHERE` conditions of `filter` (after `AND`), with their parameters.
-fn filter_sql(filter: &Filter) -> (String, Vec<rusqlite::types::Value>) {
-    use rusqlite::types::Value;
-    let mut sql = String::new();
-    let mut args: Vec<Value> = Vec::new();
-    let codes = filter.status_codes();
-    if !codes.is_empty() {
-        // `status <> 1` lets the planner use the partial index of pending and dead callbacks.
-        if !codes.contains(&Status::Delivered.code()) {
-            sql.push_str(" AND status <> 1");
-        }
-        let list: Vec<String> = codes.iter().map(i16::to_string).collect();
-        sql.push_str(&format!(" AND status IN ({})", list.join(", ")));
-    }
-    if let Some(t) = filter.type_key() {
-        args.push(Value::Text(t));
-        // With a record, or only pending/dead callbacks, asked for, those indexes hold far
-        // fewer rows than one type's: `+` keeps the planner off the type index (it would walk
-        // all of a type's callbacks for a few dead ones).
-        let narrower = filter.record.is_some()
-            || (!codes.is_empty() && !codes.contains(&Status::Delivered.code()));
-        let column = if narrower {
-            "+callback_type"
-        } else {
-            "callback_type"
-        };
-        sql.push_str(&format!(" AND upper({column}) = ?{}", args.len()));
-    }
-    if let Some(c) = &filter.callback_code {
-        args.push(Value::Text(c.clone()));
-        sql.push_str(&format!(" AND callback_code = ?{}", args.len()));
-    }
-    if let Some(r) = &filter.record {
-        args.push(Value::Text(r.clone()));
-        sql.push_str(&format!(" AND record = ?{}", args.len()));
-    }
-    if let Some(t) = filter.received_after {
-        args.push(Value::Integer(millis(t)));
-        sql.push_str(&format!(" AND received_at >= ?{}", args.len()));
-    }
-    if let Some(t) = filter.received_before {
-        args.push(Value::Integer(millis(t)));
-        sql.push_str(&format!(" AND received_at < ?{}", args.len()));
-    }
-    let sources = filter.source_names();
-    if !sources.is_empty() {
-        let mut marks = Vec::with_capacity(sources.len());
-        for name in sources {
-            args.push(Value::Text(name.to_owned()));
-            marks.push(format!("?{}", args.len()));
-        }
-        sql.push_str(&format!(" AND source IN ({})", marks.join(", ")));
-    }
-    (sql, args)
-}
 
 /// Makes callback `id` pending again, due at `now`, with a fresh attempt budget; `false` if
 /// there is no such callback.
@@ -134,19 +79,15 @@ impl OperatorView for SqliteStore {
         let filter = filter.clone();
         let after = after.map(|c| c.seq);
         self.call(move |conn| {
-            let (mut sql, mut args) = filter_sql(&filter);
-            if let Some(seq) = after {
-                args.push(rusqlite::types::Value::Integer(seq));
-                sql.push_str(&format!(" AND seq < ?{}", args.len()));
-            }
-            args.push(rusqlite::types::Value::Integer(limit as i64 + 1));
+            let mut c = Conditions::of(&filter, Dialect::Sqlite, true);
+            let limit_arg = c.newest_first(after, limit);
             let sql = format!(
-                "SELECT {LIST_COLUMNS} FROM callbacks WHERE 1 = 1{sql} ORDER BY seq DESC LIMIT ?{}",
-                args.len()
+                "SELECT {LIST_COLUMNS} FROM callbacks WHERE 1 = 1{} ORDER BY seq DESC LIMIT {limit_arg}",
+                c.sql
             );
             let rows = conn
                 .prepare_cached(&sql)?
-                .query_map(rusqlite::params_from_iter(args), |r| {
+                .query_map(rusqlite::params_from_iter(&c.params), |r| {
                     Ok((from_row(r)?, r.get::<_, i64>("seq")?))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -162,11 +103,7 @@ impl OperatorView for SqliteStore {
         limit: usize,
         after: Option<&Cursor>,
     ) -> Result<Option<Page>, StoreError> {
-        let filter = Filter {
-            record: Some(record.to_owned()),
-            callback_type: Some(callback_type.to_owned()),
-            ..Filter::default()
-        };
+        let filter = Filter::of_record(record, callback_type);
         let after = after.map_or(-1, |c| c.seq);
         let (record, callback_type) = (record.to_owned(), callback_type.to_owned());
         self.call(move |conn| {
@@ -228,12 +165,13 @@ impl OperatorView for SqliteStore {
         };
         self.call(move |conn| {
             let now = millis(Utc::now());
-            let (sql, args) = filter_sql(&filter);
+            let c = Conditions::of(&filter, Dialect::Sqlite, true);
             let ids: Vec<String> = conn
                 .prepare(&format!(
-                    "SELECT id FROM callbacks WHERE 1 = 1{sql} ORDER BY seq"
+                    "SELECT id FROM callbacks WHERE 1 = 1{} ORDER BY seq",
+                    c.sql
                 ))?
-                .query_map(rusqlite::params_from_iter(args), |r| r.get(0))?
+                .query_map(rusqlite::params_from_iter(&c.params), |r| r.get(0))?
                 .collect::<Result<_, _>>()?;
             for id in &ids {
                 replay_one(conn, id, now)?;

@@ -1,9 +1,9 @@
 //! How a callback's row reads and how the counts move: shared by the log's apply, the
 //! dispatcher's writes and the operator's queries.
 
-use rusqlite::{params, Connection, Row};
+use rusqlite::{params, types::ToSqlOutput, Connection, Row, ToSql};
 
-use crate::store::{from_millis, Status, StoredCallback};
+use crate::store::{conditions::Param, from_millis, Status, StoredCallback};
 
 /// A callback read from its row's [`COLUMNS`](crate::store::COLUMNS), in order.
 pub(super) fn from_row(row: &Row<'_>) -> rusqlite::Result<StoredCallback> {
@@ -39,4 +39,19 @@ pub(super) fn count(
     )?
     .execute(params![callback_type, status.code(), delta])?;
     Ok(())
+}
+
+/// A filter's parameter binds as the value it holds. SQLite's dialect binds each member of a
+/// set on its own, so a set never reaches here; one that did is refused, not bound.
+impl ToSql for Param {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        match self {
+            Param::Status(v) => v.to_sql(),
+            Param::Int(v) => v.to_sql(),
+            Param::Text(v) => v.to_sql(),
+            Param::Statuses(_) | Param::Texts(_) => Err(rusqlite::Error::ToSqlConversionFailure(
+                "a set binds as one parameter in PostgreSQL only: SQLite's conditions bind each member".into(),
+            )),
+        }
+    }
 }
