@@ -169,6 +169,24 @@ pub struct NewCallback {
     pub received_at: DateTime<Utc>,
 }
 
+#[cfg(test)]
+impl NewCallback {
+    /// An Okra BALANCE callback without a code for `record`, received now: the stores' unit
+    /// tests change the fields they are about.
+    pub(crate) fn sample(id: &str, record: &str, body: impl Into<Bytes>) -> Self {
+        Self {
+            id: id.into(),
+            source: "okra".into(),
+            record: record.into(),
+            callback_type: "BALANCE".into(),
+            callback_code: None,
+            event_id: None,
+            body: body.into(),
+            received_at: Utc::now(),
+        }
+    }
+}
+
 /// The answer to [`Ingest::insert`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inserted {

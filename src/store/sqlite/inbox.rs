@@ -347,14 +347,8 @@ mod tests {
 
     fn callback(id: &str, body: &[u8], at: DateTime<Utc>) -> NewCallback {
         NewCallback {
-            id: id.into(),
-            source: "okra".into(),
-            event_id: None,
-            record: "rec".into(),
-            callback_type: "BALANCE".into(),
-            callback_code: None,
-            body: body.to_vec().into(),
             received_at: at,
+            ..NewCallback::sample(id, "rec", body.to_vec())
         }
     }
 

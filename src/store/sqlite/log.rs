@@ -399,19 +399,13 @@ pub(super) fn io_error(e: &io::Error) -> StoreError {
 mod tests {
     use super::*;
     use crate::store::from_millis;
-    use bytes::Bytes;
     use chrono::Utc;
 
     fn callback(id: &str, body: &str, code: Option<&str>) -> NewCallback {
         NewCallback {
-            id: id.into(),
-            source: "okra".into(),
-            event_id: None,
-            record: "rec".into(),
-            callback_type: "BALANCE".into(),
             callback_code: code.map(str::to_owned),
-            body: Bytes::from(body.to_owned()),
             received_at: from_millis(millis(Utc::now())),
+            ..NewCallback::sample(id, "rec", body.to_owned())
         }
     }
 

@@ -379,15 +379,26 @@ mod tests {
 
     pub(super) fn new_cb(id: &str, record: &str, body: &str) -> NewCallback {
         NewCallback {
-            id: id.into(),
-            source: "okra".into(),
-            event_id: None,
-            record: record.into(),
             callback_type: "TRANSACTIONS".into(),
             callback_code: Some("PERIODIC_TRANSACTIONS".into()),
-            body: body.as_bytes().to_vec().into(),
-            received_at: Utc::now(),
+            ..NewCallback::sample(id, record, body.to_owned())
         }
+    }
+
+    /// Inserts `n` callbacks at once, each from its own task: `id{i}` of `record(i)` with the
+    /// body `{"n":i}`, in a 60-second dedup window.
+    fn insert_concurrently(
+        store: &SqliteStore,
+        n: usize,
+        record: fn(usize) -> String,
+    ) -> Vec<tokio::task::JoinHandle<Result<Inserted, StoreError>>> {
+        (0..n)
+            .map(|i| {
+                let store = store.clone();
+                let cb = new_cb(&format!("id{i}"), &record(i), &format!("{{\"n\":{i}}}"));
+                tokio::spawn(async move { store.insert(cb, Duration::from_secs(60)).await })
+            })
+            .collect()
     }
 
     /// The causes an operator can act on are named first, as `StoreError::cause` reads them.
@@ -427,23 +438,7 @@ mod tests {
         let path = dir.path().join("okra.db");
         let store = SqliteStore::open(&path).await.unwrap();
         let window = Duration::from_secs(60);
-        let tasks: Vec<_> = (0..200)
-            .map(|i| {
-                let store = store.clone();
-                tokio::spawn(async move {
-                    store
-                        .insert(
-                            new_cb(
-                                &format!("id{i}"),
-                                &format!("r{}", i % 7),
-                                &format!("{{\"n\":{i}}}"),
-                            ),
-                            window,
-                        )
-                        .await
-                })
-            })
-            .collect();
+        let tasks = insert_concurrently(&store, 200, |i| format!("r{}", i % 7));
         for t in tasks {
             assert!(!t.await.unwrap().unwrap().duplicate);
         }
@@ -563,21 +558,7 @@ mod tests {
     async fn a_failed_jobs_counter_moves_are_rolled_back_with_it() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path().join("x.db")).await.unwrap();
-        let window = Duration::from_secs(60);
-        let inserts: Vec<_> = (0..40)
-            .map(|i| {
-                let store = store.clone();
-                tokio::spawn(async move {
-                    store
-                        .insert(
-                            new_cb(&format!("id{i}"), "r", &format!("{{\"n\":{i}}}")),
-                            window,
-                        )
-                        .await
-                        .map(drop)
-                })
-            })
-            .collect();
+        let inserts = insert_concurrently(&store, 40, |_| "r".to_owned());
         let ghost = store.call(|conn| {
             count(conn, "GHOST", Status::Pending, 1000)?;
             conn.execute_batch("INSERT INTO callbacks (id) VALUES (NULL)")?;

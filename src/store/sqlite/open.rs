@@ -221,14 +221,20 @@ mod tests {
         migrations().validate().unwrap();
     }
 
+    /// Writes a database file at schema `version` holding what `sql` writes.
+    fn file_at(path: &Path, version: usize, sql: &str) -> Connection {
+        let mut conn = Connection::open(path).unwrap();
+        migrations().to_version(&mut conn, version).unwrap();
+        conn.execute_batch(sql).unwrap();
+        conn
+    }
+
     /// Writes a database file at schema `version` as that release left it: `callbacks_sql`'s
     /// rows (record `r1`, one of them pending), the record's queue row, and `body`'s dedup key
     /// naming `old-pending`.
     fn file_of_schema(path: &Path, version: usize, callbacks_sql: &str, body: &str) {
         let now = millis(Utc::now());
-        let mut conn = Connection::open(path).unwrap();
-        migrations().to_version(&mut conn, version).unwrap();
-        conn.execute_batch(callbacks_sql).unwrap();
+        let conn = file_at(path, version, callbacks_sql);
         conn.execute(
             "INSERT INTO record_queue (record, pending, due_at) VALUES ('r1', 1, ?1)",
             [now],
@@ -434,10 +440,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("okra.db");
         let now = millis(Utc::now());
-        {
-            let mut conn = Connection::open(&path).unwrap();
-            migrations().to_version(&mut conn, 4).unwrap();
-            conn.execute_batch(&format!(
+        file_at(
+            &path,
+            4,
+            &format!(
                 "INSERT INTO callbacks (id, record, callback_type, body, received_at, status, attempts, next_attempt_at, finished_at)
                    VALUES ('a', 'r1', 'AUTH', X'7B7D', 1000, 1, 2, NULL, 5000),
                           ('b', 'r2', 'AUTH', X'7B7D', 1001, 0, 1, {now}, NULL);
@@ -447,9 +453,8 @@ mod tests {
                    VALUES (1, 2, 3000, 4000, 0, NULL),
                           (1, 1, 1000, 2000, 1, 'the forward target answered 503'),
                           (2, 1, 5000, 6000, 2, 'timed out');"
-            ))
-            .unwrap();
-        }
+            ),
+        );
         let store = SqliteStore::open(&path).await.unwrap();
         let summary = |id: &'static str| {
             let store = store.clone();
@@ -538,18 +543,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("okra.db");
         let now = millis(Utc::now());
-        {
-            let mut conn = Connection::open(&path).unwrap();
-            migrations().to_version(&mut conn, 2).unwrap();
-            conn.execute_batch(&format!(
+        file_at(
+            &path,
+            2,
+            &format!(
                 "INSERT INTO callbacks (id, record, callback_type, callback_code, body, received_at, status, attempts, next_attempt_at, finished_at)
                    VALUES ('a', 'r1', 'AUTH', 'AUTH_SUCCESS', X'7B7D', {now}, 1, 1, NULL, {now}),
                           ('b', 'r1', 'AUTH', 'AUTH_SUCCESS', X'7B7D', {now} + 1, 2, 3, NULL, {now}),
                           ('c', 'r2', 'Custom', NULL, X'7B7D', {now} + 2, 0, 0, {now}, NULL);
                  INSERT INTO record_queue (record, pending, due_at) VALUES ('r2', 1, {now});"
-            ))
-            .unwrap();
-        }
+            ),
+        );
         let store = SqliteStore::open(&path).await.unwrap();
         let stats = store.stats().await.unwrap();
         assert_eq!((stats.pending, stats.delivered, stats.dead), (1, 1, 1));
