@@ -29,29 +29,39 @@
 //!
 //! # Layout
 //!
-//! The walk of one callback: bytes → who may call → parse → store → dispatch → handler.
+//! The walk of one callback: bytes → who may call → parse → store → dispatch → handler. Every
+//! public item has one path: what a handler author uses is at the root; the modules that stay
+//! public ([`output`], [`source`], [`store`], [`telemetry`]) hold what is not.
 //!
-//! - [`callback`]: the payload model — [`Envelope::parse`] turns Okra's bytes into a typed
-//!   [`Callback`]; [`Envelope::from_event`] wraps another source's event (Plaid's typed too).
-//! - [`handler`]: the [`Handler`] trait, [`handle_by_type`] and [`AllOf`] for several handlers.
-//! - [`builtin`]: the binary's handlers — [`LogHandler`] and [`ForwardHandler`].
-//! - [`store`]: the durable inbox — the [`store::Store`] trait, embedded SQLite and shared
-//!   PostgreSQL.
-//! - `dispatch` (private): the [`Dispatcher`] — ordered, at-least-once delivery with retries;
-//!   exported to run a worker without the HTTP API.
+//! - `callback` (private; its types at the root): the payload model — [`Envelope::parse`] turns
+//!   Okra's bytes into a typed [`Callback`] (`okra.rs`: [`RecordEvent`], [`TransactionsEvent`],
+//!   …; [`RecordId`], [`ParseError`]); [`Envelope::from_event`] wraps another source's
+//!   [`Event`] (`event.rs`), Plaid's typed too ([`PlaidWebhook`], `plaid.rs`).
+//! - `handler` (private; its items at the root): the [`Handler`] trait, its [`Context`] and
+//!   [`HandlerError`], [`handle_by_type`], [`AllOf`] for several handlers, and the
+//!   [`LogHandler`] the binary always runs (`handler/log.rs`: it writes only the process's own
+//!   log, so it is no output).
+//! - [`output`]: where callbacks go besides your code, each a [`Handler`] — an internal HTTP
+//!   service ([`output::ForwardHandler`], `--forward-url`) and message brokers (NATS JetStream,
+//!   Redis Streams, RabbitMQ: [`output::OutputConfig`], `--output`).
+//! - [`store`]: the durable inbox — the [`store::Store`] trait, embedded SQLite
+//!   ([`store::SqliteStore`]) and shared PostgreSQL ([`store::PostgresStore`]).
+//! - `dispatch` (private): the [`Dispatcher`] and its [`DispatchConfig`] — ordered,
+//!   at-least-once delivery with retries; exported to run a worker without the HTTP API.
 //! - `http` (private): the HTTP API — ingest, the read/admin routes, health, metrics and the
 //!   OpenAPI document ([`openapi`]), who may call, the error bodies — and the web console at
 //!   `/console` (`http::console`: server-rendered pages on the same state, store and admin rule
 //!   as the API). [`Receiver::router`] gives its `Router`.
-//! - [`output`]: outputs to message brokers (NATS JetStream, Redis Streams, RabbitMQ), each a [`Handler`].
 //! - [`source`]: who sends callbacks, how their requests are proven genuine and how their
 //!   payloads are read — [`source::Sources`] from the sources file (Plaid, Mono, Paystack,
 //!   Standard Webhooks, generic), and Okra's own [`source::Verifier`].
-//! - [`config`]: the flags, typed, in groups (store, access, limits, delivery); `settings`
-//!   (private) checks them together once, at start-up.
+//! - `config` (private; its types at the root): the flags, typed, in groups ([`Config`]:
+//!   [`StoreConfig`], [`AccessConfig`], [`LimitsConfig`], [`DeliveryConfig`]); `settings`
+//!   (private) checks them together once, at start-up ([`ConfigError`]).
 //! - [`telemetry`]: log escaping ([`telemetry::Untrusted`]) and URL redaction, metric names,
-//!   the metrics registry ([`Metrics`]), the `tracing` subscriber ([`telemetry::Logs`]), OTel.
-//! - [`Receiver`] (private `server` module): runs it all until shutdown.
+//!   the `tracing` subscriber ([`telemetry::Logs`]), OTel; the metrics registry is
+//!   [`Metrics`], at the root.
+//! - `server` (private): the [`Receiver`] — runs it all until shutdown — and its [`Error`].
 //!
 //! The binary (`src/main.rs`) adds its own flags (`--listen`, logging, `--forward-url`) and the
 //! client commands (`send`, `replay`, `healthcheck`, in `src/cli/`); the sample payloads `send`
@@ -59,11 +69,10 @@
 
 #![warn(missing_docs)]
 
-pub mod builtin;
-pub mod callback;
-pub mod config;
+mod callback;
+mod config;
 mod dispatch;
-pub mod handler;
+mod handler;
 mod http;
 pub mod output;
 mod server;
@@ -73,21 +82,30 @@ pub mod store;
 pub mod telemetry;
 
 pub use async_trait::async_trait;
-pub use builtin::{ForwardHandler, LogHandler};
 pub use callback::{
     AccountData, AccountsEvent, AuthData, AuthEvent, BalanceEvent, Callback, CallbackType,
-    Envelope, IdentityData, IdentityEvent, IncomeEvent, OkraError, ParseError, RecordEvent,
-    RecordId, TransactionsEvent,
+    Envelope, Event, IdentityData, IdentityEvent, IncomeEvent, OkraError, ParseError, PlaidError,
+    PlaidItemEvent, PlaidTransactionsEvent, PlaidWebhook, RecordEvent, RecordId, SourceModel,
+    SourceModels, TransactionsEvent, MAX_FIELD_CHARS,
 };
-pub use config::{AccessConfig, Config, DeliveryConfig, LimitsConfig, Secret, StoreConfig};
+pub use config::{
+    parse_duration, AccessConfig, Config, ConfigError, DeliveryConfig, LimitsConfig, Secret,
+    StoreConfig,
+};
 pub use dispatch::{DispatchConfig, Dispatcher};
-pub use handler::{handle_by_type, AllOf, Context, Handler, HandlerError, HandlerResult};
-pub use output::{AmqpOutput, NatsOutput, OutputConfig, RedisOutput};
+pub use handler::{
+    handle_by_type, AllOf, Context, Handler, HandlerError, HandlerResult, LogHandler,
+};
 pub use server::{Error, Receiver};
-pub use telemetry::Metrics;
+pub use telemetry::registry::Metrics;
 
 /// The OpenAPI 3 document of every route a [`Receiver`] serves (what `GET /openapi.json`
 /// answers), for generating clients or checking a deployment against it.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     http::openapi()
 }
+
+/// The README's Rust examples, compiled by `cargo test --doc` so they cannot drift from the code.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExamples;

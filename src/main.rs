@@ -6,10 +6,10 @@ use std::{net::SocketAddr, process::ExitCode, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 use okra_callbacks::{
-    config::{parse_duration, Config},
-    output::OutputArgs,
+    output::{ForwardHandler, OutputArgs},
+    parse_duration,
     telemetry::{self, LogFormat},
-    AllOf, ForwardHandler, LogHandler, Receiver,
+    AllOf, Config, LogHandler, Receiver,
 };
 
 /// jemalloc: a request allocates and frees on several threads (HTTP workers, the inbox writer,

@@ -21,7 +21,7 @@ use crate::{
     settings::Settings,
     source::Sources,
     store::{self, Store, StoreError},
-    telemetry::Metrics,
+    Metrics,
 };
 
 /// The sources `--sources` names (none without it), each warning of the file logged once: a

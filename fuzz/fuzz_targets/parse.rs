@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
     );
     assert!(!envelope.callback_type().is_empty());
     // What is accepted is within the model's bounds, and a record id is never blank.
-    let bound = okra_callbacks::callback::MAX_FIELD_CHARS;
+    let bound = okra_callbacks::MAX_FIELD_CHARS;
     assert!(!envelope.record().as_str().trim().is_empty());
     assert!(envelope.record().as_str().chars().count() <= bound);
     assert!(envelope.callback_type().chars().count() <= bound);

@@ -16,8 +16,8 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use okra_callbacks::{
-    callback::MAX_FIELD_CHARS,
     source::{PublicKey, Sources, UncheckedJwt, VerifyError},
+    MAX_FIELD_CHARS,
 };
 use runtime::runtime;
 

@@ -21,7 +21,7 @@ use super::{
 
 /// The name of Okra's own source: what `POST /v1/callback` stores, and what every callback
 /// stored before sources existed is. Reserved: no configured source may take it.
-pub const OKRA: &str = "okra";
+pub(crate) const OKRA: &str = "okra";
 
 /// Which typed view a source's callbacks get.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -91,7 +91,7 @@ impl Envelope {
     /// ([`super::MAX_FIELD_CHARS`]), or one holding a NUL.
     ///
     /// ```
-    /// use okra_callbacks::callback::{plaid::{PlaidItemEvent, PlaidWebhook}, Event, SourceModel};
+    /// use okra_callbacks::{Event, PlaidItemEvent, PlaidWebhook, SourceModel};
     /// use okra_callbacks::Envelope;
     ///
     /// let body = br#"{"webhook_type":"ITEM","webhook_code":"LOGIN_REPAIRED","item_id":"item_1"}"#;
@@ -164,7 +164,7 @@ impl Envelope {
         })
     }
 
-    /// The source that sent the callback: [`OKRA`] for Okra's, else the configured name.
+    /// The source that sent the callback: `"okra"` for Okra's, else the configured name.
     pub fn source(&self) -> &str {
         self.origin.source.as_deref().unwrap_or(OKRA)
     }

@@ -14,7 +14,7 @@ mod envelope;
 mod error;
 mod event;
 mod okra;
-pub mod plaid;
+mod plaid;
 #[cfg(test)]
 mod tests;
 
@@ -26,11 +26,13 @@ use self::{envelope::required_str, okra::typed};
 
 pub use envelope::Envelope;
 pub use error::ParseError;
-pub use event::{Event, SourceModel, SourceModels, OKRA};
+pub(crate) use event::OKRA;
+pub use event::{Event, SourceModel, SourceModels};
 pub use okra::{
     AccountData, AccountsEvent, AuthData, AuthEvent, BalanceEvent, Callback, CallbackType,
     IdentityData, IdentityEvent, IncomeEvent, OkraError, RecordEvent, TransactionsEvent,
 };
+pub use plaid::{PlaidError, PlaidItemEvent, PlaidTransactionsEvent, PlaidWebhook};
 
 /// The most characters a record id, callback type or callback code may have (Okra's are about
 /// 30): a longer one is refused (`422 invalid_callback`), so a sender cannot fill the store,

@@ -139,7 +139,7 @@ impl PlaidWebhook {
     /// `fields` is the webhook's JSON object, read for each code's own fields.
     ///
     /// ```
-    /// use okra_callbacks::callback::plaid::{PlaidTransactionsEvent, PlaidWebhook};
+    /// use okra_callbacks::{PlaidTransactionsEvent, PlaidWebhook};
     ///
     /// let body: serde_json::Value = serde_json::json!({
     ///     "webhook_type": "TRANSACTIONS", "webhook_code": "DEFAULT_UPDATE",

@@ -72,7 +72,7 @@ pub enum ClientError {
     /// The receiver could not be reached.
     #[error(
         "cannot reach {url}: {}",
-        okra_callbacks::builtin::request_failure(source, None)
+        okra_callbacks::output::request_failure(source, None)
     )]
     Unreachable {
         /// Where we tried.

@@ -37,7 +37,8 @@ use crate::{
     callback::SourceModels,
     handler::Handler,
     store::{AfterLast, Claim, Delivery, Outcome, StoreError, StoredCallback},
-    telemetry::{self, names, Metrics, Untrusted},
+    telemetry::{self, names, Untrusted},
+    Metrics,
 };
 pub use policy::DispatchConfig;
 use policy::{Deferral, DEFERRAL_CHECK};

@@ -18,7 +18,7 @@ use super::{
     state::AppState,
     stats::pending_age,
 };
-use crate::telemetry::{names, Metrics};
+use crate::{telemetry::names, Metrics};
 
 /// The routes open to all: health and readiness.
 pub(super) fn open_router() -> OpenApiRouter<AppState> {
@@ -84,10 +84,10 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError>
 )]
 async fn render_metrics(State(state): State<AppState>) -> Response {
     match tokio::time::timeout(Duration::from_secs(2), state.store.stats()).await {
-        Ok(Ok(backlog)) => {
-            metrics::gauge!(names::CALLBACKS_PENDING).set(backlog.pending as f64);
-            metrics::gauge!(names::CALLBACKS_DEAD).set(backlog.dead as f64);
-            let age = pending_age(backlog.oldest_pending_at);
+        Ok(Ok(stats)) => {
+            metrics::gauge!(names::CALLBACKS_PENDING).set(stats.pending as f64);
+            metrics::gauge!(names::CALLBACKS_DEAD).set(stats.dead as f64);
+            let age = pending_age(stats.oldest_pending_at);
             metrics::gauge!(names::CALLBACKS_OLDEST_PENDING_AGE).set(age);
         }
         Ok(Err(e)) => tracing::warn!(error = %e, "cannot read the backlog for /metrics"),

@@ -53,7 +53,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use self::error::ApiError;
 pub(crate) use self::{access::Access, state::AppState};
-use crate::telemetry::Metrics;
+use crate::Metrics;
 
 /// Every route, by the access rule in front of it. Each route is registered with its OpenAPI
 /// description, so the router and the document cannot drift apart. A new resource merges its

@@ -5,7 +5,7 @@ use std::{ops::Deref, sync::Arc, time::Duration};
 use tokio::sync::Notify;
 
 use super::{access::Access, limits::Limits};
-use crate::{settings::Settings, source::Sources, store::Store, telemetry::Metrics};
+use crate::{settings::Settings, source::Sources, store::Store, Metrics};
 
 /// What every route shares, behind one `Arc`: axum clones the state for every request, so a
 /// clone is one reference count, not one per part. Private to the crate (the [`Receiver`]

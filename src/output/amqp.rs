@@ -16,9 +16,9 @@ use super::{redact_url, server_of, OutputConfigError, Params, Template, CONNECT_
 use crate::handler::{Context, Handler, HandlerError, HandlerResult};
 
 /// The exchange when the URL names none.
-pub const DEFAULT_EXCHANGE: &str = "okra.callbacks";
+pub(crate) const DEFAULT_EXCHANGE: &str = "okra.callbacks";
 /// The routing key when the URL names none.
-pub const DEFAULT_ROUTING_KEY: &str = "{callback_type}.{callback_code}";
+pub(crate) const DEFAULT_ROUTING_KEY: &str = "{callback_type}.{callback_code}";
 
 /// Where an [`AmqpOutput`] publishes:
 /// `amqp://USER:PASS@HOST[:PORT][/VHOST][?exchange=NAME&routing_key=TEMPLATE]`.

@@ -1,7 +1,8 @@
-//! Outputs to message brokers: hand every callback to NATS JetStream, Redis Streams or RabbitMQ.
+//! Outputs: hand every callback to an HTTP service ([`ForwardHandler`], `--forward-url`) or to a
+//! message broker (NATS JetStream, Redis Streams or RabbitMQ, `--output URL`).
 //!
-//! Each output is a [`Handler`], so the binary plugs them in with `--output URL` and a library
-//! user composes them with their own handlers in an [`AllOf`](crate::AllOf). An output returns
+//! Each output is a [`Handler`], so the binary plugs them in with its flags and a library
+//! user composes them with their own handlers in an [`AllOf`](crate::AllOf). A broker output returns
 //! `Ok` only once the broker confirmed the message (JetStream PubAck, the XADD reply, a RabbitMQ
 //! publisher confirm); anything else is a failed attempt that the dispatcher retries with its
 //! usual backoff. As the dispatcher hands a record's callbacks over one at a time, each after the
@@ -14,7 +15,7 @@
 //! downstream), record, type and code travel as headers or fields.
 //!
 //! ```no_run
-//! use okra_callbacks::{AllOf, LogHandler, NatsOutput};
+//! use okra_callbacks::{output::NatsOutput, AllOf, LogHandler};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let nats = NatsOutput::connect("nats://127.0.0.1:4222?subject=okra.{callback_type}".parse()?).await?;
@@ -28,11 +29,13 @@ use url::Url;
 
 use crate::{callback::Envelope, handler::Handler, telemetry::redact};
 
-pub mod amqp;
-pub mod nats;
-pub mod redis;
+mod amqp;
+mod forward;
+mod nats;
+mod redis;
 
 pub use self::amqp::{AmqpConfig, AmqpOutput};
+pub use self::forward::{request_failure, ForwardHandler};
 pub use self::nats::{NatsConfig, NatsOutput};
 pub use self::redis::{RedisConfig, RedisOutput};
 

@@ -14,7 +14,7 @@ use super::{redact_url, server_of, OutputConfigError, Params, Template, CONNECT_
 use crate::handler::{Context, Handler, HandlerError, HandlerResult};
 
 /// The subject when the URL names none.
-pub const DEFAULT_SUBJECT: &str = "okra.callbacks.{callback_type}";
+pub(crate) const DEFAULT_SUBJECT: &str = "okra.callbacks.{callback_type}";
 
 /// Where a [`NatsOutput`] publishes: `nats://[USER:PASS@]HOST[:PORT][?subject=TEMPLATE]`.
 #[derive(Clone, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use super::{redact_url, server_of, OutputConfigError, Params, Template, CONNECT_
 use crate::handler::{Context, Handler, HandlerError, HandlerResult};
 
 /// The stream key when the URL names none.
-pub const DEFAULT_STREAM: &str = "okra:callbacks";
+pub(crate) const DEFAULT_STREAM: &str = "okra:callbacks";
 
 /// Where a [`RedisOutput`] appends: `redis://[:PASS@]HOST[:PORT][/DB][?stream=TEMPLATE]`.
 #[derive(Clone, PartialEq, Eq)]

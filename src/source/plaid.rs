@@ -25,9 +25,9 @@ use super::{
 };
 
 /// The header carrying the JWT.
-pub const HEADER: &str = "plaid-verification";
+pub(super) const HEADER: &str = "plaid-verification";
 /// How far `iat` may be from now, either way.
-pub const TOLERANCE: Duration = Duration::from_secs(5 * 60);
+pub(super) const TOLERANCE: Duration = Duration::from_secs(5 * 60);
 /// The longest JWT read (Plaid's are about 300 characters).
 const MAX_JWT_LEN: usize = 4096;
 /// The longest `kid` asked for.

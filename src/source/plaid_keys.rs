@@ -21,14 +21,14 @@ use tokio::sync::watch;
 use super::VerifyError;
 
 /// How often one unknown `kid` may be asked for.
-pub const PER_KID_INTERVAL: Duration = Duration::from_secs(60);
+pub(super) const PER_KID_INTERVAL: Duration = Duration::from_secs(60);
 /// How many questions the key service may be asked in any minute, all `kid`s together.
-pub const MAX_QUESTIONS: usize = 10;
+pub(super) const MAX_QUESTIONS: usize = 10;
 /// How long the key service has to answer one question.
-pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a key is used before Plaid is asked again whether it has expired. Meanwhile, and
 /// while that question is out or unanswered, the cached key keeps serving.
-pub const KEY_RECHECK: Duration = Duration::from_secs(60 * 60);
+pub(super) const KEY_RECHECK: Duration = Duration::from_secs(60 * 60);
 /// The largest answer read from the key service (a JWK is a few hundred bytes).
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 

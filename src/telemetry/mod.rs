@@ -3,7 +3,8 @@
 //! - [`Logs`] and [`init_tracing`]: the `tracing` subscriber — text or JSON lines on stderr (or
 //!   any writer), and, with the
 //!   `otel` cargo feature and `OTEL_EXPORTER_OTLP_ENDPOINT` set, OTLP/HTTP span export.
-//! - [`Metrics`]: where a receiver's Prometheus metrics go and how `GET /metrics` renders them.
+//! - [`Metrics`](crate::Metrics) (at the crate root): where a receiver's Prometheus metrics go
+//!   and how `GET /metrics` renders them.
 //!   [`install_metrics`] installs the process-wide recorder the binary uses.
 //!
 //! Every value that came from a request (record ids, types, codes, ids, header values, handler
@@ -18,13 +19,13 @@ mod logs;
 pub mod names;
 mod otel;
 mod redact;
-mod registry;
+pub(crate) mod registry;
 mod untrusted;
 
 pub(crate) use self::registry::record;
 pub use self::{
     logs::{init_tracing, shutdown_tracing, LogFormat, Logs, DEFAULT_LOG_FILTER},
     redact::redact,
-    registry::{install_metrics, Metrics},
+    registry::install_metrics,
     untrusted::Untrusted,
 };

@@ -338,6 +338,54 @@ async fn a_forward_that_takes_too_long_says_timed_out_after() {
 }
 
 #[tokio::test]
+async fn a_forward_answered_with_a_redirect_fails_naming_it_and_is_not_followed() {
+    use std::sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    };
+
+    // The forward URL answers 302 to `/final`, which counts every request of any method.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let final_url = format!("{base}/final");
+    let reached = Arc::new(AtomicUsize::new(0));
+    let counter = reached.clone();
+    let location = final_url.clone();
+    let stand_in = axum::Router::new()
+        .route(
+            "/okra",
+            axum::routing::post(move || {
+                let location = location.clone();
+                async move {
+                    (
+                        axum::http::StatusCode::FOUND,
+                        [(axum::http::header::LOCATION, location)],
+                    )
+                }
+            }),
+        )
+        .route(
+            "/final",
+            axum::routing::any(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+                async { axum::http::StatusCode::OK }
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, stand_in).await });
+
+    // The whole message: the status, where it pointed, and what to change.
+    let cause = format!(
+        "answered 302 Found, a redirect to {final_url}: redirects are not followed, so set --forward-url to the final URL"
+    );
+    forward_failure_names(&format!("{base}/okra"), &[], &cause).await;
+    assert_eq!(
+        reached.load(Ordering::SeqCst),
+        0,
+        "the redirect target must never receive the callback"
+    );
+}
+
+#[tokio::test]
 async fn replay_and_send_to_a_closed_port_say_connection_refused() {
     let base = format!("http://127.0.0.1:{}", free_port());
     let within = Duration::from_secs(30);

@@ -858,7 +858,8 @@ async fn the_history_names_the_forward_targets_answers(backend: Backend) {
 
     let db = crate::support::TestDb::new(backend).await;
     let store = okra_callbacks::store::open(&db.url).await.unwrap();
-    let forward = okra_callbacks::ForwardHandler::new(forward_url, Duration::from_secs(5)).unwrap();
+    let forward =
+        okra_callbacks::output::ForwardHandler::new(forward_url, Duration::from_secs(5)).unwrap();
     let receiver = okra_callbacks::Receiver::with_store(
         crate::support::test_config(&db),
         store,

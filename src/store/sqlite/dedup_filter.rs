@@ -93,7 +93,7 @@ impl DedupFilter {
     /// A filter of about `bytes` (at least one block per slice), cold, starting at `now` (unix
     /// ms) for a dedup window of `window`: the slices before the current one are reserved for
     /// the keys of the window's stretches before `now` until [`DedupFilter::warmed`].
-    pub fn new(bytes: usize, now: i64, window: Duration) -> Self {
+    pub(super) fn new(bytes: usize, now: i64, window: Duration) -> Self {
         let blocks = (bytes / (SLICES * BLOCK_WORDS * 8)).max(1);
         let span = (duration_ms(window) / (SLICES as i64 - 1)).max(1);
         let mut slices = [Slice {
@@ -124,7 +124,7 @@ impl DedupFilter {
 
     /// Whether a key may have been stored after `since` (unix ms): `false` only if it certainly
     /// was not.
-    pub fn may_contain(&self, key: &[u8; 32], since: i64) -> bool {
+    pub(super) fn may_contain(&self, key: &[u8; 32], since: i64) -> bool {
         if self.warming.is_some() || since < self.forgotten_until {
             return true;
         }
@@ -136,7 +136,7 @@ impl DedupFilter {
     }
 
     /// Notes a key stored at `at` (unix ms) under a dedup window of `window`.
-    pub fn insert(&mut self, key: &[u8; 32], at: i64, window: Duration) {
+    pub(super) fn insert(&mut self, key: &[u8; 32], at: i64, window: Duration) {
         let window = duration_ms(window);
         let span = window / (SLICES as i64 - 1);
         let slice = self.slices[self.current];
@@ -153,7 +153,7 @@ impl DedupFilter {
 
     /// Notes a key read from the table while warming: into the reserved slice of its time, or
     /// the current one if that slice was reused meanwhile (all it held had aged out).
-    pub fn insert_stored(&mut self, key: &[u8; 32], at: i64) {
+    pub(super) fn insert_stored(&mut self, key: &[u8; 32], at: i64) {
         let slice = match &self.warming {
             Some(w) if at < w.start => {
                 let age = (w.start - at - 1) / w.span;
@@ -168,7 +168,7 @@ impl DedupFilter {
     /// Every key stored before the start after `since` (unix ms) is in: lookups use the filter
     /// from now on (those reaching back to `since` or before still answer "maybe"), and the
     /// reserved slices that took no keys are free.
-    pub fn warmed(&mut self, since: i64) {
+    pub(super) fn warmed(&mut self, since: i64) {
         self.forgotten_until = self.forgotten_until.max(since);
         if let Some(w) = self.warming.take() {
             for (i, slice) in self.slices.iter_mut().enumerate() {

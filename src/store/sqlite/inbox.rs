@@ -91,7 +91,7 @@ pub(super) struct Writer {
 impl Writer {
     /// Starts a writer on an empty log directory (everything in it was applied and cleared),
     /// numbering from `next_lsn`, and the thread that warms its dedup filter from the table.
-    pub fn start(
+    pub(super) fn start(
         db: &Path,
         dir: PathBuf,
         next_lsn: u64,
@@ -155,7 +155,7 @@ impl Writer {
 
     /// The writer thread: gathers waiting callbacks, appends them with one `fsync`, hands them
     /// to the database thread, then answers.
-    pub fn run(mut self, mut rx: mpsc::Receiver<Append>) {
+    pub(super) fn run(mut self, mut rx: mpsc::Receiver<Append>) {
         let mut batch: Vec<Append> = Vec::with_capacity(MAX_APPEND);
         let mut buf: Vec<u8> = Vec::with_capacity(APPEND_BUFFER);
         while next_batch(&mut rx, &mut batch, MAX_APPEND) {

@@ -46,12 +46,12 @@ pub(super) struct Batch {
 
 impl Batch {
     /// Whole frames, the last of which has LSN `last_lsn`.
-    pub fn new(bytes: Vec<u8>, last_lsn: u64) -> Self {
+    pub(super) fn new(bytes: Vec<u8>, last_lsn: u64) -> Self {
         Self { bytes, last_lsn }
     }
 
     /// The frames, in order.
-    pub fn frames(&self) -> impl Iterator<Item = Frame<'_>> {
+    pub(super) fn frames(&self) -> impl Iterator<Item = Frame<'_>> {
         let mut at = 0;
         std::iter::from_fn(move || {
             let (frame, len) = Frame::decode(&self.bytes[at..])?;
@@ -61,7 +61,7 @@ impl Batch {
     }
 
     /// The LSN of its last frame.
-    pub fn last_lsn(&self) -> u64 {
+    pub(super) fn last_lsn(&self) -> u64 {
         self.last_lsn
     }
 }
@@ -307,7 +307,7 @@ pub(super) struct Applied {
 }
 
 impl Applied {
-    pub fn new(lsn: u64) -> Arc<Self> {
+    pub(super) fn new(lsn: u64) -> Arc<Self> {
         Arc::new(Self {
             lsn: AtomicU64::new(lsn),
             ..Self::default()
@@ -315,19 +315,19 @@ impl Applied {
     }
 
     /// The highest LSN whose callback is in the tables (committed).
-    pub fn get(&self) -> u64 {
+    pub(super) fn get(&self) -> u64 {
         self.lsn.load(Ordering::Acquire)
     }
 
     /// Called by the database thread after a commit that applied frames up to `lsn`.
-    pub fn advance(&self, lsn: u64) {
+    pub(super) fn advance(&self, lsn: u64) {
         let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         self.lsn.fetch_max(lsn, Ordering::AcqRel);
         self.moved.notify_all();
     }
 
     /// Waits until the applied LSN moves past `lsn`, or `timeout` passes.
-    pub fn wait_past(&self, lsn: u64, timeout: Duration) {
+    pub(super) fn wait_past(&self, lsn: u64, timeout: Duration) {
         let guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let _ = self
             .moved
@@ -342,7 +342,7 @@ pub(super) struct ToApply {
 }
 
 impl ToApply {
-    pub fn push(&self, batch: Arc<Batch>) {
+    pub(super) fn push(&self, batch: Arc<Batch>) {
         self.frames
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -350,7 +350,7 @@ impl ToApply {
     }
 
     /// Everything waiting, oldest first.
-    pub fn take(&self) -> Vec<Arc<Batch>> {
+    pub(super) fn take(&self) -> Vec<Arc<Batch>> {
         self.frames
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -359,7 +359,7 @@ impl ToApply {
     }
 
     /// Puts back what [`ToApply::take`] took, when it could not be applied.
-    pub fn put_back(&self, batches: Vec<Arc<Batch>>) {
+    pub(super) fn put_back(&self, batches: Vec<Arc<Batch>>) {
         let mut frames = self.frames.lock().unwrap_or_else(|e| e.into_inner());
         for batch in batches.into_iter().rev() {
             frames.push_front(batch);

@@ -10,10 +10,13 @@ use std::{error::Error as StdError, fmt, sync::Arc};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+mod log;
+
+pub use self::log::LogHandler;
+
 use crate::callback::{
-    plaid::{PlaidItemEvent, PlaidTransactionsEvent, PlaidWebhook},
     AccountsEvent, AuthEvent, BalanceEvent, Callback, Envelope, IdentityEvent, IncomeEvent,
-    RecordEvent, RecordId, TransactionsEvent,
+    PlaidItemEvent, PlaidTransactionsEvent, PlaidWebhook, RecordEvent, RecordId, TransactionsEvent,
 };
 
 /// What a handler returns: `Ok(())` once the callback is fully handled.
@@ -630,7 +633,7 @@ mod tests {
 
     #[tokio::test]
     async fn all_of_counts_each_member_under_its_own_name() {
-        let metrics = crate::telemetry::Metrics::private();
+        let metrics = crate::Metrics::private();
         let (tx, _rx) = mpsc::unbounded_channel();
         let chain = AllOf::new().with(Fake(tx)).with(Failing);
         let auth =
