@@ -1,62 +1,19 @@
 //! The binary's client commands (`send`, `replay`, `healthcheck`): they talk to a running
-//! receiver over HTTP and are no part of the library.
+//! receiver over HTTP and are no part of the library. `send` is in `send.rs` with its samples
+//! in `samples.rs`; what they print goes through `out.rs`.
 
 mod client;
 mod env;
+mod out;
+mod samples;
+mod send;
 
 pub use env::exit as exit_on_bad_arguments;
+pub use send::{send, SendArgs};
 
-use std::{
-    net::{Ipv4Addr, Ipv6Addr, SocketAddr},
-    path::PathBuf,
-};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use clap::Args;
-use okra_callbacks::source::{self, Verifier};
-
-/// `send`: what to deliver, where, and how to authenticate it.
-#[derive(Args)]
-pub struct SendArgs {
-    /// A JSON file holding one callback. Without it, a built-in sample chosen by --type/--code.
-    file: Option<PathBuf>,
-    /// The callback type of the built-in sample, e.g. TRANSACTIONS.
-    #[arg(long = "type", value_name = "TYPE")]
-    callback_type: Option<String>,
-    /// The callback code of the built-in sample, e.g. PERIODIC_TRANSACTIONS.
-    #[arg(long)]
-    code: Option<String>,
-    /// Replace the record id in the body.
-    #[arg(long)]
-    record: Option<String>,
-    /// The receiver's callback URL.
-    #[arg(
-        long,
-        env = "OKRA_SEND_URL",
-        default_value = "http://127.0.0.1:8080/v1/callback"
-    )]
-    url: String,
-    /// Send `Authorization: Bearer <token>`.
-    #[arg(long, env = "OKRA_CALLBACK_TOKEN", hide_env_values = true)]
-    token: Option<String>,
-    /// Sign the body with HMAC-SHA256 under this secret, as a receiver started with the same
-    /// `--hmac-secret` expects.
-    #[arg(long, env = "OKRA_HMAC_SECRET", hide_env_values = true)]
-    hmac_secret: Option<String>,
-    /// The header carrying the HMAC signature.
-    #[arg(long, env = "OKRA_HMAC_HEADER", default_value = source::DEFAULT_HMAC_HEADER)]
-    hmac_header: String,
-    /// Sign the body the Standard Webhooks way with this `whsec_…` secret.
-    #[arg(
-        long,
-        env = "OKRA_WEBHOOK_SECRET",
-        hide_env_values = true,
-        conflicts_with = "hmac_secret"
-    )]
-    webhook_secret: Option<String>,
-    /// List the built-in samples and exit.
-    #[arg(long)]
-    list: bool,
-}
 
 /// `replay`: which callbacks, and the receiver to ask.
 #[derive(Args)]
@@ -109,47 +66,6 @@ fn readyz_url(mut listen: SocketAddr) -> String {
     format!("http://{listen}/readyz")
 }
 
-/// Delivers a callback (a file or a built-in sample) as Okra would and prints the answer.
-pub async fn send(args: SendArgs) -> Result<(), String> {
-    if args.list {
-        for sample in client::samples() {
-            println!(
-                "{:<36} --type {} --code {}",
-                sample.name,
-                sample.callback_type,
-                sample.callback_code.as_deref().unwrap_or("")
-            );
-        }
-        return Ok(());
-    }
-    let body = match (&args.file, &args.callback_type) {
-        (Some(path), _) => std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
-        (None, Some(kind)) => client::sample(kind, args.code.as_deref())
-            .map_err(|e| e.to_string())?
-            .to_owned(),
-        (None, None) => {
-            return Err("say what to send: a JSON file, or --type TYPE [--code CODE] for a built-in sample (--list shows them)".into())
-        }
-    };
-    let body = match &args.record {
-        Some(record) => client::with_record(&body, record).map_err(|e| e.to_string())?,
-        None => body,
-    };
-    let signer = match (&args.hmac_secret, &args.webhook_secret) {
-        (Some(secret), _) => Some(Verifier::hmac_sha256(secret.as_bytes(), &args.hmac_header)),
-        (None, Some(secret)) => Some(Verifier::standard_webhooks(secret)),
-        (None, None) => None,
-    }
-    .transpose()
-    .map_err(|e| e.to_string())?;
-    let answer = client::send(&args.url, body, args.token.as_deref(), signer.as_ref())
-        .await
-        .map_err(|e| e.to_string())?;
-    println!("{answer}");
-    Ok(())
-}
-
 /// Asks a running receiver to replay callbacks and prints its answers.
 pub async fn replay(args: ReplayArgs) -> Result<(), String> {
     let base = args.url.trim_end_matches('/');
@@ -158,8 +74,7 @@ pub async fn replay(args: ReplayArgs) -> Result<(), String> {
         let answer = client::replay(&format!("{base}/v1/callbacks/replay?status=dead"), token)
             .await
             .map_err(|e| e.to_string())?;
-        println!("{answer}");
-        return Ok(());
+        return out::print(&answer);
     }
     if args.ids.is_empty() {
         return Err("say what to replay: one or more callback ids, or --dead".into());
@@ -168,7 +83,7 @@ pub async fn replay(args: ReplayArgs) -> Result<(), String> {
         let answer = client::replay(&format!("{base}/v1/callbacks/{id}/replay"), token)
             .await
             .map_err(|e| format!("{id}: {e}"))?;
-        println!("{answer}");
+        out::print(&answer)?;
     }
     Ok(())
 }

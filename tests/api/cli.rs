@@ -6,8 +6,9 @@ use std::process::Output;
 use crate::support::process::{free_port, ChildReceiver};
 use crate::support::{Backend, TestDb};
 
-/// Runs `okra-callbacks ARGS` with a clean environment plus `env`; returns its output.
-async fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+/// Runs `okra-callbacks ARGS` with a clean environment plus `env`; returns its output (also
+/// for `send_sources.rs`).
+pub(crate) async fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_okra-callbacks"))
         .env_clear()
         .envs(env.iter().copied())
@@ -17,7 +18,7 @@ async fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
         .expect("run the okra-callbacks binary")
 }
 
-fn stderr(output: &Output) -> String {
+pub(crate) fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 

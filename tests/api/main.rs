@@ -19,6 +19,7 @@ mod operator;
 mod outputs;
 mod readme;
 mod replicas;
+mod send_sources;
 mod signatures;
 mod source_routes;
 mod sources;

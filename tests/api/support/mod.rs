@@ -41,7 +41,7 @@ pub use db::{
     first_column, fresh_postgres_database, postgres_client, postgres_schema, Backend, TestDb,
 };
 pub use handler::{Action, Seen};
-pub use samples::{callback, fixture, samples};
+pub use samples::{callback, fixture, samples, samples_dir};
 pub use services::postgres_url;
 pub use switchable::Switchable;
 pub use wait::{eventually, eventually_true, try_eventually};
