@@ -10,7 +10,8 @@ use crate::{
 };
 
 /// POSTs each callback's original bytes to an internal URL, with `Content-Type:
-/// application/json`, `X-Okra-Callback-Id` and `X-Okra-Attempt`. A non-2xx answer, or none
+/// application/json`, `X-Okra-Callback-Id`, `X-Okra-Attempt` and `X-Okra-Source` (`okra`, or the
+/// source's name). A non-2xx answer, or none
 /// within the timeout, is a failure (and so a retry). Redirects are not followed: a 3xx is a
 /// failure naming where it pointed, since a POST re-sent elsewhere (or turned into a GET) would
 /// not be the delivery the operator configured.
@@ -54,6 +55,7 @@ impl Handler for ForwardHandler {
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header("X-Okra-Callback-Id", &cx.id)
             .header("X-Okra-Attempt", cx.attempt.to_string())
+            .header("X-Okra-Source", cx.envelope.source())
             .body(cx.envelope.raw().clone())
             .send()
             .await

@@ -5,11 +5,15 @@
 //! `sources.rs`. Also: a record-less callback is its own record, and order is per (source,
 //! record) as the handler sees it.
 
+use std::{sync::Arc, time::Duration};
+
+use okra_callbacks::output::ForwardHandler;
 use serde_json::{json, Value};
 
 use crate::both_stores;
 use crate::support::{
-    app, error_body, fixture,
+    app, callback, error_body, fixture,
+    process::Sink,
     sources::{
         hmac_sha256_hex, nothing_listens, paystack_signature, plaid_source, standard_webhooks,
         unix_now, PlaidStandIn,
@@ -229,6 +233,45 @@ async fn paystack_signatures_are_checked(backend: Backend) {
     app.stop().await;
 }
 
+/// The forward output names each callback's source in `X-Okra-Source`, beside its id, so one
+/// internal service can tell the providers' callbacks apart.
+async fn forwarded_callbacks_name_their_source(backend: Backend) {
+    let sink = Sink::default();
+    let forward = ForwardHandler::new(sink.start().await, Duration::from_secs(5)).unwrap();
+    let secret = "sk_test_4f6f1b";
+    let toml = format!("[sources.paystack]\npreset = \"paystack\"\nsecret = \"{secret}\"\n");
+    let mut app = app(backend)
+        .await
+        .sources(&toml)
+        .before(Arc::new(forward))
+        .spawn()
+        .await;
+    let body = fixture("paystack/charge_success");
+    let paystack = app
+        .post_source_ok("paystack", &paystack_signature(secret, &body), body.clone())
+        .await;
+    let okra = app
+        .post_ok(callback("rec-fwd-src", "AUTH", "AUTH_SUCCESS", 1))
+        .await;
+    app.seen_n(2).await;
+    let deliveries = sink.deliveries.lock().unwrap().clone();
+    let mut sources: Vec<(String, String)> = deliveries
+        .iter()
+        .map(|d| (d.id.clone(), d.source.clone()))
+        .collect();
+    sources.sort();
+    let mut expected = vec![
+        (
+            paystack["id"].as_str().unwrap().to_owned(),
+            "paystack".to_owned(),
+        ),
+        (okra["id"].as_str().unwrap().to_owned(), "okra".to_owned()),
+    ];
+    expected.sort();
+    assert_eq!(sources, expected);
+    app.stop().await;
+}
+
 /// A generic source checking GitHub-style signatures, with no record pointer: each callback is
 /// its own record, and its exact re-delivery is a duplicate naming the first id as both.
 async fn generic_hmac_callbacks_are_checked_and_are_their_own_record(backend: Backend) {
@@ -331,6 +374,7 @@ both_stores!(
     plaid_jwts_are_checked_with_the_key_plaid_serves,
     standard_webhooks_are_checked_and_deduplicated_by_event_id,
     paystack_signatures_are_checked,
+    forwarded_callbacks_name_their_source,
     generic_hmac_callbacks_are_checked_and_are_their_own_record,
     the_handler_sees_each_source_s_record_in_order,
 );

@@ -24,6 +24,8 @@ pub struct Delivery {
     pub id: String,
     /// `X-Okra-Attempt` (0 when absent).
     pub attempt: u32,
+    /// `X-Okra-Source` (empty when absent).
+    pub source: String,
     /// The forwarded bytes.
     pub body: Vec<u8>,
     /// The body's `record` field, when it is JSON with one.
@@ -108,6 +110,7 @@ impl Sink {
             let mut delivery = Delivery {
                 id: header("x-okra-callback-id"),
                 attempt: header("x-okra-attempt").parse().unwrap_or(0),
+                source: header("x-okra-source"),
                 body: body.to_vec(),
                 record: field("record").and_then(|r| r.as_str().map(str::to_owned)),
                 seq: field("seq").and_then(|s| s.as_u64()),
