@@ -15,6 +15,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::{
     error::{ApiError, ErrorBody},
     extract::Json,
+    refusals::AccessRefusals,
     state::AppState,
     stats::pending_age,
 };
@@ -77,8 +78,7 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError>
     tag = "operations",
     responses(
         (status = 200, description = "Prometheus text exposition format 0.0.4", body = String, content_type = "text/plain; version=0.0.4"),
-        (status = 401, description = "`unauthorized`", body = ErrorBody),
-        (status = 403, description = "`forbidden`", body = ErrorBody),
+        AccessRefusals,
     ),
     security((), ("admin_token" = [])),
 )]

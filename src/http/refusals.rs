@@ -12,8 +12,12 @@ use utoipa::{
 
 use super::error::ErrorBody;
 
-/// What an admin route answers when the caller may not use it, or the store is away:
-/// 401 `unauthorized`, 403 `forbidden`, 503 `store_unavailable`.
+/// What a route under the admin rule answers a caller who may not use it: 401 `unauthorized`,
+/// 403 `forbidden`.
+pub(super) struct AccessRefusals;
+
+/// What an admin route that reads the store answers beyond [`AccessRefusals`]: 503
+/// `store_unavailable`.
 pub(super) struct AdminRefusals;
 
 /// What a route about one callback by id answers beyond [`AdminRefusals`]: 400 when the id is
@@ -42,15 +46,19 @@ fn refusals(rows: &[(&str, &str)]) -> ResponsesBuilder {
         })
 }
 
+impl IntoResponses for AccessRefusals {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        refusals(&[("401", "`unauthorized`"), ("403", "`forbidden`")])
+            .build()
+            .into()
+    }
+}
+
 impl IntoResponses for AdminRefusals {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
-        refusals(&[
-            ("401", "`unauthorized`"),
-            ("403", "`forbidden`"),
-            ("503", "`store_unavailable`"),
-        ])
-        .build()
-        .into()
+        let mut list = AccessRefusals::responses();
+        list.append(&mut refusals(&[("503", "`store_unavailable`")]).build().into());
+        list
     }
 }
 
