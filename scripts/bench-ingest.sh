@@ -142,8 +142,6 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
-median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-field() { grep "^$1 " "$results" | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k { print $2 }' | median; }
 
 echo "# medians over $ROUNDS rounds"
 for name in bare receiver${COMPARE_BIN:+ compare}; do

@@ -19,3 +19,10 @@ wait_port() {
   echo "nothing listens on $1" >&2
   return 1
 }
+
+# median: the median of the numbers on stdin, one a line.
+median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# field NAME KEY: the median of KEY=VALUE over the lines of the file $results that start with
+# NAME (a benchmark's one line a run).
+field() { grep "^$1 " "$results" | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k { print $2 }' | median; }
