@@ -48,7 +48,8 @@ struct Cli {
 enum Command {
     /// Run the receiver (the default).
     Serve(ServeArgs),
-    /// Deliver a callback to a running receiver as Okra would, and print its answer.
+    /// Deliver a callback to a running receiver as Okra, or a source of the sources file,
+    /// would sign it, and print its answer.
     Send(cli::SendArgs),
     /// Hand stored callbacks to the handlers again, through a running receiver.
     Replay(cli::ReplayArgs),
