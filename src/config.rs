@@ -68,12 +68,82 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("{e}: write a duration such as 500ms, 30s, 10m or 24h"))
 }
 
-/// `--retry-base-delay-ms` is a whole number of milliseconds (the contract's spelling).
+/// `--retry-base-delay-ms`, the older spelling of `--retry-base-delay`: a whole number of
+/// milliseconds.
 fn parse_millis(s: &str) -> Result<Duration, String> {
-    s.trim()
-        .parse::<u64>()
-        .map(Duration::from_millis)
-        .map_err(|_| format!("`{s}` is not a whole number of milliseconds: write e.g. 1000"))
+    s.trim().parse::<u64>().map(Duration::from_millis).map_err(|_| {
+        format!("`{s}` is not a whole number of milliseconds: write e.g. 1000, or use --retry-base-delay 1s")
+    })
+}
+
+/// Parses a size: a number of bytes (`4194304`) or a number with a unit (`512KiB`, `4MiB`,
+/// `1.5GiB` in powers of 1024; `1MB` in powers of 1000), the unit in any case, a space allowed
+/// before it.
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
+    let refuse = || {
+        format!(
+            "`{s}` is not a size: write a number of bytes (4194304) or one with a unit: 512KiB, 4MiB, 1GiB (powers of 1024) or 1MB (powers of 1000)"
+        )
+    };
+    let text = s.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let unit: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "mb" => 1000 * 1000,
+        "gb" => 1000 * 1000 * 1000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        _ => return Err(refuse()),
+    };
+    if number.is_empty() || number.starts_with('.') || number.ends_with('.') {
+        return Err(refuse());
+    }
+    if let Ok(whole) = number.parse::<u64>() {
+        return whole.checked_mul(unit).ok_or_else(refuse);
+    }
+    let value = number.parse::<f64>().map_err(|_| refuse())? * unit as f64;
+    if value.is_finite() && value < u64::MAX as f64 {
+        Ok(value as u64)
+    } else {
+        Err(refuse())
+    }
+}
+
+/// `--max-body-bytes`: a size (`4MiB`, `512KiB`, `1000000`) of at least one byte.
+fn parse_body_limit(s: &str) -> Result<usize, String> {
+    match parse_size(s)? {
+        0 => Err("the body limit must be at least 1 byte: write e.g. 4MiB".into()),
+        bytes => usize::try_from(bytes)
+            .map_err(|_| format!("`{s}` is more than this machine can hold: write e.g. 4MiB")),
+    }
+}
+
+/// `--dedup-filter-mb`: whole MiB from 1 to 4096, as a number (`16`) or a size (`16MiB`,
+/// `1GiB`).
+fn parse_filter_mib(s: &str) -> Result<u32, String> {
+    let mib = match s.trim().parse::<u64>() {
+        Ok(mib) => mib,
+        Err(_) => {
+            let bytes = parse_size(s)?;
+            if bytes % (1 << 20) != 0 {
+                return Err(format!(
+                    "`{s}` is not a whole number of MiB: write e.g. 16 or 16MiB"
+                ));
+            }
+            bytes >> 20
+        }
+    };
+    match u32::try_from(mib) {
+        Ok(mib @ 1..=4096) => Ok(mib),
+        _ => Err(format!(
+            "`{s}` is outside 1 to 4096 MiB: write e.g. 16 or 64MiB"
+        )),
+    }
 }
 
 /// What the library needs to serve: where callbacks are stored, who may call, the limits on
@@ -99,7 +169,7 @@ pub struct Config {
 /// Where callbacks are kept, and for how long.
 #[derive(Debug, Clone, Args)]
 pub struct StoreConfig {
-    /// `sqlite://PATH` (embedded, created if missing) or `postgres://…` (shared by replicas).
+    /// `sqlite://PATH` (embedded; the file is created if missing, its directory must exist) or `postgres://…` (shared by replicas).
     #[arg(
         long,
         env = "DATABASE_URL",
@@ -124,7 +194,8 @@ pub struct StoreConfig {
     /// Memory for the embedded store's dedup filter, in MiB: fixed, whatever the window holds.
     /// Each MiB keeps about 600,000 keys of the window at ~3% false positives (a false positive
     /// costs one index read, never a callback); more keys only read the table more often.
-    #[arg(long, env = "OKRA_DEDUP_FILTER_MB", default_value_t = DEDUP_FILTER_MB, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    /// A size with a unit is read as such (`64MiB`, `1GiB`); a plain number is MiB.
+    #[arg(long, env = "OKRA_DEDUP_FILTER_MB", default_value_t = DEDUP_FILTER_MB, value_parser = parse_filter_mib)]
     pub dedup_filter_mb: u32,
 
     /// Delete delivered and dead callbacks older than this (e.g. 90d). Unset: keep everything.
@@ -262,8 +333,9 @@ pub struct LimitsConfig {
     )]
     pub max_open_connections: usize,
 
-    /// Larger request bodies get 413.
-    #[arg(long, env = "OKRA_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
+    /// Larger request bodies get 413. A size: bytes (`4194304`) or with a unit (`512KiB`,
+    /// `4MiB`, `1MB`).
+    #[arg(long, env = "OKRA_MAX_BODY_BYTES", value_name = "SIZE", default_value = "4194304", value_parser = parse_body_limit)]
     pub max_body_bytes: usize,
 
     /// Callbacks being stored at once before new ones get 429 with `Retry-After`.
@@ -295,15 +367,22 @@ pub struct DeliveryConfig {
     #[arg(long, env = "OKRA_MAX_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_attempts: u32,
 
-    /// First retry delay in milliseconds; doubles each attempt (with jitter).
+    /// The first retry delay; doubles each attempt (with jitter).
+    #[arg(long, env = "OKRA_RETRY_BASE_DELAY", default_value = "1s", value_parser = parse_duration)]
+    pub retry_base_delay: Duration,
+
+    /// The first retry delay in whole milliseconds: the older spelling of `--retry-base-delay`
+    /// (and `OKRA_RETRY_BASE_DELAY_MS` of `OKRA_RETRY_BASE_DELAY`), still read, hidden from
+    /// `--help`. When set it wins over `retry_base_delay`; giving both is refused.
     #[arg(
         long = "retry-base-delay-ms",
         env = "OKRA_RETRY_BASE_DELAY_MS",
         value_name = "MS",
-        default_value = "1000",
+        hide = true,
+        conflicts_with = "retry_base_delay",
         value_parser = parse_millis
     )]
-    pub retry_base_delay: Duration,
+    pub retry_base_delay_ms: Option<Duration>,
 
     /// The longest delay between two attempts.
     #[arg(long, env = "OKRA_RETRY_MAX_DELAY", default_value = "1h", value_parser = parse_duration)]
@@ -339,6 +418,7 @@ impl Default for DeliveryConfig {
         Self {
             max_attempts: dispatch.max_attempts,
             retry_base_delay: dispatch.retry_base_delay,
+            retry_base_delay_ms: None,
             retry_max_delay: dispatch.retry_max_delay,
             handler_timeout: dispatch.handler_timeout,
             lease: None,
@@ -379,23 +459,103 @@ pub(crate) mod tests {
         assert_eq!(format!("{parsed:?}"), format!("{default:?}"));
     }
 
-    #[test]
-    fn retry_base_delay_is_read_in_milliseconds_from_flag_and_environment() {
-        let config = Cli::parse_from(["x", "--retry-base-delay-ms", "250"]).config;
-        assert_eq!(config.delivery.retry_base_delay, Duration::from_millis(250));
-        let err = Cli::try_parse_from(["x", "--retry-base-delay-ms", "1s"])
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(err.contains("whole number of milliseconds"), "{err}");
-        let arg = <Cli as clap::CommandFactory>::command()
+    /// The variable `--long` reads.
+    fn env_of(long: &str) -> Option<String> {
+        <Cli as clap::CommandFactory>::command()
             .get_arguments()
-            .find(|a| a.get_long() == Some("retry-base-delay-ms"))
-            .map(|a| a.get_env().map(|e| e.to_owned()));
+            .find(|a| a.get_long() == Some(long))
+            .and_then(|a| a.get_env())
+            .map(|e| e.to_string_lossy().into_owned())
+    }
+
+    #[test]
+    fn retry_base_delay_is_a_duration_and_the_millisecond_flag_still_works() {
+        let delay = |args: &[&str]| {
+            let config = Cli::try_parse_from(std::iter::once("x").chain(args.iter().copied()))
+                .map_err(|e| e.to_string())?
+                .config;
+            Ok::<_, String>(
+                config
+                    .delivery
+                    .retry_base_delay_ms
+                    .unwrap_or(config.delivery.retry_base_delay),
+            )
+        };
+        assert_eq!(delay(&[]), Ok(Duration::from_secs(1)));
         assert_eq!(
-            arg,
-            Some(Some(std::ffi::OsString::from("OKRA_RETRY_BASE_DELAY_MS")))
+            delay(&["--retry-base-delay", "250ms"]),
+            Ok(Duration::from_millis(250))
         );
+        assert_eq!(
+            delay(&["--retry-base-delay-ms", "250"]),
+            Ok(Duration::from_millis(250))
+        );
+        let err = delay(&["--retry-base-delay-ms", "1s"]).unwrap_err();
+        assert!(err.contains("whole number of milliseconds"), "{err}");
+        assert!(err.contains("--retry-base-delay 1s"), "{err}");
+        let err = delay(&["--retry-base-delay", "2s", "--retry-base-delay-ms", "250"]).unwrap_err();
+        assert!(err.contains("cannot be used with"), "{err}");
+        assert_eq!(
+            env_of("retry-base-delay").as_deref(),
+            Some("OKRA_RETRY_BASE_DELAY")
+        );
+        assert_eq!(
+            env_of("retry-base-delay-ms").as_deref(),
+            Some("OKRA_RETRY_BASE_DELAY_MS")
+        );
+        let help = <Cli as clap::CommandFactory>::command()
+            .render_long_help()
+            .to_string();
+        assert!(
+            help.contains("--retry-base-delay <RETRY_BASE_DELAY>"),
+            "{help}"
+        );
+        assert!(!help.contains("--retry-base-delay-ms"), "hidden: {help}");
+    }
+
+    #[test]
+    fn sizes_are_read_in_bytes_or_with_a_unit() {
+        let cases = [
+            ("4194304", 4 << 20),
+            ("4MiB", 4 << 20),
+            ("4 mib", 4 << 20),
+            ("512KiB", 512 << 10),
+            ("1MB", 1_000_000),
+            ("2kb", 2_000),
+            ("1GiB", 1 << 30),
+            ("1.5MiB", 3 << 19),
+            ("100B", 100),
+        ];
+        for (text, bytes) in cases {
+            assert_eq!(parse_size(text), Ok(bytes), "{text}");
+        }
+        for bad in ["", "MiB", "4 MB2", "4XB", "-1", "1.", ".5MiB", "1e3"] {
+            let err = parse_size(bad).unwrap_err();
+            assert!(err.contains("512KiB, 4MiB"), "{bad}: {err}");
+        }
+        let body = |v: &str| {
+            Cli::try_parse_from(["x", "--max-body-bytes", v])
+                .map(|c| c.config.limits.max_body_bytes)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(body("4MiB"), Ok(4 << 20));
+        assert_eq!(body("512KiB"), Ok(512 << 10));
+        assert_eq!(body("1MB"), Ok(1_000_000));
+        assert_eq!(body("65536"), Ok(65536));
+        let err = body("4 megs").unwrap_err();
+        assert!(err.contains("4MiB") && err.contains("bytes"), "{err}");
+        assert!(body("0").unwrap_err().contains("at least 1 byte"));
+        let filter = |v: &str| {
+            Cli::try_parse_from(["x", "--dedup-filter-mb", v])
+                .map(|c| c.config.store.dedup_filter_mb)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(filter("64"), Ok(64));
+        assert_eq!(filter("64MiB"), Ok(64));
+        assert_eq!(filter("1GiB"), Ok(1024));
+        assert!(filter("16MB").unwrap_err().contains("whole number of MiB"));
+        assert!(filter("0").unwrap_err().contains("1 to 4096 MiB"));
+        assert!(filter("8GiB").unwrap_err().contains("1 to 4096 MiB"));
     }
 
     #[test]

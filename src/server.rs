@@ -200,7 +200,7 @@ impl Receiver {
             Ok(Err(join)) => Err(Error::Io(std::io::Error::other(join))),
             Err(_) => {
                 tracing::warn!(
-                    ?grace,
+                    grace = %crate::telemetry::format_duration(grace),
                     "shutdown timeout reached; unfinished work stays pending for the next start"
                 );
                 Ok(())

@@ -7,6 +7,7 @@ use crate::{
     config::{AccessConfig, Config, ConfigError, DeliveryConfig, LimitsConfig},
     dispatch::DispatchConfig,
     store::StoreOptions,
+    telemetry::format_duration,
 };
 
 /// A [`Config`] read and checked once, in the shapes the parts of a receiver take.
@@ -38,9 +39,15 @@ impl Settings {
             limits,
             delivery,
         } = config;
+        if let Some(delay) = delivery.retry_base_delay_ms {
+            tracing::warn!(
+                "--retry-base-delay-ms (OKRA_RETRY_BASE_DELAY_MS) is the older spelling of --retry-base-delay: write --retry-base-delay {} (OKRA_RETRY_BASE_DELAY) instead",
+                format_duration(delay)
+            );
+        }
         if limits.header_read_timeout.is_zero() || limits.request_timeout.is_zero() {
             return Err(ConfigError(
-                "--header-read-timeout and --request-timeout must be longer than 0 s".into(),
+                "--header-read-timeout and --request-timeout must be longer than 0s: use e.g. 10s and 30s".into(),
             ));
         }
         if limits.max_open_connections == 0 {
@@ -55,17 +62,17 @@ impl Settings {
         if lease < Duration::from_millis(300) {
             return Err(ConfigError(format!(
                 "--lease {} is too short: the heartbeat renews leases every third of it; use at least 300ms (the default is 10s)",
-                humantime::format_duration(lease),
+                format_duration(lease),
             )));
         }
         let beat = lease / 3;
         if beat + store.database_timeout >= lease {
             return Err(ConfigError(format!(
                 "--lease {} is too short for --database-timeout {}: leases are renewed every {} and one renewal may take up to --database-timeout, so a live replica could lose its records; use --lease of more than {} (1.5 × --database-timeout) or a shorter --database-timeout",
-                humantime::format_duration(lease),
-                humantime::format_duration(store.database_timeout),
-                humantime::format_duration(beat),
-                humantime::format_duration(store.database_timeout * 3 / 2),
+                format_duration(lease),
+                format_duration(store.database_timeout),
+                format_duration(beat),
+                format_duration(store.database_timeout * 3 / 2),
             )));
         }
         if limits.max_body_bytes == 0 {
@@ -104,7 +111,9 @@ fn lease_or_default(delivery: &DeliveryConfig, database_timeout: Duration) -> Du
 fn dispatch_config(delivery: &DeliveryConfig, database_timeout: Duration) -> DispatchConfig {
     DispatchConfig {
         max_attempts: delivery.max_attempts,
-        retry_base_delay: delivery.retry_base_delay,
+        retry_base_delay: delivery
+            .retry_base_delay_ms
+            .unwrap_or(delivery.retry_base_delay),
         retry_max_delay: delivery.retry_max_delay,
         handler_timeout: delivery.handler_timeout,
         concurrency: delivery.workers as usize,
@@ -193,9 +202,39 @@ mod tests {
                 .contains("--lease 6s is too short for --database-timeout 5s"),
             "{err}"
         );
-        assert!(err.to_string().contains("more than 7s 500ms"), "{err}");
+        assert!(err.to_string().contains("more than 7.5s"), "{err}");
         let err = resolve(&["x", "--lease", "100ms", "--database-timeout", "50ms"]).unwrap_err();
         assert!(err.to_string().contains("at least 300ms"), "{err}");
+    }
+
+    #[test]
+    fn the_lease_message_shows_durations_as_flags_take_them() {
+        let err = resolve(&["x", "--lease", "5s"]).unwrap_err().to_string();
+        assert!(
+            err.contains(
+                "--lease 5s is too short for --database-timeout 5s: leases are renewed every 1.67s"
+            ),
+            "{err}"
+        );
+        assert!(
+            err.contains("more than 7.5s (1.5 × --database-timeout)"),
+            "{err}"
+        );
+        assert!(!err.contains("ms ") && !err.contains("ns"), "{err}");
+    }
+
+    #[test]
+    fn the_older_millisecond_retry_flag_sets_the_first_retry_delay() {
+        let delay = |args: &[&str]| resolve(args).unwrap().dispatch.retry_base_delay;
+        assert_eq!(delay(&["x"]), Duration::from_secs(1));
+        assert_eq!(
+            delay(&["x", "--retry-base-delay", "250ms"]),
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            delay(&["x", "--retry-base-delay-ms", "40"]),
+            Duration::from_millis(40)
+        );
     }
 
     #[test]

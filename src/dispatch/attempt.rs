@@ -52,8 +52,8 @@ impl Dispatcher {
                     Err(_) => Err((
                         "timeout",
                         format!(
-                            "the handler did not finish within {:?}",
-                            self.config.handler_timeout
+                            "the handler did not finish within {}: make it faster, or raise --handler-timeout",
+                            telemetry::format_duration(self.config.handler_timeout)
                         ),
                     )),
                     Ok(Err(panic)) => Err((

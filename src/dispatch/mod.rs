@@ -218,9 +218,9 @@ impl Dispatcher {
         let defer = deferral.defer(queued, Instant::now());
         if self.deferring.swap(defer, Ordering::Relaxed) != defer {
             if defer {
-                tracing::debug!(max = ?self.config.max_delivery_deferral, "callbacks queue to be stored: deliveries wait for the burst");
+                tracing::debug!(max = %telemetry::format_duration(self.config.max_delivery_deferral), "callbacks queue to be stored: deliveries wait for the burst");
             } else if queued {
-                tracing::warn!(max = ?self.config.max_delivery_deferral, "a burst of callbacks outlasted --max-delivery-deferral: delivering alongside it");
+                tracing::warn!(max = %telemetry::format_duration(self.config.max_delivery_deferral), "a burst of callbacks outlasted --max-delivery-deferral: delivering alongside it");
             } else {
                 tracing::debug!("the burst is over: delivering");
             }

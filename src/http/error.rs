@@ -74,7 +74,7 @@ pub(super) enum ApiError {
     #[error("the callback's signature was refused: {0}")]
     InvalidSignature(String),
     /// 408: the request took longer than `--request-timeout` (e.g. a body sent too slowly).
-    #[error("the request took longer than the {} limit: send the whole request promptly, or raise --request-timeout", humantime::format_duration(*.0))]
+    #[error("the request took longer than the {} limit: send the whole request promptly, or raise --request-timeout", crate::telemetry::format_duration(*.0))]
     RequestTimeout(std::time::Duration),
     /// 429: too many callbacks in flight; try again after `Retry-After` seconds.
     #[error("the receiver is at its limit of concurrent callbacks: retry after {0} s")]

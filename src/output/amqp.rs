@@ -164,8 +164,9 @@ impl AmqpOutput {
             .await
             .map_err(|_| {
                 HandlerError::msg(format_args!(
-                    "cannot connect to RabbitMQ at {}: no answer within {CONNECT_TIMEOUT:?}",
-                    self.shown
+                    "cannot connect to RabbitMQ at {}: no answer within {}",
+                    self.shown,
+                    crate::telemetry::format_duration(CONNECT_TIMEOUT)
                 ))
             })??;
         let channel = fresh.channel.clone();

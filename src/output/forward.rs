@@ -108,7 +108,10 @@ pub fn request_failure(e: &reqwest::Error, timeout: Option<Duration>) -> String 
         format!("no such host: {host} does not resolve")
     } else if e.is_timeout() {
         match timeout {
-            Some(limit) => format!("timed out after {}", humantime::format_duration(limit)),
+            Some(limit) => format!(
+                "timed out after {}",
+                crate::telemetry::format_duration(limit)
+            ),
             None => "timed out".to_owned(),
         }
     } else {

@@ -344,7 +344,10 @@ async fn ask(inner: &Inner, kid: &str) -> Outcome {
     let mut response = match sent {
         Ok(r) => r,
         Err(e) if e.is_timeout() => {
-            return unavailable(format!("no answer within {:?}", ANSWER_TIMEOUT))
+            return unavailable(format!(
+                "no answer within {}",
+                crate::telemetry::format_duration(ANSWER_TIMEOUT)
+            ))
         }
         Err(e) if e.is_connect() => {
             return unavailable("the connection was refused or failed".into())

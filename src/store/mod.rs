@@ -478,7 +478,7 @@ pub trait Retention: Send + Sync + 'static {
     async fn prune(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 }
 
-/// Opens the store a `--database-url` names: `sqlite://PATH` (created if missing) or
+/// Opens the store a `--database-url` names: `sqlite://PATH` (the file created if missing, in a directory that exists) or
 /// `postgres://…`; runs its migrations. Uses the default [`StoreOptions`].
 pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     open_with(url, &StoreOptions::default()).await

@@ -12,9 +12,13 @@
 //! terminal escape sequence or a line of its own into the logs; every URL that may hold a
 //! password (a database's, a broker's) is shown through [`redact`].
 //!
+//! Every duration a message or log line shows is written by [`format_duration`] (`1.67s`,
+//! `250ms`, `2m`), the way the duration flags take it.
+//!
 //! Every metric name the crate emits is a constant in [`names`], so dashboards and tests spell
 //! them the same way.
 
+mod duration;
 mod logs;
 pub mod names;
 mod otel;
@@ -24,6 +28,7 @@ mod untrusted;
 
 pub(crate) use self::registry::record;
 pub use self::{
+    duration::format_duration,
     logs::{init_tracing, shutdown_tracing, LogFormat, Logs, DEFAULT_LOG_FILTER},
     redact::redact,
     registry::install_metrics,

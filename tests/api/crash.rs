@@ -20,8 +20,8 @@ async fn every_acknowledged_callback_survives_sigkill() {
     let args = [
         "--forward-url",
         forward.as_str(),
-        "--retry-base-delay-ms",
-        "50",
+        "--retry-base-delay",
+        "50ms",
     ];
     let mut receiver = ChildReceiver::start(&db.url, &args).await;
     let url = receiver.callback_url();

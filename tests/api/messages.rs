@@ -334,7 +334,13 @@ async fn a_forward_to_an_unknown_host_says_no_such_host() {
 async fn a_forward_that_takes_too_long_says_timed_out_after() {
     let sink = Sink::slow(Duration::from_secs(5));
     let url = sink.start().await;
-    forward_failure_names(&url, &["--forward-timeout", "1s"], "timed out after 1s").await;
+    // 1500ms reads as 1.5s, the way the flag takes it.
+    forward_failure_names(
+        &url,
+        &["--forward-timeout", "1500ms"],
+        "timed out after 1.5s",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -399,4 +405,172 @@ async fn replay_and_send_to_a_closed_port_say_connection_refused() {
     assert!(!send.status.success());
     let err = stderr(&send);
     assert!(err.contains("connection refused"), "{err}");
+}
+
+/// `okra-callbacks ARGS` in `dir` with a clean environment, expected to stop at start-up: its
+/// message.
+async fn start_failure_in(dir: &std::path::Path, args: &[&str]) -> String {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_okra-callbacks"))
+            .env_clear()
+            .current_dir(dir)
+            .args([&["serve", "--listen", &listen][..], args].concat())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("stops within a minute")
+    .expect("run okra-callbacks");
+    assert!(!output.status.success(), "serve {args:?} should stop");
+    stderr(&output)
+}
+
+/// What a directory holds, by name.
+fn entries(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn an_empty_sqlite_path_is_refused_with_an_example_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in ["sqlite://", "sqlite:"] {
+        let err = start_failure_in(dir.path(), &["--database-url", url]).await;
+        assert!(
+            err.contains("the SQLite database path is empty"),
+            "{url}: {err}"
+        );
+        assert!(
+            err.contains("e.g. sqlite://okra-callbacks.db"),
+            "{url}: {err}"
+        );
+        assert!(!err.contains("no such table"), "{url}: {err}");
+        assert_eq!(
+            entries(dir.path()),
+            Vec::<String>::new(),
+            "{url}: nothing created"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_sqlite_file_in_a_missing_directory_names_it_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nonexistent").join("dir");
+    let url = format!("sqlite://{}", missing.join("x.db").display());
+    let err = start_failure_in(dir.path(), &["--database-url", &url]).await;
+    let shown = missing.display().to_string();
+    assert!(
+        err.contains(&format!("the directory {shown} of the SQLite file")),
+        "{err}"
+    );
+    assert!(err.contains("does not exist"), "{err}");
+    assert!(
+        err.contains(&format!("create it (mkdir -p {shown})")),
+        "{err}"
+    );
+    assert_eq!(entries(dir.path()), Vec::<String>::new(), "nothing created");
+}
+
+#[tokio::test]
+async fn the_lease_message_shows_durations_as_they_are_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("okra.db").display());
+    let err = start_failure(&url, &["--lease", "5s"]).await;
+    assert!(
+        err.contains(
+            "--lease 5s is too short for --database-timeout 5s: leases are renewed every 1.67s"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("use --lease of more than 7.5s"), "{err}");
+    assert!(!err.contains("666") && !err.contains("500ms"), "{err}");
+}
+
+#[tokio::test]
+async fn sizes_take_units_and_a_bad_one_says_the_accepted_forms() {
+    let within = Duration::from_secs(30);
+    for (flag, bad) in [("--max-body-bytes", "4megs"), ("--dedup-filter-mb", "lots")] {
+        let err = stderr(&run(&["serve", flag, bad], &[], within).await);
+        assert!(
+            err.contains(&format!("`{bad}` is not a size")),
+            "{flag} {bad}: {err}"
+        );
+        assert!(err.contains("512KiB, 4MiB, 1GiB"), "{flag} {bad}: {err}");
+        assert!(!err.contains("invalid digit"), "{flag} {bad}: {err}");
+    }
+    // A receiver started with a unit applies it: 1KiB is 1024 bytes.
+    let db = TestDb::new(Backend::Sqlite).await;
+    let receiver = crate::support::process::ChildReceiver::start(
+        &db.url,
+        &["--max-body-bytes", "1KiB", "--dedup-filter-mb", "2MiB"],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let big = format!(
+        r#"{{"record":"rec-size","callback_type":"AUTH","pad":"{}"}}"#,
+        "x".repeat(1100)
+    );
+    let refused = client
+        .post(receiver.callback_url())
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 413);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1024-byte limit"),
+        "{body}"
+    );
+    let small = client
+        .post(receiver.callback_url())
+        .body(callback("rec-size", "AUTH", "AUTH_SUCCESS", 0))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(small.status(), 200);
+}
+
+#[tokio::test]
+async fn the_retry_delay_takes_a_duration_and_its_older_spelling_cannot_be_mixed_in() {
+    let within = Duration::from_secs(30);
+    let both = [
+        "serve",
+        "--retry-base-delay",
+        "2s",
+        "--retry-base-delay-ms",
+        "250",
+    ];
+    let err = stderr(&run(&both, &[], within).await);
+    assert!(err.contains("cannot be used with"), "{err}");
+    assert!(err.contains("--retry-base-delay-ms"), "{err}");
+    // From the environment, the message names the variable the user has to remove.
+    let env = [("OKRA_RETRY_BASE_DELAY_MS", "250")];
+    let err = stderr(&run(&["serve", "--retry-base-delay", "2s"], &env, within).await);
+    assert!(err.contains("cannot be used with"), "{err}");
+    assert!(
+        err.contains("(from the environment variable OKRA_RETRY_BASE_DELAY_MS)"),
+        "{err}"
+    );
+    let err = stderr(&run(&["serve", "--retry-base-delay", "1000"], &[], within).await);
+    assert!(
+        err.contains("500ms, 30s"),
+        "a bare number is not a duration: {err}"
+    );
+    // The older spelling alone still starts, and says what to write instead.
+    let env = [("OKRA_RETRY_BASE_DELAY_MS", "250"), ("RUST_LOG", "warn")];
+    let err = stderr(&run(&["serve", "--max-connections", "0"], &env, within).await);
+    assert!(
+        err.contains("write --retry-base-delay 250ms (OKRA_RETRY_BASE_DELAY) instead"),
+        "{err}"
+    );
 }

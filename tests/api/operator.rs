@@ -439,7 +439,7 @@ async fn history_of_a_callback_that_failed_twice_then_succeeded(backend: Backend
         history[1]["error"]
             .as_str()
             .unwrap()
-            .contains("did not finish within"),
+            .contains("did not finish within 150ms: make it faster, or raise --handler-timeout"),
         "{detail}"
     );
     assert!(history[2]["error"].is_null());

@@ -270,8 +270,8 @@ async fn three_replicas_deliver_every_callback_in_order_through_a_sigkill() {
         "3s",
         "--database-pool-size",
         "8",
-        "--retry-base-delay-ms",
-        "20",
+        "--retry-base-delay",
+        "20ms",
         "--retry-max-delay",
         "200ms",
     ];
@@ -636,8 +636,8 @@ async fn start_pair(url: &str, forward_url: &str, flags: &[&str]) -> Replicas {
     let mut args = vec![
         "--forward-url",
         forward_url,
-        "--retry-base-delay-ms",
-        "20",
+        "--retry-base-delay",
+        "20ms",
         "--retry-max-delay",
         "200ms",
     ];

@@ -11,7 +11,10 @@ use super::{
     batch::{gather, BatchFailed, Waiting, MAX_BATCH},
     refusal, vacuum, PostgresStore,
 };
-use crate::store::{StoreError, StoreOptions};
+use crate::{
+    store::{StoreError, StoreOptions},
+    telemetry::format_duration,
+};
 
 /// Schema changes, applied in order, each once, under an advisory lock so replicas starting
 /// together do not race.
@@ -193,8 +196,8 @@ impl Db {
             // Every connection busy for the whole timeout: the database is slow, not away.
             deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait) => {
                 StoreError::Unavailable(format!(
-                    "timeout: no database connection was free within {:?}",
-                    self.timeout
+                    "timeout: no database connection was free within {}",
+                    format_duration(self.timeout)
                 ))
             }
             deadpool_postgres::PoolError::Backend(e) => {
@@ -226,8 +229,8 @@ impl Db {
             Err(_) => {
                 drop(Object::take(client));
                 Err(StoreError::Unavailable(format!(
-                    "timeout: the database did not answer within {:?}",
-                    self.timeout
+                    "timeout: the database did not answer within {}",
+                    format_duration(self.timeout)
                 )))
             }
         }
@@ -276,7 +279,8 @@ impl Db {
             Err(_) => {
                 drop(Object::take(client));
                 Err(StoreError::Unavailable(format!(
-                    "migrations did not finish within {limit:?}"
+                    "migrations did not finish within {}",
+                    format_duration(limit)
                 )))
             }
         }

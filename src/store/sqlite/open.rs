@@ -38,8 +38,8 @@ fn migrations() -> Migrations<'static> {
 }
 
 impl SqliteStore {
-    /// Opens (creating if missing) and migrates the database file at `path`, and applies what
-    /// its inbox log holds beyond the tables. The file is locked for this process: a second
+    /// Opens (creating the file, not its directory, if missing) and migrates the database file
+    /// at `path`, and applies what its inbox log holds beyond the tables. The file is locked for this process: a second
     /// receiver on the same file is refused.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         Self::open_with(path, &StoreOptions::default()).await
@@ -56,6 +56,7 @@ impl SqliteStore {
             window: options.dedup_window,
         };
         let path = path.as_ref().to_owned();
+        check_path(&path)?;
         let (conn, writer_parts) = tokio::task::spawn_blocking(move || recover(&path))
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))??;
@@ -99,15 +100,26 @@ impl SqliteStore {
     }
 }
 
-fn open_connection(path: &Path) -> Result<Connection, StoreError> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            StoreError::Config(format!(
-                "cannot create the directory {}: {e}",
-                dir.display()
-            ))
-        })?;
+/// Refuses, before anything is written, a path that names no file, and a file whose directory
+/// does not exist: the file is created when missing, its directories never are, so a mistyped
+/// path stops the start-up instead of growing a tree nobody meant.
+fn check_path(path: &Path) -> Result<(), StoreError> {
+    if path.as_os_str().is_empty() {
+        return Err(StoreError::Config(
+            "the SQLite database path is empty (`sqlite://` names no file): name one, e.g. sqlite://okra-callbacks.db (in the working directory) or sqlite:///var/lib/okra/callbacks.db (an absolute path)".into(),
+        ));
     }
+    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) if !dir.is_dir() => Err(StoreError::Config(format!(
+            "the directory {dir} of the SQLite file {file} does not exist: create it (mkdir -p {dir}) or name a file in an existing directory",
+            dir = dir.display(),
+            file = path.display(),
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     let config_err = |e: rusqlite::Error| {
         let busy = matches!(
             e.sqlite_error_code(),
@@ -227,6 +239,32 @@ mod tests {
         migrations().to_version(&mut conn, version).unwrap();
         conn.execute_batch(sql).unwrap();
         conn
+    }
+
+    #[tokio::test]
+    async fn an_empty_path_or_a_missing_directory_is_refused_and_nothing_is_created() {
+        let err = SqliteStore::open("").await.err().unwrap().to_string();
+        assert!(err.contains("path is empty"), "{err}");
+        assert!(err.contains("sqlite://okra-callbacks.db"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing").join("dir");
+        let err = SqliteStore::open(missing.join("x.db"))
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains(&format!(
+                "the directory {} of the SQLite file",
+                missing.display()
+            )),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!("mkdir -p {}", missing.display())),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     /// Writes a database file at schema `version` as that release left it: `callbacks_sql`'s
