@@ -106,6 +106,7 @@ impl Dispatcher {
     }
 
     pub(crate) fn set_metrics(&mut self, metrics: Metrics) {
+        metrics.record(|| telemetry::registry::export_from_the_start(self.handler.name()));
         self.metrics = Some(metrics);
     }
 

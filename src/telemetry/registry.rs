@@ -101,6 +101,58 @@ impl Metrics {
     }
 }
 
+/// Puts every metric the crate emits on `/metrics` from the start, at 0 (Okra's series, and
+/// the dispatcher's `handler`), so dashboards and alerts see a series before its first event.
+/// Adding 0 registers a series without changing one that already counts.
+pub(crate) fn export_from_the_start(handler: &str) {
+    use super::names::*;
+    const OKRA: &str = "okra";
+    for name in [
+        REQUESTS_TIMED_OUT,
+        LEASE_RENEWALS,
+        LEASE_RENEWAL_FAILURES,
+        LEASE_TAKEOVERS,
+        LEASES_LOST,
+    ] {
+        metrics::counter!(name).increment(0);
+    }
+    for name in [DUPLICATES, RETRIES, DEAD_LETTERS] {
+        metrics::counter!(name, "source" => OKRA).increment(0);
+    }
+    for name in [LEASES_HELD, DELIVERY_DEFERRED] {
+        metrics::gauge!(name).increment(0.0);
+    }
+    // A histogram handle registers its series (empty buckets) when it is created.
+    let _ = metrics::histogram!(ACK_DURATION, "source" => OKRA);
+    let _ = metrics::histogram!(STORE_WRITE_DURATION, "operation" => "insert");
+    let _ =
+        metrics::histogram!(HANDLER_DURATION, "handler" => handler.to_owned(), "source" => OKRA);
+    for outcome in ["ok", "error", "panic", "timeout"] {
+        metrics::counter!(HANDLER_ATTEMPTS, "handler" => handler.to_owned(), "source" => OKRA, "outcome" => outcome)
+            .increment(0);
+    }
+    for outcome in ["delivered", "retry", "dead"] {
+        metrics::counter!(DELIVERY_OUTCOMES, "source" => OKRA, "outcome" => outcome).increment(0);
+    }
+    for reason in [
+        "invalid_json",
+        "invalid_callback",
+        "unsupported_media_type",
+        "payload_too_large",
+        "unauthorized",
+        "invalid_signature",
+        "forbidden",
+        "too_many_requests",
+        "store_unavailable",
+    ] {
+        metrics::counter!(REJECTED, "reason" => reason, "source" => OKRA).increment(0);
+    }
+    for outcome in ["stored", "duplicate"] {
+        metrics::counter!(RECEIVED, "source" => OKRA, "callback_type" => "other", "callback_code" => "other", "outcome" => outcome)
+            .increment(0);
+    }
+}
+
 /// Runs `f` under `metrics`'s recorder when there is one, else under the global recorder.
 pub(crate) fn record<T>(metrics: Option<&Metrics>, f: impl FnOnce() -> T) -> T {
     match metrics {

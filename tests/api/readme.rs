@@ -308,3 +308,66 @@ fn the_compose_file_agrees_with_the_binary() {
     }
     assert!(checked >= 1, "the lease's default is stated and checked");
 }
+
+/// Every metric the README names (`okra_…`, a histogram's `_bucket` as its histogram), and every
+/// label it selects on (`{handler="forward"`, `outcome="error"`), is on a fresh receiver's
+/// `/metrics`, before any callback.
+#[tokio::test]
+async fn every_metric_and_label_the_readme_names_is_exported_from_the_start() {
+    use crate::support::{app, Backend};
+    // Words of the README that are not metrics: the crate, the secrets' files, a table.
+    let not_metrics = [
+        "okra_callbacks",
+        "okra_admin_token",
+        "okra_callback_token",
+        "okra_record_queue",
+    ];
+    let app = app(Backend::Sqlite).await.metrics().spawn().await;
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let exported: BTreeSet<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split([' ', '{']).next())
+        .collect();
+    let words = README.split(|c: char| !(c.is_ascii_lowercase() || c == '_'));
+    let named: BTreeSet<&str> = words
+        .filter(|w| w.starts_with("okra_") && !not_metrics.contains(w))
+        .map(|w| w.trim_end_matches("_bucket"))
+        .collect();
+    assert!(
+        named.len() >= 20,
+        "the README's metrics are found: {named:?}"
+    );
+    for name in &named {
+        let shown = exported.contains(name) || exported.contains(format!("{name}_count").as_str());
+        assert!(
+            shown,
+            "{name} (in the README) is not on a fresh /metrics:\n{text}"
+        );
+    }
+    let labels: BTreeSet<&str> = README
+        .split(['{', ','])
+        .skip(1)
+        .filter_map(|s| s.split_once('=').map(|(l, _)| l.trim()))
+        .filter(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        .filter(|l| README.contains(&format!("{{{l}=")) || README.contains(&format!("{l}=\"")))
+        .collect();
+    assert!(
+        labels.contains("handler") && labels.contains("reason"),
+        "{labels:?}"
+    );
+    for label in &labels {
+        assert!(
+            text.contains(&format!("{{{label}=")) || text.contains(&format!(",{label}=")),
+            "the label {label} (in the README) is on no series of a fresh /metrics:\n{text}"
+        );
+    }
+}
