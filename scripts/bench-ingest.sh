@@ -9,6 +9,9 @@
 # Knobs (environment): ROUNDS=3 DURATION=10 CONNECTIONS=64 THREADS=2 RECORDS=500.
 # COMPARE_BIN=path/to/another/okra-callbacks adds that binary (say, a build of an earlier
 # commit) as a third contender, alternated with the other two: "compare" in the output.
+# BIN=path/to/okra-callbacks with BIN_PREBUILT=1 measures that binary as "receiver" instead of
+# building this checkout (as scripts/bench-memory.sh), e.g. to bisect between two builds; the
+# bare axum baseline is then target/release/examples/bare_axum as built before.
 # RECEIVER_ARGS="--workers 1" passes extra flags to the receivers' `serve` (e.g. to see the
 # acknowledging path with the dispatcher nearly idle).
 # Needs wrk (Debian: apt-get install -y wrk) and curl; psql for the PostgreSQL mode.
@@ -31,8 +34,8 @@ BARE_PORT=18081
 
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2; exit 1; }
 command -v curl >/dev/null || { echo "curl is missing: apt-get install -y curl" >&2; exit 1; }
-cargo build --release --quiet --bin okra-callbacks --example bare_axum
-BIN=target/release/okra-callbacks
+[[ -n ${BIN_PREBUILT:-} ]] || cargo build --release --quiet --bin okra-callbacks --example bare_axum
+BIN=${BIN:-target/release/okra-callbacks}
 BARE=target/release/examples/bare_axum
 COMPARE_BIN=${COMPARE_BIN:-}
 

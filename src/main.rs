@@ -21,11 +21,11 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// jemalloc's options, read before `main`: a background thread hands pages freed after a burst
 /// back to the system within about a second (`dirty_decay_ms`, and `muzzy_decay_ms:0` with no
 /// lazily-freed middle stage), so the resident set falls back toward idle instead of staying
-/// at the burst's peak; four arenas (the default is four per core) keep less memory in reserve.
+/// at the burst's peak. The arenas stay jemalloc's default (four per core): fewer cost the
+/// PostgreSQL store a tenth of its acknowledgements (BENCHMARKS.md, "Ingest, PostgreSQL").
 #[allow(non_upper_case_globals)]
 #[export_name = "_rjem_malloc_conf"]
-static malloc_conf: &[u8] =
-    b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,narenas:4\0";
+static malloc_conf: &[u8] = b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
 
 #[derive(Parser)]
 #[command(
