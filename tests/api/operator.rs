@@ -649,21 +649,7 @@ async fn the_alert_rules_name_exported_metrics() {
         "/deploy/prometheus-alerts.yml"
     ))
     .expect("deploy/prometheus-alerts.yml");
-    let app = app(Backend::Sqlite).await.metrics().spawn().await;
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let exported: HashSet<&str> = text
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split([' ', '{']).next())
-        .collect();
+    let (text, exported) = crate::support::fresh_metrics().await;
     let named: HashSet<&str> = rules
         .lines()
         .filter_map(|l| l.trim().strip_prefix("expr:"))
@@ -678,7 +664,7 @@ async fn the_alert_rules_name_exported_metrics() {
     );
     for name in &named {
         assert!(
-            exported.contains(name),
+            exported.contains(*name),
             "{name} (in the alert rules) is not exported by /metrics:\n{text}"
         );
     }

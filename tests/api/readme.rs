@@ -314,7 +314,6 @@ fn the_compose_file_agrees_with_the_binary() {
 /// `/metrics`, before any callback.
 #[tokio::test]
 async fn every_metric_and_label_the_readme_names_is_exported_from_the_start() {
-    use crate::support::{app, Backend};
     // Words of the README that are not metrics: the crate, the secrets' files, a table.
     let not_metrics = [
         "okra_callbacks",
@@ -322,21 +321,7 @@ async fn every_metric_and_label_the_readme_names_is_exported_from_the_start() {
         "okra_callback_token",
         "okra_record_queue",
     ];
-    let app = app(Backend::Sqlite).await.metrics().spawn().await;
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let exported: BTreeSet<&str> = text
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split([' ', '{']).next())
-        .collect();
+    let (text, exported) = crate::support::fresh_metrics().await;
     let words = README.split(|c: char| !(c.is_ascii_lowercase() || c == '_'));
     let named: BTreeSet<&str> = words
         .filter(|w| w.starts_with("okra_") && !not_metrics.contains(w))
@@ -347,7 +332,7 @@ async fn every_metric_and_label_the_readme_names_is_exported_from_the_start() {
         "the README's metrics are found: {named:?}"
     );
     for name in &named {
-        let shown = exported.contains(name) || exported.contains(format!("{name}_count").as_str());
+        let shown = exported.contains(*name) || exported.contains(&format!("{name}_count"));
         assert!(
             shown,
             "{name} (in the README) is not on a fresh /metrics:\n{text}"

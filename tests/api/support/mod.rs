@@ -65,3 +65,25 @@ macro_rules! both_stores {
         }
     )*};
 }
+
+/// A fresh receiver's `/metrics` (SQLite, a registry of its own), before any callback: the
+/// text, and the metric names on it.
+pub async fn fresh_metrics() -> (String, std::collections::BTreeSet<String>) {
+    let app = app(Backend::Sqlite).await.metrics().spawn().await;
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let names = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split([' ', '{']).next())
+        .map(str::to_owned)
+        .collect();
+    (text, names)
+}
