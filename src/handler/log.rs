@@ -7,7 +7,7 @@ use crate::{
     telemetry::Untrusted,
 };
 
-/// Logs one structured line per callback: id, record, type, code, attempt and size — never the
+/// Logs one structured line per callback: id, source, record, type, code, attempt and size — never the
 /// body or any personal data, unless `log_bodies` is set explicitly.
 #[derive(Debug, Clone, Default)]
 pub struct LogHandler {
@@ -36,29 +36,20 @@ impl Handler for LogHandler {
 
     async fn handle(&self, cx: &Context) -> HandlerResult {
         let env = &cx.envelope;
-        if self.log_bodies {
-            tracing::info!(
-                id = %Untrusted(&cx.id),
-                record = %Untrusted(env.record().as_str()),
-                callback_type = %Untrusted(env.callback_type()),
-                callback_code = %Untrusted(env.callback_code().unwrap_or("")),
-                attempt = cx.attempt,
-                body = %Untrusted(&String::from_utf8_lossy(env.raw())),
-                "{}",
-                received_or_retry(cx.attempt)
-            );
-        } else {
-            tracing::info!(
-                id = %Untrusted(&cx.id),
-                record = %Untrusted(env.record().as_str()),
-                callback_type = %Untrusted(env.callback_type()),
-                callback_code = %Untrusted(env.callback_code().unwrap_or("")),
-                attempt = cx.attempt,
-                bytes = env.raw().len(),
-                "{}",
-                received_or_retry(cx.attempt)
-            );
-        }
+        // The body only when asked for; its size otherwise.
+        let body = self.log_bodies.then(|| String::from_utf8_lossy(env.raw()));
+        tracing::info!(
+            id = %Untrusted(&cx.id),
+            source = %Untrusted(env.source()),
+            record = %Untrusted(env.record().as_str()),
+            callback_type = %Untrusted(env.callback_type()),
+            callback_code = %Untrusted(env.callback_code().unwrap_or("")),
+            attempt = cx.attempt,
+            body = body.as_deref().map(|b| tracing::field::display(Untrusted(b))),
+            bytes = body.is_none().then_some(env.raw().len()),
+            "{}",
+            received_or_retry(cx.attempt)
+        );
         Ok(())
     }
 }

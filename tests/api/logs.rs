@@ -344,6 +344,17 @@ fn no_token_secret_or_personal_data_is_logged_at_the_default_level() {
     // The capture works: the handled callback was logged (its acknowledgement is a DEBUG line).
     assert!(logs.contains("callback received"), "{logs}");
     assert!(!logs.contains("callback stored"), "{logs}");
+    // The handler's line names the source and the size, not the body.
+    let received = logs
+        .lines()
+        .find(|l| l.contains("callback received"))
+        .unwrap();
+    assert!(received.contains(" source=okra "), "{received}");
+    assert!(
+        received.contains(&format!("bytes={}", identity_body(0).len())),
+        "{received}"
+    );
+    assert!(!received.contains("body="), "{received}");
     for needle in SECRETS.iter().chain(&[BVN, NAME, PHONE, "fullname"]) {
         assert!(!logs.contains(needle), "`{needle}` was logged:\n{logs}");
     }
@@ -354,6 +365,14 @@ fn tokens_stay_out_of_the_logs_even_at_trace_with_bodies_on() {
     let logs = logged(LogFormat::Text, "trace", drive_every_kind_of_request(true));
     // Bodies are logged on this explicit opt-in only, which shows the capture would see a leak.
     assert!(logs.contains(BVN), "--log-bodies logs bodies:\n{logs}");
+    let received = logs
+        .lines()
+        .find(|l| l.contains("callback received"))
+        .unwrap();
+    assert!(
+        received.contains("body=") && !received.contains("bytes="),
+        "{received}"
+    );
     for needle in SECRETS {
         assert!(!logs.contains(needle), "`{needle}` was logged:\n{logs}");
     }
