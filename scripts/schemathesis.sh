@@ -28,8 +28,10 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+printf '[sources.demo]\npreset = "generic"\ntype = "/type"\nrecord = "/record"\n[sources.demo.verify]\nscheme = "none"\n' \
+  >"$work/sources.toml"
 DATABASE_URL="sqlite://$work/callbacks.db" OKRA_LISTEN="127.0.0.1:$PORT" RUST_LOG=error \
-  "$BIN" >"$work/receiver.log" 2>&1 &
+  OKRA_SOURCES="$work/sources.toml" "$BIN" >"$work/receiver.log" 2>&1 &
 pid=$!
 wait_http "http://127.0.0.1:$PORT/readyz"
 set -x
