@@ -610,15 +610,7 @@ async fn stats_and_gauges_show_the_oldest_pending(backend: Backend) {
         serde_json::json!({"AUTH": 2, "RECORD": 1})
     );
 
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     let gauge = |name: &str| -> f64 {
         text.lines()
             .find_map(|l| l.strip_prefix(&format!("{name} ")))

@@ -67,6 +67,18 @@ impl TestApp {
         serde_json::from_str(&text).unwrap()
     }
 
+    /// `GET /metrics`, asserting 200: the Prometheus text.
+    pub async fn metrics_text(&self) -> String {
+        let response = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 200);
+        response.text().await.unwrap()
+    }
+
     /// `GET {path}`: the status and the JSON answer (`Null` when not JSON).
     pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
         let response = self

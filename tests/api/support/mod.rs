@@ -70,15 +70,7 @@ macro_rules! both_stores {
 /// text, and the metric names on it.
 pub async fn fresh_metrics() -> (String, std::collections::BTreeSet<String>) {
     let app = app(Backend::Sqlite).await.metrics().spawn().await;
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     let names = text
         .lines()
         .filter(|l| !l.starts_with('#'))
