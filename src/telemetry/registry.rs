@@ -106,7 +106,7 @@ impl Metrics {
 /// Adding 0 registers a series without changing one that already counts.
 pub(crate) fn export_from_the_start(handler: &str) {
     use super::names::*;
-    const OKRA: &str = "okra";
+    use crate::callback::OKRA;
     for name in [
         REQUESTS_TIMED_OUT,
         LEASE_RENEWALS,
